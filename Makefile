@@ -1,0 +1,32 @@
+# The two commands: `make demo` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export BSCORE_HOME ?= $(CURDIR)/.bscore
+
+.PHONY: demo test ui install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/bscore demo
+
+test: install
+	$(BIN)/python -m pytest
+
+ui: install
+	mkdir -p $(BSCORE_HOME)/dagster
+	test -f $(BSCORE_HOME)/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(BSCORE_HOME)/dagster/dagster.yaml
+	DAGSTER_HOME=$(BSCORE_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .bscore

@@ -1,0 +1,1 @@
+"""bscore's Dagster assets, checks, schedules, sensors and jobs, one folder per domain, and the CLI."""

@@ -1,0 +1,85 @@
+"""``sensor_predictions``: every device's current model scores an hour's windows of a sensor.
+
+A run may cover many (hour, sensor) partitions at once (backfills, ``bscore score``): it
+reads their windows in one query, fans the devices out in shards to the compute backend,
+and writes each partition's predictions to blob Parquet and SQL, replacing any earlier run's.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_partitions_def
+from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
+from bscore_assets.settings import PipelineSettings
+from bscore_assets.storage import prediction_key
+from resources.blob import BlobStore
+from resources.compute import ComputeBackend
+from resources.sql import SqlStore
+from scoring.model_store import load_current_bundles
+from scoring.shards import plan_shards
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp], list[str]]:
+    """The hours and sensors a run covers (a run covers whole hour x sensor rectangles)."""
+    keys = [hour_sensor_partitions_def.get_partition_key_from_str(k) for k in context.partition_keys]
+    hours = sorted({hour_of_key(k.keys_by_dimension["hour"]) for k in keys})
+    sensors = sorted({k.keys_by_dimension["sensor"] for k in keys})
+    return hours, sensors
+
+
+@dg.asset(
+    partitions_def=hour_sensor_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[
+        dg.AssetDep("sensor_aggregates",
+                    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour")),
+        dg.AssetDep("device_models", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    check_specs=prediction_check_specs,
+    group_name="predictions",
+    kinds={"parquet", "sql"},
+    description="Score and anomaly flag of every window, per hour and sensor: blob predictions/ and SQL predictions.",
+)
+def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore,
+                       compute: ComputeBackend, pipeline: PipelineSettings):
+    hours, sensors = run_partitions(context)
+    start, end = hours[0], hours[-1] + HOUR
+    windows = sql.read_sensor_values(start, end, sensors=sensors)
+    bundles = load_current_bundles(blob, sorted(windows["device"].unique()))
+    shards = plan_shards(windows, bundles, compute.devices_per_shard)
+    context.log.info(f"{len(windows)} windows of {len(hours)} hour(s) x {len(sensors)} sensor(s), "
+                     f"{len(bundles)} device bundle(s), {len(shards)} shard(s) on {compute.describe()}")
+    results = compute.score_shards(context, shards)
+    scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
+    missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
+    partitions = []
+    for hour in hours:
+        in_hour = (scored["ts"] > hour) & (scored["ts"] <= hour + HOUR) if len(scored) else []
+        hour_rows = scored[in_hour] if len(scored) else scored
+        for sensor in sensors:
+            rows = hour_rows[hour_rows["sensor"] == sensor].reset_index(drop=True) if len(hour_rows) else hour_rows
+            blob.write_parquet(prediction_key(hour, sensor), rows)
+            partitions.append((hour, sensor, rows))
+        sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
+    summary = pd.DataFrame(
+        [
+            {"hour": hour_key(h), "sensor": s, "rows": len(r),
+             "anomalies": int(r["is_anomaly"].sum()) if len(r) else 0}
+            for h, s, r in partitions
+        ]
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "rows_scored": len(scored),
+            "anomalies": int(scored["is_anomaly"].sum()) if len(scored) else 0,
+            "partitions": dg.MetadataValue.md(summary.to_markdown(index=False)),
+            "model_versions": dg.MetadataValue.json(
+                {d: b.version for d, b in sorted(bundles.items())}),
+            "devices_missing_model": dg.MetadataValue.json(
+                sorted(missing["device"].unique().tolist()) if len(missing) else []),
+            "shards": len(shards),
+        }
+    )
+    yield from prediction_check_results(partitions, windows, missing, pipeline)

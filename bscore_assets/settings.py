@@ -1,0 +1,60 @@
+"""Configuration from the environment: the one place that reads ``BSCORE_*`` variables.
+
+Every variable has a local default, so bscore runs complete on one machine with nothing set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+DEFAULT_START = "2026-01-01T00:00"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    start: pd.Timestamp
+    sql_url: str
+    blob_url: str
+    events: str
+    compute: str
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env.get("BSCORE_HOME", "./.bscore")).resolve()
+        raw_start = env.get("BSCORE_START", DEFAULT_START)
+        try:
+            start = pd.Timestamp(raw_start).floor("h")
+        except ValueError:
+            raise ValueError(f"BSCORE_START={raw_start!r} is not an ISO-8601 hour such as 2026-01-01T00:00") from None
+        return cls(
+            home=home,
+            start=start,
+            sql_url=env.get("BSCORE_SQL_URL", f"sqlite:///{home / 'bscore.db'}"),
+            blob_url=env.get("BSCORE_BLOB_URL", str(home / "blob")),
+            events=env.get("BSCORE_EVENTS", "local"),
+            compute=env.get("BSCORE_COMPUTE", "local"),
+        )
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Tunables of the pipeline that are not outside systems (resource key ``pipeline``)."""
+
+    window_seconds: int = 5
+    anomaly_rate_warn: float = 0.02
+    anomaly_rate_error: float = 0.10
+    training_hours: int = 24

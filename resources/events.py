@@ -1,0 +1,118 @@
+"""The event source readings arrive through: a landing folder by default, Event Hubs on Azure.
+
+A consumer receives batches of raw event bodies and commits a checkpoint once it has stored
+them, so a crash between the two re-delivers the batch (at-least-once, as Event Hubs is)
+and nothing is lost; downstream de-duplication makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Raw bodies received together, and what to commit once they are stored."""
+
+    bodies: list[str]
+    label: str  # names what was read, stable across re-deliveries of the same events
+    checkpoint: dict = field(default_factory=dict)
+
+
+class EventSource(dg.ConfigurableResource, ABC):
+    """Where devices' readings arrive."""
+
+    @abstractmethod
+    def publish(self, bodies: list[str]) -> int:
+        """Send event bodies; return how many were sent."""
+
+    @abstractmethod
+    def receive(self, max_events: int = 100_000) -> EventBatch | None:
+        """The next batch after the committed checkpoint, or None when nothing is pending."""
+
+    @abstractmethod
+    def commit(self, batch: EventBatch) -> None:
+        """Record that ``batch`` is stored, so it is not received again."""
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+class LocalEventSource(EventSource):
+    """A landing folder of JSON-lines files with increasing sequence numbers.
+
+    Publishing takes a lock, so sequence numbers are assigned in order and a file is renamed
+    into place whole; the consumer's checkpoint is the last sequence number it stored.
+    """
+
+    landing: str
+
+    @property
+    def _dir(self) -> Path:
+        path = Path(self.landing)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextmanager
+    def _locked(self):
+        with open(self._dir / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _sequences(self) -> list[int]:
+        return sorted(int(p.stem) for p in self._dir.glob("*.jsonl") if p.stem.isdigit())
+
+    def _checkpoint(self) -> int:
+        path = self._dir / "_checkpoint.json"
+        return json.loads(path.read_text())["sequence"] if path.exists() else 0
+
+    def publish(self, bodies: list[str]) -> int:
+        if not bodies:
+            return 0
+        data = "".join(body.replace("\n", " ") + "\n" for body in bodies).encode()
+        with self._locked():
+            sequences = self._sequences()
+            sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
+            tmp = self._dir / f".{sequence:012d}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, self._dir / f"{sequence:012d}.jsonl")
+        return len(bodies)
+
+    def receive(self, max_events: int = 100_000) -> EventBatch | None:
+        after = self._checkpoint()
+        pending = [s for s in self._sequences() if s > after]
+        if not pending:
+            return None
+        bodies, last = [], after
+        for sequence in pending:
+            lines = (self._dir / f"{sequence:012d}.jsonl").read_text(encoding="utf-8").splitlines()
+            bodies.extend(line for line in lines if line.strip())
+            last = sequence
+            if len(bodies) >= max_events:
+                break
+        return EventBatch(bodies, f"local-{pending[0]:012d}-{last:012d}", {"sequence": last})
+
+    def commit(self, batch: EventBatch) -> None:
+        with self._locked():
+            if batch.checkpoint["sequence"] <= self._checkpoint():
+                return
+            tmp = self._dir / "._checkpoint.tmp"
+            tmp.write_text(json.dumps(batch.checkpoint))
+            os.replace(tmp, self._dir / "_checkpoint.json")
+
+    def pending_events(self) -> bool:
+        return any(s > self._checkpoint() for s in self._sequences())
+
+    def describe(self) -> str:
+        return str(Path(self.landing).resolve())

@@ -1,0 +1,195 @@
+"""Parse and validate sensor readings from either field naming into one canonical table.
+
+Canonical columns: ``ts`` (naive UTC ``datetime64[ns]``), ``device`` and ``sensor``
+(strings), ``value`` (float64). The reference implementation's names ``TS``, ``Device``,
+``Tag`` or ``Sensor`` and ``Value`` are accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+READING_COLUMNS = ["ts", "device", "sensor", "value"]
+FIELD_ALIASES = {
+    "ts": "ts", "TS": "ts", "timestamp": "ts",
+    "device": "device", "Device": "device",
+    "sensor": "sensor", "Sensor": "sensor", "Tag": "sensor", "tag": "sensor",
+    "value": "value", "Value": "value", "Val": "value",
+}
+MAX_EVENT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """Readings accepted from a batch, and the rejected ones with their reasons."""
+
+    readings: pd.DataFrame
+    rejected: pd.DataFrame  # columns: body, reason
+
+
+def empty_readings() -> pd.DataFrame:
+    """An empty canonical readings table."""
+    return pd.DataFrame(
+        {
+            "ts": pd.Series([], dtype="datetime64[ns]"),
+            "device": pd.Series([], dtype=object),
+            "sensor": pd.Series([], dtype=object),
+            "value": pd.Series([], dtype="float64"),
+        }
+    )
+
+
+def _canonical_id(raw) -> str:
+    if isinstance(raw, bool) or raw is None:
+        raise ValueError("must be a string or an integer")
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("must be a string or an integer")
+        raw = int(raw)
+    text = str(raw).strip()
+    if not text or len(text) > 64:
+        raise ValueError("must be 1-64 characters")
+    return text
+
+
+def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tuple:
+    fields = {}
+    for key, val in event.items():
+        name = FIELD_ALIASES.get(key)
+        if name is None:
+            raise ValueError(f"unknown field {key!r}")
+        if name in fields:
+            raise ValueError(f"field {name!r} given twice")
+        fields[name] = val
+    missing = [name for name in READING_COLUMNS if name not in fields]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    try:
+        ts = pd.Timestamp(fields["ts"])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"ts {fields['ts']!r} is not an ISO-8601 time") from exc
+    if ts is pd.NaT:
+        raise ValueError("ts is empty")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if not min_ts <= ts <= max_ts:
+        raise ValueError(f"ts {ts.isoformat()} is outside {min_ts.isoformat()} .. {max_ts.isoformat()}")
+    value = fields["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"value {value!r} is not a number")
+    try:
+        value = float(value)
+    except ValueError as exc:
+        raise ValueError(f"value {value!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise ValueError(f"value {value!r} is not finite")
+    try:
+        device = _canonical_id(fields["device"])
+    except ValueError as exc:
+        raise ValueError(f"device {exc}") from None
+    try:
+        sensor = _canonical_id(fields["sensor"])
+    except ValueError as exc:
+        raise ValueError(f"sensor {exc}") from None
+    return ts, device, sensor, value
+
+
+def parse_event_bodies(
+    bodies: list[bytes | str],
+    *,
+    now: pd.Timestamp | None = None,
+    max_age: pd.Timedelta = pd.Timedelta(days=3650),
+    max_ahead: pd.Timedelta = pd.Timedelta(hours=1),
+) -> ParsedBatch:
+    """Parse JSON event bodies into canonical readings; reject each bad one with its reason.
+
+    Parameters
+    ----------
+    bodies : list of bytes or str
+        One JSON object per event, as devices send them.
+    now : Timestamp, optional
+        The reference time for the future/past bounds (default: the current UTC time).
+    max_age, max_ahead : Timedelta
+        Readings older than ``now - max_age`` or later than ``now + max_ahead`` are rejected.
+
+    Returns
+    -------
+    ParsedBatch
+        Accepted readings in event order, and the rejected bodies with a reason each.
+    """
+    now = now if now is not None else pd.Timestamp.now("UTC").tz_localize(None)
+    min_ts, max_ts = now - max_age, now + max_ahead
+    rows, rejected = [], []
+    for body in bodies:
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        try:
+            if len(text) > MAX_EVENT_BYTES:
+                raise ValueError(f"event is {len(text)} bytes, more than {MAX_EVENT_BYTES}")
+            try:
+                event = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+            if not isinstance(event, dict):
+                raise ValueError("event is not a JSON object")
+            rows.append(_parse_event(event, min_ts, max_ts))
+        except ValueError as exc:
+            rejected.append((text[:MAX_EVENT_BYTES], str(exc)))
+    readings = (
+        pd.DataFrame(rows, columns=READING_COLUMNS).astype({"ts": "datetime64[ns]", "value": "float64"})
+        if rows
+        else empty_readings()
+    )
+    return ParsedBatch(readings, pd.DataFrame(rejected, columns=["body", "reason"]))
+
+
+def readings_to_event_bodies(readings: pd.DataFrame) -> list[str]:
+    """Serialize canonical readings as the JSON bodies devices send."""
+    ts = pd.to_datetime(readings["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3]
+    values = readings["value"].astype(float).to_numpy()
+    return [
+        json.dumps({"ts": t, "device": d, "sensor": s, "value": v})
+        for t, d, s, v in zip(ts, readings["device"].astype(str), readings["sensor"].astype(str), values)
+    ]
+
+
+def read_readings_file(path) -> list[str]:
+    """Read a CSV or JSON-lines file of readings (either field naming) as event bodies.
+
+    A CSV must have a header naming the four fields; a JSON-lines file has one object per
+    line. Raises ``ValueError`` naming the file and what is wrong.
+    """
+    path = str(path)
+    if path.endswith((".jsonl", ".json", ".ndjson")):
+        with open(path, encoding="utf-8") as handle:
+            return [line for line in (raw.strip() for raw in handle) if line]
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    names = {FIELD_ALIASES.get(column) for column in frame.columns}
+    unknown = [column for column in frame.columns if column not in FIELD_ALIASES]
+    missing = [name for name in READING_COLUMNS if name not in names]
+    if unknown or missing:
+        raise ValueError(
+            f"{path}: CSV header {list(frame.columns)} must name ts/TS, device/Device, "
+            f"sensor/Sensor/Tag and value/Value"
+            + (f"; unknown {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+    frame = frame.rename(columns=FIELD_ALIASES)
+    return [
+        json.dumps({"ts": t, "device": d, "sensor": s, "value": v})
+        for t, d, s, v in zip(frame["ts"], frame["device"], frame["sensor"], frame["value"])
+    ]
+
+
+def drop_duplicate_readings(readings: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first reading of each (device, sensor, ts): a sensor reads once per instant."""
+    return readings.drop_duplicates(subset=["device", "sensor", "ts"], keep="first").reset_index(drop=True)
+
+
+def hour_of(ts: pd.Series) -> np.ndarray:
+    """The hour each timestamp falls in."""
+    return pd.to_datetime(ts).dt.floor("h").to_numpy()

@@ -15,12 +15,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/bscore demo
 
-test: install
+test: install node_modules/.installed
 	$(BIN)/python -m pytest
 
 ui: install

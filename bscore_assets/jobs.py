@@ -2,10 +2,8 @@
 
 import dagster as dg
 
-from bscore_assets.partitions import hourly_partitions_def
-
 ingest_job = dg.define_asset_job(
-    "ingest_job", selection=["raw_readings", "sensor_aggregates"], partitions_def=hourly_partitions_def,
+    "ingest_job", selection=["raw_readings", "sensor_aggregates"],
     description="Drain the event source into raw readings and aggregate the hours' windows into SQL.",
 )
 training_job = dg.define_asset_job(

@@ -11,7 +11,6 @@ import json
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 READING_COLUMNS = ["ts", "device", "sensor", "value"]
@@ -188,8 +187,3 @@ def read_readings_file(path) -> list[str]:
 def drop_duplicate_readings(readings: pd.DataFrame) -> pd.DataFrame:
     """Keep the first reading of each (device, sensor, ts): a sensor reads once per instant."""
     return readings.drop_duplicates(subset=["device", "sensor", "ts"], keep="first").reset_index(drop=True)
-
-
-def hour_of(ts: pd.Series) -> np.ndarray:
-    """The hour each timestamp falls in."""
-    return pd.to_datetime(ts).dt.floor("h").to_numpy()

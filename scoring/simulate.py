@@ -30,7 +30,7 @@ def simulate_readings(
     window_seconds: int = 5,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Readings for every device and sensor, one per ``interval_seconds``.
+    """Readings for every device and sensor, one per ``interval_seconds``, in ``(start, start + hours]``.
 
     An anomaly is planted per (device, sensor, window) with probability ``anomaly_rate``:
     every reading in that window is moved 3 to 6 range-widths above or below the range.
@@ -45,7 +45,7 @@ def simulate_readings(
     rng = np.random.default_rng(seed)
     start = pd.Timestamp(start)
     steps = int(round(hours * 3600 / interval_seconds))
-    offsets = (np.arange(steps) * interval_seconds * 1e9).astype("timedelta64[ns]")
+    offsets = (np.arange(1, steps + 1) * interval_seconds * 1e9).astype("timedelta64[ns]")
     times = np.datetime64(start.to_datetime64(), "ns") + offsets
     device_ids = np.array([str(d) for d in range(1, devices + 1)], dtype=object)
     sensor_numbers = np.arange(1, sensors + 1)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from bscore_assets.partitions import hour_of_key
 from resources.sql import SqlStore
+from scoring.windows import hour_of_window
 
 aggregate_check_specs = [
     dg.AssetCheckSpec("no_duplicate_windows", asset="sensor_aggregates",
@@ -24,7 +25,7 @@ def aggregate_check_results(sql: SqlStore, stored: pd.DataFrame, start, end, raw
     non_finite = int((~np.isfinite(stored["value"].to_numpy())).sum())
     yield dg.AssetCheckResult(check_name="finite_values", passed=non_finite == 0,
                               metadata={"non_finite_windows": non_finite, "windows": len(stored)})
-    hours = stored["ts"].dt.ceil("h") - pd.Timedelta(hours=1)
+    hours = hour_of_window(stored["ts"])
     missing = {}
     for key, devices in raw_devices.items():
         hour = hour_of_key(key)

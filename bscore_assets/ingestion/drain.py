@@ -16,6 +16,7 @@ from bscore_assets.storage import deadletter_key, raw_part_key
 from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.readings import parse_event_bodies
+from scoring.windows import hour_of_window
 
 
 @dataclass
@@ -40,7 +41,7 @@ def drain_events(events: EventSource, blob: BlobStore, max_batches: int | None =
             break
         parsed = parse_event_bodies(batch.bodies)
         readings = parsed.readings
-        for hour, rows in readings.groupby(readings["ts"].dt.floor("h")):
+        for hour, rows in readings.groupby(hour_of_window(readings["ts"])):
             blob.write_parquet(raw_part_key(hour, batch.label), rows.reset_index(drop=True))
             summary.readings_per_hour[hour] = summary.readings_per_hour.get(hour, 0) + len(rows)
         if len(parsed.rejected):

@@ -31,7 +31,7 @@ def training_window(config: TrainingConfig, sql: SqlStore, hours: int) -> tuple[
         end = pd.Timestamp(config.to_hour).floor("h") + pd.Timedelta(hours=1)
     else:
         latest = sql.read_sensor_values()["ts"].max()
-        end = (latest - pd.Timedelta(seconds=1)).floor("h") + pd.Timedelta(hours=1) if pd.notna(latest) else None
+        end = latest.ceil("h") if pd.notna(latest) else None
     if config.from_hour:
         start = pd.Timestamp(config.from_hour).floor("h")
     else:

@@ -1,0 +1,101 @@
+"""Every asset and check materialized in-process on a temporary BSCORE_HOME, asserted on data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from bscore_assets.storage import prediction_key, read_raw_hour
+from scoring.training import build_pipeline
+from tests.assets.conftest import SCORE_START, TRAIN_START, land
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def independent_windows(readings: pd.DataFrame, seconds: int) -> pd.DataFrame:
+    """Window means computed without the library: each reading to the first boundary at or after it."""
+    frame = readings.assign(end=readings["ts"].dt.ceil(f"{seconds}s"))
+    out = frame.groupby(["device", "sensor", "end"])["value"].agg(["mean", "count"]).reset_index()
+    return out.rename(columns={"end": "ts", "mean": "value", "count": "readings"})
+
+
+def check_results(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_aggregates_match_independent_windows(platform, simulated):
+    result = platform.ingest_hours(TRAIN_START, SCORE_START)
+    stored = platform.resources["sql"].read_sensor_values(TRAIN_START, SCORE_START + HOUR)
+    expected = independent_windows(simulated.drop(columns="planted"), 5)
+    merged = expected.merge(stored, on=["device", "sensor", "ts"], suffixes=("_expected", "_stored"))
+    assert len(stored) == len(expected) == 2 * 3 * 5 * 720
+    assert len(merged) == len(expected)
+    assert_allclose(merged["value_stored"], merged["value_expected"], atol=1e-9)
+    assert (merged["readings_stored"] == merged["readings_expected"]).all()
+    assert all(check.passed for check in check_results(result).values())
+    assert set(check_results(result)) == {"no_duplicate_windows", "finite_values", "device_coverage"}
+    raw = read_raw_hour(platform.resources["blob"], TRAIN_START)
+    assert len(raw) == 3 * 5 * 3600
+
+
+def test_predictions_equal_scikit_learn_predict(platform, simulated):
+    platform.train(None, TRAIN_START, TRAIN_START)
+    [result] = platform.score(SCORE_START, SCORE_START)
+    sql = platform.resources["sql"]
+    predictions = sql.read_predictions(SCORE_START, SCORE_START + HOUR)
+    training = sql.read_sensor_values(TRAIN_START, TRAIN_START + HOUR)
+    assert len(predictions) == 3 * 5 * 720
+    for (device, sensor), rows in predictions.groupby(["device", "sensor"]):
+        train_rows = training[(training["device"] == device) & (training["sensor"] == sensor)]
+        pipeline = build_pipeline().fit(train_rows[["value"]].to_numpy())
+        x = rows[["value"]].to_numpy()
+        assert_allclose(rows["score"], pipeline.decision_function(x), atol=1e-9)
+        decided = np.abs(rows["score"].to_numpy()) > 1e-9
+        sklearn_anomaly = pipeline.predict(x) == -1
+        assert (rows["is_anomaly"].to_numpy()[decided] == sklearn_anomaly[decided]).all()
+    blob_rows = platform.resources["blob"].read_parquet(prediction_key(SCORE_START, "1"))
+    assert len(blob_rows) == 3 * 720
+    checks = check_results(result)
+    assert checks["scoring_coverage"].passed
+    assert checks["anomaly_rate"].metadata["max_anomaly_rate"].value < 0.05
+
+
+def test_rerunning_partitions_leaves_row_counts_unchanged(platform, simulated):
+    platform.train(None, TRAIN_START, TRAIN_START)
+    platform.score(SCORE_START, SCORE_START)
+    sql, blob = platform.resources["sql"], platform.resources["blob"]
+    counts = (len(sql.read_sensor_values()), len(sql.read_predictions()), len(read_raw_hour(blob, SCORE_START)))
+    land(platform, simulated)  # the same events delivered again
+    platform.score(SCORE_START, SCORE_START)
+    platform.score(SCORE_START, SCORE_START, sensors=["2"])
+    assert (len(sql.read_sensor_values()), len(sql.read_predictions()), len(read_raw_hour(blob, SCORE_START))) == counts
+
+
+def test_anomaly_rate_check_fails_above_error_threshold(platform, simulated):
+    platform.train(None, TRAIN_START, TRAIN_START)
+    from scoring.simulate import simulate_readings
+
+    burst = simulate_readings(3, 5, SCORE_START + HOUR, 1, anomaly_rate=0.3, seed=13)
+    land(platform, burst)
+    [result] = platform.score(SCORE_START + HOUR, SCORE_START + HOUR, sensors=["3"])
+    check = check_results(result)["anomaly_rate"]
+    assert not check.passed
+    assert check.severity.value == "ERROR"
+    assert check.metadata["max_anomaly_rate"].value > platform.resources["pipeline"].anomaly_rate_error
+    per_device = check.metadata["per_device_rate"].value
+    assert set(next(iter(per_device.values()))) == {"1", "2", "3"}
+
+
+def test_devices_without_model_are_reported(platform, simulated):
+    platform.train(["1", "2"], TRAIN_START, TRAIN_START)
+    [result] = platform.score(SCORE_START, SCORE_START, sensors=["1"])
+    coverage = check_results(result)["scoring_coverage"]
+    assert not coverage.passed
+    assert coverage.metadata["devices_missing_model"].value == {"3": ["1"]}
+    predictions = platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)
+    assert sorted(predictions["device"].unique()) == ["1", "2"]
+
+
+def test_unknown_sensor_is_a_clear_error(platform, simulated):
+    with pytest.raises(ValueError, match="--sensor 9"):
+        platform.score(SCORE_START, SCORE_START, sensors=["9"])

@@ -1,0 +1,48 @@
+"""Draining the event source: good readings kept once, bad ones dead-lettered with reasons."""
+
+import json
+
+import pandas as pd
+
+from bscore_assets.ingestion.drain import drain_events
+from bscore_assets.storage import deadletter_key, read_raw_hour
+from resources.blob import LocalBlobStore
+from resources.events import LocalEventSource
+
+
+def body(ts, device="1", sensor="1", value=1.0):
+    return json.dumps({"ts": ts, "device": device, "sensor": sensor, "value": value})
+
+
+def test_drain_keeps_good_events_once_and_dead_letters_bad_ones(tmp_path):
+    events = LocalEventSource(landing=str(tmp_path / "landing"))
+    blob = LocalBlobStore(root=str(tmp_path / "blob"))
+    good = [body("2026-01-01T00:00:01"), body("2026-01-01T01:30:00", value=2.0)]
+    events.publish(good + ['{"broken"', body("2026-01-01T00:00:02", value=float("nan"))])
+    events.publish(good)  # delivered twice
+    summary = drain_events(events, blob)
+    assert (summary.accepted, summary.rejected) == (4, 2)
+    assert len(read_raw_hour(blob, pd.Timestamp("2026-01-01T00:00"))) == 1
+    assert len(read_raw_hour(blob, pd.Timestamp("2026-01-01T01:00"))) == 1
+    [dead_key] = blob.list("deadletter/")
+    dead = blob.read_parquet(dead_key)
+    assert sorted(dead["reason"].str.split(":").str[0]) == ["malformed JSON", "value nan is not finite"]
+    assert drain_events(events, blob).accepted == 0
+
+
+def test_crash_before_commit_redelivers_without_duplicates(tmp_path):
+    events = LocalEventSource(landing=str(tmp_path / "landing"))
+    blob = LocalBlobStore(root=str(tmp_path / "blob"))
+    events.publish([body(f"2026-01-01T00:00:{s:02d}") for s in range(1, 11)])
+
+    class CrashOnCommit(LocalEventSource):
+        def commit(self, batch):
+            raise KeyboardInterrupt("killed")
+
+    try:
+        drain_events(CrashOnCommit(landing=events.landing), blob)
+    except KeyboardInterrupt:
+        pass
+    assert drain_events(events, blob).accepted == 10  # re-delivered
+    assert len(read_raw_hour(blob, pd.Timestamp("2026-01-01T00:00"))) == 10
+    assert deadletter_key("x").startswith("deadletter/")

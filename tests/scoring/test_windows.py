@@ -1,0 +1,57 @@
+"""Tumbling windows: (end - length, end] as in Azure Stream Analytics, end as timestamp."""
+
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from scoring.windows import tumbling_window_means
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["ts", "device", "sensor", "value"]).astype({"ts": "datetime64[ns]"})
+
+
+def test_window_edges_and_means():
+    readings = frame(
+        [
+            ("2026-01-01T00:00:00", "1", "1", 1.0),  # a boundary ends its window (the previous hour's last)
+            ("2026-01-01T00:00:00.001", "1", "1", 3.0),
+            ("2026-01-01T00:00:05", "1", "1", 5.0),
+            ("2026-01-01T00:00:05.001", "1", "1", 10.0),
+            ("2026-01-01T00:00:01", "1", "2", 7.0),
+            ("2026-01-01T00:00:02", "2", "1", 5.0),
+        ]
+    )
+    out = tumbling_window_means(readings, 5)
+    got = {(r.device, r.sensor, r.ts.isoformat()): (r.value, r.readings) for r in out.itertuples()}
+    assert got == {
+        ("1", "1", "2026-01-01T00:00:00"): (1.0, 1),
+        ("1", "1", "2026-01-01T00:00:05"): (4.0, 2),
+        ("1", "1", "2026-01-01T00:00:10"): (10.0, 1),
+        ("1", "2", "2026-01-01T00:00:05"): (7.0, 1),
+        ("2", "1", "2026-01-01T00:00:05"): (5.0, 1),
+    }
+
+
+@pytest.mark.parametrize("seconds", [1, 5, 60, 600])
+def test_configurable_length(seconds):
+    ts = pd.date_range("2026-01-01T00:00:01", periods=3600, freq="s")
+    readings = pd.DataFrame({"ts": ts, "device": "1", "sensor": "1", "value": range(3600)}).astype({"value": float})
+    out = tumbling_window_means(readings, seconds)
+    assert len(out) == 3600 // seconds
+    assert out["ts"].iloc[-1] == pd.Timestamp("2026-01-01T01:00")
+    assert out["ts"].iloc[0] == pd.Timestamp("2026-01-01") + pd.Timedelta(seconds=seconds)
+    assert_allclose(out["value"].iloc[0], (seconds - 1) / 2, atol=1e-12)
+
+
+def test_length_must_divide_an_hour():
+    with pytest.raises(ValueError, match="window_seconds=7"):
+        tumbling_window_means(frame([("2026-01-01", "1", "1", 1.0)]), 7)
+
+
+def test_already_aggregated_data_maps_onto_itself():
+    ends = pd.date_range("2026-01-01T00:00:05", periods=10, freq="5s")
+    readings = pd.DataFrame({"ts": ends, "device": "1", "sensor": "1", "value": range(10)}).astype({"value": float})
+    out = tumbling_window_means(readings, 5)
+    assert (out["ts"].to_numpy() == ends.to_numpy()).all()
+    assert (out["readings"] == 1).all()

@@ -1,0 +1,84 @@
+"""The ``bscore`` command line end to end, as users run it (a subprocess per command)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BSCORE = [sys.executable, "-m", "bscore_assets.cli"]
+
+
+def run(args, env, check=True):
+    result = subprocess.run(BSCORE + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"bscore {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def env(bscore_home):
+    return {**os.environ, "BSCORE_HOME": str(bscore_home)}
+
+
+def test_demo_prints_per_sensor_table_and_runs_are_in_the_instance(env, bscore_home):
+    out = run(["demo", "--devices", "2", "--sensors", "3", "--train-hours", "1", "--score-hours", "1"], env).stdout
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["sensor", "windows_scored", "anomalies_flagged"])
+    table = [line.split() for line in lines[header + 1 : header + 4]]
+    assert [row[0] for row in table] == ["1", "2", "3"]
+    assert all(int(row[1]) == 2 * 720 for row in table)
+    recalls = [float(row[5]) for row in table if row[5] != "NaN"]
+    assert recalls and min(recalls) >= 0.9
+    assert "make ui" in out
+    instance = dg.DagsterInstance.from_config(str(bscore_home / "dagster"))
+    jobs = {run.job_name for run in instance.get_runs()}
+    assert {"ingest_job", "training_job", "scoring_job"} <= jobs
+    assert all(run.is_success for run in instance.get_runs())
+
+
+def test_reference_data_ingest_train_score_export(env, bscore_home, reference_dir, tmp_path):
+    env = {**env, "BSCORE_START": "2018-08-28T00:00"}
+    run(["ingest", str(reference_dir / "sensor_data.csv")], env)
+    run(["train", "--from", "2018-08-28T23", "--to", "2018-08-29T00"], env)
+    out = run(["score", "--from", "2018-08-29T01", "--to", "2018-08-29T03", "--sensor", "1", "--sensor", "2"], env).stdout
+    assert "windows scored" in out
+    run(["predictions", "export", "--out", str(tmp_path / "out")], env)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == [f"preds_{d}_{s}.csv" for d in "123" for s in "12"]
+    exported = pd.read_csv(tmp_path / "out" / "preds_2_1.csv")
+    assert list(exported.columns) == ["TS", "Device", "Sensor", "Val", "Prediction"]
+    reference = pd.read_csv(reference_dir / "sensor_data.csv", parse_dates=["TS"])
+    expected = reference[(reference.Device == 2) & (reference.Sensor == 1)
+                         & (reference.TS > "2018-08-29 01:00") & (reference.TS <= "2018-08-29 04:00")]
+    assert len(exported) == len(expected) > 0
+    assert set(exported["Prediction"]) <= {0, 1}
+
+
+def test_bad_input_gives_a_clear_error(env, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,who,what\n1,2,3\n")
+    result = run(["ingest", str(bad)], env, check=False)
+    assert result.returncode == 2 and "bad.csv" in result.stderr and "header" in result.stderr
+    result = run(["score", "--from", "2017-01-01T00", "--to", "2017-01-01T01"], env, check=False)
+    assert result.returncode == 2 and "BSCORE_START" in result.stderr
+    result = run(["score", "--from", "yesterday", "--to", "2026-01-01T01"], env, check=False)
+    assert result.returncode == 2 and "--from 'yesterday'" in result.stderr
+
+
+def test_workspace_loads_with_four_assets_and_their_checks(env):
+    result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    from definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
+        "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"}
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert {("sensor_aggregates", "no_duplicate_windows"), ("device_models", "every_sensor_has_model"),
+            ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage")} <= checks

@@ -182,5 +182,43 @@ def export(out, fmt, first, last):
     click.echo(f"{len(files)} file(s) written to {out}")
 
 
+@main.group()
+def aml():
+    """Azure Machine Learning: the scoring cluster and its Environment."""
+
+
+@aml.command("provision")
+@click.option("--cluster", default="bscore-cpu", envvar="AZUREML_CLUSTER", show_default=True)
+@click.option("--vm-size", default="Standard_DS3_v2", envvar="AZUREML_VM_SIZE", show_default=True)
+@click.option("--min-nodes", default=0, envvar="AZUREML_MIN_NODES", show_default=True)
+@click.option("--max-nodes", default=4, envvar="AZUREML_MAX_NODES", show_default=True)
+@click.option("--idle-seconds", default=600, envvar="AZUREML_IDLE_SECONDS", show_default=True,
+              help="Idle time before a node is released.")
+@click.option("--environment", default="bscore-scoring", envvar="AZUREML_ENVIRONMENT", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the entities without contacting Azure.")
+def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environment, dry_run):
+    """Create or update the autoscaling cluster and the scoring Environment (built from docker/)."""
+    from resources import azureml_provision as prov
+
+    try:
+        spec = prov.ClusterSpec(cluster, vm_size, min_nodes, max_nodes, idle_seconds)
+        build_dir = prov.stage_build_context(Settings.from_env().home / "azureml" / "scoring-image")
+        entities = [prov.cluster_entity(spec), prov.environment_entity(environment, build_dir)]
+    except ValueError as exc:
+        _fail(exc)
+    if dry_run:
+        click.echo(prov.dump_entities(entities))
+        return
+    from resources.azureml import AzureMLComputeBackend
+
+    try:
+        ml_client = AzureMLComputeBackend.from_env().ml_client()
+    except ValueError as exc:
+        _fail(exc)
+    compute, env = prov.provision(ml_client, *entities)
+    click.echo(f"cluster {compute.name}: {compute.size}, {compute.min_instances}..{compute.max_instances} nodes")
+    click.echo(f"environment {env.name}:{env.version} (image built by Azure ML at its first job)")
+
+
 if __name__ == "__main__":
     main()

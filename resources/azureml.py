@@ -1,0 +1,215 @@
+"""The Azure ML compute backend: each shard is an Azure ML command job run through Dagster Pipes.
+
+Each shard's windows and model bundles are staged to a blob container; the job
+(``python -m scoring.entrypoint`` in the scoring Environment on the cluster) reads them,
+writes its predictions beside them and reports counts and timings over Pipes messages in
+the same container. ``max_jobs_in_flight`` jobs run at once; ``PipesAzureMLClient.run``
+blocks per job, so each runs on a thread of its own. What the jobs report lands on the
+asset's materialization as ``azureml_*`` metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import dagster as dg
+from azure.core.exceptions import ResourceExistsError
+
+from resources.compute import ComputeBackend
+from scoring.engine import ShardScores
+from scoring.entrypoint import ACCOUNT_URL_VAR, ContainerBlobs, read_shard_scores, stage_shard
+from scoring.shards import Shard
+
+REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """A shard, the Azure ML job that scores it, and where its input and output are staged."""
+
+    shard: Shard
+    name: str
+    prefix: str
+
+
+class AzureMLComputeBackend(ComputeBackend):
+    """Scores shards as Azure ML command jobs on an autoscaling cluster, via Dagster Pipes."""
+
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    cluster_name: str = "bscore-cpu"
+    environment: str = "bscore-scoring@latest"
+    storage_account_url: str
+    container: str = "bscore-pipes"
+    storage_connection_string: str | None = None
+    max_jobs_in_flight: int = 4
+    experiment_name: str = "bscore-scoring"
+    job_command: str = "python -m scoring.entrypoint"
+    poll_interval_seconds: float = 10.0
+    message_interval_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env=None) -> "AzureMLComputeBackend":
+        """The backend configured by ``AZUREML_*`` variables (see README, "Azure ML").
+
+        The storage connection string, when set, is passed as an ``EnvVar`` so that its
+        value never shows in the run's configuration.
+        """
+        env = os.environ if env is None else env
+        missing = [name for name in REQUIRED_VARS if not env.get(name)]
+        account_url = env.get("AZUREML_STORAGE_ACCOUNT_URL") or (
+            f"https://{env['AZUREML_STORAGE_ACCOUNT']}.blob.core.windows.net" if env.get("AZUREML_STORAGE_ACCOUNT") else None
+        )
+        if account_url is None:
+            missing.append("AZUREML_STORAGE_ACCOUNT (or AZUREML_STORAGE_ACCOUNT_URL)")
+        if missing:
+            raise ValueError(f"BSCORE_COMPUTE=azureml needs {', '.join(missing)}")
+        environment = env.get("AZUREML_ENVIRONMENT", "bscore-scoring")
+        return cls(
+            subscription_id=env["AZUREML_SUBSCRIPTION_ID"],
+            resource_group=env["AZUREML_RESOURCE_GROUP"],
+            workspace_name=env["AZUREML_WORKSPACE"],
+            cluster_name=env.get("AZUREML_CLUSTER", "bscore-cpu"),
+            environment=environment if ("@" in environment or ":" in environment) else f"{environment}@latest",
+            storage_account_url=account_url,
+            container=env.get("AZUREML_CONTAINER", "bscore-pipes"),
+            storage_connection_string=(
+                dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING") if env.get("AZURE_STORAGE_CONNECTION_STRING") else None
+            ),
+            max_jobs_in_flight=int(env.get("AZUREML_MAX_JOBS", "4")),
+            devices_per_shard=int(env.get("AZUREML_DEVICES_PER_SHARD", "500")),
+        )
+
+    def ml_client(self):
+        """The workspace's ``MLClient``, authenticated with ``DefaultAzureCredential``."""
+        from azure.ai.ml import MLClient
+        from azure.identity import DefaultAzureCredential
+
+        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+
+    def blob_service_client(self):
+        """The storage account of Pipes messages and staged shards."""
+        from azure.storage.blob import BlobServiceClient
+
+        if self.storage_connection_string:
+            return BlobServiceClient.from_connection_string(self.storage_connection_string)
+        from azure.identity import DefaultAzureCredential
+
+        return BlobServiceClient(self.storage_account_url, credential=DefaultAzureCredential())
+
+    def describe(self) -> str:
+        return (f"Azure ML cluster {self.cluster_name} of workspace {self.workspace_name} "
+                f"({self.max_jobs_in_flight} jobs in flight)")
+
+    def score_shards(self, context, shards):
+        if not shards:
+            return []
+        service = self.blob_service_client()
+        try:
+            service.create_container(self.container)
+        except ResourceExistsError:
+            pass
+        ml_client = self.ml_client()
+        attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
+        jobs = [
+            ShardJob(shard, f"bscore_{context.run.run_id[:8]}_{attempt}_{shard.label}",
+                     f"staging/{context.run.run_id}/{attempt}/{shard.label}")
+            for shard in shards
+        ]
+        results: list[ShardScores | None] = [None] * len(jobs)
+        reports: list[dict | None] = [None] * len(jobs)
+        with ThreadPoolExecutor(max_workers=max(1, self.max_jobs_in_flight), thread_name_prefix="azureml") as pool:
+            futures = {pool.submit(self._run_job, context, ml_client, service, job): i for i, job in enumerate(jobs)}
+            try:
+                for done, future in enumerate(as_completed(futures), start=1):
+                    i = futures[future]
+                    results[i], reports[i] = future.result()
+                    context.log.info(f"{jobs[i].name}: {reports[i]['rows_scored']} rows scored, "
+                                     f"{reports[i]['anomalies']} anomalies ({done}/{len(jobs)} jobs)")
+            except BaseException:
+                self._cancel_in_flight(context, ml_client, jobs, futures)
+                raise
+        context.add_asset_metadata(job_metadata(reports))
+        return results
+
+    def _run_job(self, context, ml_client, service, job: ShardJob) -> tuple[ShardScores, dict]:
+        from azure.ai.ml import command
+        from dagster_azure.pipes import (
+            PipesAzureBlobStorageContextInjector,
+            PipesAzureBlobStorageMessageReader,
+            PipesAzureMLClient,
+        )
+
+        stage = ContainerBlobs(service.get_container_client(self.container), job.prefix)
+        stage_shard(stage, job.shard)
+        # One Pipes client per job: a message reader keeps its chunk counter per instance.
+        pipes = PipesAzureMLClient(
+            client=ml_client,
+            context_injector=PipesAzureBlobStorageContextInjector(container=self.container, client=service),
+            message_reader=PipesAzureBlobStorageMessageReader(
+                container=self.container, client=service, interval=self.message_interval_seconds),
+            poll_interval_seconds=self.poll_interval_seconds,
+        )
+        spec = command(
+            name=job.name,
+            display_name=job.shard.label,
+            experiment_name=self.experiment_name,
+            command=self.job_command,
+            environment=self.environment,
+            compute=self.cluster_name,
+            environment_variables={ACCOUNT_URL_VAR: self.storage_account_url},
+            tags={"dagster_run_id": context.run.run_id, "shard": job.shard.label},
+        )
+        started = time.perf_counter()
+        try:
+            invocation = pipes.run(context=context, command=spec, extras={
+                "shard": job.shard.label, "container": self.container, "prefix": job.prefix})
+            reported = [m for m in invocation.get_custom_messages()
+                        if isinstance(m, dict) and m.get("shard") == job.shard.label]
+            if not reported:
+                raise RuntimeError("the job completed without reporting its shard's scores")
+            scores = read_shard_scores(stage)
+        except Exception as exc:
+            raise dg.Failure(
+                description=f"Azure ML job {job.name} ({job.shard.label}) failed: {exc}. "
+                            f"Logs: {log_location(ml_client, job.name, self.experiment_name)}",
+                metadata={"azureml_job": job.name, "staged_input": f"{self.container}/{job.prefix}"},
+            ) from exc
+        stage.delete_all()
+        return scores, {"job": job.name, **reported[-1], "wall_seconds": round(time.perf_counter() - started, 3)}
+
+    def _cancel_in_flight(self, context, ml_client, jobs: list[ShardJob], futures: dict) -> None:
+        """Stop queued shards and cancel submitted jobs, so a failed run leaves no work behind."""
+        for future, i in futures.items():
+            if future.cancel() or future.done():
+                continue
+            try:
+                ml_client.jobs.begin_cancel(jobs[i].name)
+                context.log.info(f"canceling Azure ML job {jobs[i].name}")
+            except Exception as exc:  # not submitted yet, or already finished
+                context.log.debug(f"{jobs[i].name} not canceled: {exc}")
+
+
+def log_location(ml_client, job_name: str, experiment: str) -> str:
+    """The job's Azure ML studio page, or how to find it when the service cannot say."""
+    try:
+        url = ml_client.jobs.get(job_name).studio_url
+    except Exception:
+        url = None
+    return url or f"Azure ML studio, experiment {experiment}, job {job_name}"
+
+
+def job_metadata(reports: list[dict]) -> dict:
+    """Materialization metadata from what every job reported."""
+    return {
+        "azureml_jobs": dg.MetadataValue.json(reports),
+        "azureml_rows_scored": sum(r["rows_scored"] for r in reports),
+        "azureml_anomalies": sum(r["anomalies"] for r in reports),
+        "azureml_score_seconds": round(sum(r["score_seconds"] for r in reports), 3),
+        "azureml_slowest_job_seconds": max(r["wall_seconds"] for r in reports),
+    }

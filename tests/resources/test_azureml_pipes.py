@@ -1,0 +1,198 @@
+"""The Azure ML backend end to end through Dagster Pipes, with blobs on Azurite.
+
+``PipesAzureMLClient.run`` runs for real; only ``MLClient`` is replaced, by a stand-in that
+starts each job's command as a local process with the job's environment variables (what
+the Pipes context injector and message reader put there) and reports its status as the
+service's ``jobs.get`` does. The job is the real ``python -m scoring.entrypoint``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from azure.ai.ml.entities import JobService
+from azure.storage.blob import BlobServiceClient
+
+from bscore_assets.operations import Operations, local_instance
+from bscore_assets.settings import Settings
+from resources.azureml import AzureMLComputeBackend
+from scoring.model_format import ModelBundle, SensorModel
+from scoring.model_store import save_bundle
+from scoring.readings import readings_to_event_bodies
+from scoring.simulate import simulate_readings
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_START = pd.Timestamp("2026-03-01T00:00")
+SCORE_START = pd.Timestamp("2026-03-01T01:00")
+HOUR = pd.Timedelta(hours=1)
+DEVICES, SENSORS = 3, 2
+
+
+class LocalJobs:
+    """``MLClient.jobs`` for jobs that are local processes."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.started: dict[str, tuple] = {}
+        self.canceled: set[str] = set()
+
+    def start(self, job) -> None:
+        log = self.workdir / job.name / "user_logs" / "std_log.txt"
+        log.parent.mkdir(parents=True)
+        # The cluster's image has `python` with the scoring package; here it is this venv's.
+        env = {**os.environ, **job.environment_variables,
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        with log.open("wb") as out:
+            process = subprocess.Popen(job.command, shell=True, env=env, cwd=ROOT, stdout=out,
+                                       stderr=subprocess.STDOUT)
+        self.started[job.name] = (job, process, log)
+
+    def get(self, name: str):
+        job, process, log = self.started[name]
+        code = process.poll()
+        if code is None:
+            status = "Running"
+        elif name in self.canceled:
+            status = "Canceled"
+        else:
+            status = "Completed" if code == 0 else "Failed"
+        reported = copy.copy(job)
+        reported._status = status
+        reported.services = {"Studio": JobService(endpoint=log.as_uri())}
+        return reported
+
+    def begin_cancel(self, name: str) -> None:
+        process = self.started[name][1]
+        if process.poll() is None:
+            self.canceled.add(name)
+            process.terminate()
+
+    def environment(self, name: str) -> dict:
+        return self.started[name][0].environment_variables
+
+
+class LocalMLClient:
+    """The two things ``PipesAzureMLClient`` asks of ``MLClient``: create a job, and ``jobs``."""
+
+    def __init__(self, workdir: Path):
+        self.jobs = LocalJobs(workdir)
+
+    def create_or_update(self, job):
+        self.jobs.start(job)
+        return self.jobs.get(job.name)
+
+
+STAND_INS: dict[str, LocalMLClient] = {}
+
+
+class StandInAzureMLBackend(AzureMLComputeBackend):
+    """The Azure ML backend with the workspace's ``MLClient`` replaced by local processes."""
+
+    jobs_dir: str
+
+    def ml_client(self):
+        return STAND_INS.setdefault(self.jobs_dir, LocalMLClient(Path(self.jobs_dir)))
+
+
+@pytest.fixture
+def platform(bscore_home, azurite, monkeypatch) -> Operations:
+    """A local platform with a trained fleet and an hour of windows to score."""
+    from definitions import build_defs
+
+    # What the cluster's managed identity is to a real job: the job process's own credential.
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    settings = Settings.from_env()
+    ops = Operations(settings, build_defs(settings), local_instance(settings))
+    training = simulate_readings(DEVICES, SENSORS, TRAIN_START, 1, anomaly_rate=0.0, seed=21)
+    scoring = simulate_readings(DEVICES, SENSORS, SCORE_START, 1, anomaly_rate=0.02, seed=22)
+    ops.resources["events"].publish(readings_to_event_bodies(pd.concat([training, scoring])))
+    ops.train(None, TRAIN_START, TRAIN_START)
+    return ops
+
+
+def on_azureml(ops: Operations, backend: AzureMLComputeBackend) -> Operations:
+    """The same platform and instance with the compute resource swapped."""
+    defs = ops.defs
+    swapped = dg.Definitions(assets=defs.assets, jobs=defs.jobs, schedules=defs.schedules, sensors=defs.sensors,
+                             resources={**defs.resources, "compute": backend})
+    return Operations(ops.settings, swapped, ops.instance)
+
+
+def stand_in_backend(azurite, tmp_path, container: str) -> StandInAzureMLBackend:
+    return StandInAzureMLBackend(
+        subscription_id="00000000-0000-0000-0000-000000000000", resource_group="rg", workspace_name="ws",
+        storage_account_url=azurite.account_url, storage_connection_string=azurite.connection_string,
+        container=container, devices_per_shard=2, max_jobs_in_flight=2, poll_interval_seconds=0.2,
+        message_interval_seconds=0.5, jobs_dir=str(tmp_path / "azureml-jobs"),
+    )
+
+
+def sorted_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["device", "sensor", "ts"]).reset_index(drop=True)
+
+
+def test_azureml_pipes_round_trip_reports_metadata_and_matches_local(platform, azurite, tmp_path):
+    sql = platform.resources["sql"]
+    platform.score(SCORE_START, SCORE_START)
+    local = sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR))
+
+    container = azurite.new_container_name()
+    backend = stand_in_backend(azurite, tmp_path, container)
+    [result] = on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+    remote = sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR))
+
+    assert len(local) == DEVICES * SENSORS * 720
+    pd.testing.assert_frame_equal(remote, local, check_exact=False, atol=1e-12, rtol=0)
+
+    jobs = STAND_INS[backend.jobs_dir].jobs
+    assert len(jobs.started) == 2  # 3 devices, 2 per shard
+    for name in jobs.started:
+        assert jobs.get(name).status == "Completed"
+        assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(jobs.environment(name))
+    materializations = [e.materialization for e in result.get_asset_materialization_events()]
+    assert len(materializations) == SENSORS  # one hour x each sensor
+    for materialization in materializations:
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        reports = meta["azureml_jobs"]
+        assert sorted(r["job"] for r in reports) == sorted(jobs.started)
+        assert sorted(r["shard"] for r in reports) == ["shard-0000", "shard-0001"]
+        assert sorted(r["rows_scored"] for r in reports) == [SENSORS * 720, 2 * SENSORS * 720]
+        assert meta["azureml_rows_scored"] == meta["rows_scored"] == len(local)
+        assert meta["azureml_anomalies"] == meta["anomalies"] == int(local["is_anomaly"].sum()) > 0
+        assert all(r["score_seconds"] >= 0 and r["wall_seconds"] > 0 for r in reports)
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    assert list(blobs.list_blob_names(name_starts_with="staging/")) == []
+
+
+def test_azureml_failed_job_fails_the_run_with_its_name(platform, azurite, tmp_path):
+    # A model the batch scorer refuses: the job itself fails while scoring.
+    two_features = SensorModel(mean=np.zeros(2), scale=np.ones(2), support_vectors=np.zeros((1, 2)),
+                               dual_coef=np.ones(1), intercept=0.0)
+    save_bundle(platform.resources["blob"], ModelBundle("1", "two-features", {"1": two_features, "2": two_features}))
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name())
+
+    with pytest.raises(RuntimeError) as failure:
+        on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+
+    jobs = STAND_INS[backend.jobs_dir].jobs
+    failed = [name for name in jobs.started if jobs.get(name).status == "Failed"]
+    assert len(failed) == 1
+    [run] = platform.instance.get_runs(limit=1)
+    assert run.run_id in str(failure.value) and run.status == dg.DagsterRunStatus.FAILURE
+    [step_failure] = platform.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    message = step_failure.dagster_event.step_failure_data.error.message
+    assert failed[0] in message
+    # The job's own exception came back over Pipes and is on the run's event log.
+    closed = [e.dagster_event.engine_event_data.error for e in platform.instance.all_logs(
+        run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT) if "closed with exception" in e.message]
+    assert "2 features" in closed[0].message
+    assert (Path(backend.jobs_dir) / failed[0] / "user_logs" / "std_log.txt").as_uri() in message
+    assert platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR).empty

@@ -1,0 +1,82 @@
+"""``bscore aml provision --dry-run``: the cluster and Environment entities it would create,
+and the scoring image's build context."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from bscore_assets.cli import main
+from resources.azureml_provision import CONSTRAINTS, context_version
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run(monkeypatch, *args, **env) -> dict:
+    for name in ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)  # a dry run needs no workspace
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["aml", "provision", "--dry-run", *args])
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all(result.stdout))
+    return {doc["type"] if "type" in doc else "environment": doc for doc in documents}
+
+
+def test_azureml_dry_run_prints_autoscaling_cluster(bscore_home, monkeypatch):
+    entities = dry_run(monkeypatch, "--idle-seconds", "300", "--vm-size", "Standard_F4s_v2",
+                       AZUREML_MAX_NODES="7", AZUREML_CLUSTER="scoring-cpu")
+    cluster = entities["amlcompute"]
+    assert cluster["name"] == "scoring-cpu"
+    assert cluster["min_instances"] == 0
+    assert cluster["max_instances"] == 7
+    assert cluster["idle_time_before_scale_down"] == 300
+    assert cluster["size"] == "Standard_F4s_v2"
+    assert cluster["identity"]["type"] == "system_assigned"
+
+
+def test_azureml_dry_run_prints_environment_built_from_docker_context(bscore_home, monkeypatch):
+    environment = dry_run(monkeypatch, "--environment", "bscore-scoring")["environment"]
+    context = Path(environment["build"]["path"])
+    assert context == bscore_home.resolve() / "azureml" / "scoring-image"
+    assert environment["build"]["dockerfile_path"] == "Dockerfile"
+    assert environment["name"] == "bscore-scoring"
+    assert environment["version"] == context_version(context)
+    # Self-contained: every COPY source of the Dockerfile is in the context, with the code of this checkout.
+    dockerfile = (context / "Dockerfile").read_text()
+    sources = [s for line in re.findall(r"^COPY (.+)$", dockerfile, re.M) for s in line.split()[:-1]]
+    assert sources == ["requirements.txt", "constraints.txt", "scoring/"]
+    assert all((context / source).exists() for source in sources)
+    assert (context / "scoring" / "entrypoint.py").read_bytes() == (ROOT / "scoring" / "entrypoint.py").read_bytes()
+    assert not list(context.rglob("__pycache__"))
+
+
+def test_azureml_dry_run_rejects_min_above_max(bscore_home):
+    result = CliRunner().invoke(main, ["aml", "provision", "--dry-run", "--min-nodes", "3", "--max-nodes", "2"])
+    assert result.exit_code == 2
+    assert "min (3) <= max (2)" in result.output
+
+
+def test_azureml_image_requirements_are_pinned_as_the_project():
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", CONSTRAINTS.read_text(), re.M))
+    required = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "docker" / "requirements.txt").read_text(), re.M)
+    assert {name for name, _ in required} == {
+        "numpy", "pandas", "pyarrow", "azure-storage-blob", "azure-identity", "dagster-pipes"}
+    assert all(pins[name] == version for name, version in required)
+
+
+def test_azureml_entrypoint_imports_only_what_the_image_installs():
+    code = (
+        "import sys, scoring.entrypoint as e\n"
+        "import dagster_pipes, azure.storage.blob, azure.identity\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
+                                text=True).stdout.split())
+    assert {"scoring", "numpy", "pandas", "pyarrow", "dagster_pipes"} <= loaded
+    assert not loaded & {"dagster", "sqlalchemy", "sklearn", "skops", "bscore_assets", "resources"}

@@ -8,11 +8,13 @@ import dagster as dg
 
 from bscore_assets.aggregation.assets import sensor_aggregates
 from bscore_assets.ingestion.assets import raw_readings
-from bscore_assets.ingestion.sensors import fleet_partitions_sensor
+from bscore_assets.ingestion.sensors import event_ingestion_sensor, fleet_partitions_sensor
 from bscore_assets.jobs import ingest_job, scoring_job, training_job
 from bscore_assets.models.assets import device_models
+from bscore_assets.models.schedules import device_retraining_schedule
 from bscore_assets.predictions.assets import sensor_predictions
-from bscore_assets.predictions.schedules import hourly_aggregation_schedule, hourly_scoring_schedule
+from bscore_assets.predictions.schedules import hourly_scoring_schedule
+from bscore_assets.predictions.sensors import model_rescoring_sensor
 from bscore_assets.settings import PipelineSettings, Settings
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
@@ -58,8 +60,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_readings, sensor_aggregates, device_models, sensor_predictions],
         jobs=[ingest_job, training_job, scoring_job],
-        schedules=[hourly_aggregation_schedule, hourly_scoring_schedule],
-        sensors=[fleet_partitions_sensor],
+        schedules=[hourly_scoring_schedule, device_retraining_schedule],
+        sensors=[event_ingestion_sensor, fleet_partitions_sensor, model_rescoring_sensor],
         resources=build_resources(settings),
     )
 

@@ -23,6 +23,12 @@ class Settings:
     blob_url: str
     events: str
     compute: str
+    allowed_lateness_minutes: int = 5
+    scoring_minute: int = 15
+    retraining_cron: str = "30 0 * * *"
+    training_hours: int = 24
+    rescoring_hours: int = 6
+    silent_after_hours: int = 2
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -40,6 +46,12 @@ class Settings:
             blob_url=env.get("BSCORE_BLOB_URL", str(home / "blob")),
             events=env.get("BSCORE_EVENTS", "local"),
             compute=env.get("BSCORE_COMPUTE", "local"),
+            allowed_lateness_minutes=int(env.get("BSCORE_ALLOWED_LATENESS_MINUTES", "5")),
+            scoring_minute=int(env.get("BSCORE_SCORING_MINUTE", "15")),
+            retraining_cron=env.get("BSCORE_RETRAINING_CRON", "30 0 * * *"),
+            training_hours=int(env.get("BSCORE_TRAINING_HOURS", "24")),
+            rescoring_hours=int(env.get("BSCORE_RESCORING_HOURS", "6")),
+            silent_after_hours=int(env.get("BSCORE_SILENT_AFTER_HOURS", "2")),
         )
 
     @property

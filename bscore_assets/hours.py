@@ -1,0 +1,53 @@
+"""Which hours automation may act on: closed ones past their allowed lateness, which of them
+are aggregated (and when), and contiguous blocks of them for ranged runs.
+
+An hour is *ready* once it has closed and the allowed lateness has passed, so readings
+that arrive a little late still land in its aggregates before anything scores it.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from bscore_assets.partitions import hour_of_key
+from bscore_assets.storage import naive_utc
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def latest_ready_hour(moment, lateness_minutes: int) -> pd.Timestamp:
+    """The last hour that ended at least ``lateness_minutes`` before ``moment``.
+
+    Examples
+    --------
+    >>> latest_ready_hour("2026-03-01T10:15", 5)
+    Timestamp('2026-03-01 09:00:00')
+    """
+    return (naive_utc(moment) - pd.Timedelta(minutes=lateness_minutes)).floor("h") - HOUR
+
+
+def is_ready(hour: pd.Timestamp, moment, lateness_minutes: int) -> bool:
+    return pd.Timestamp(hour) <= latest_ready_hour(moment, lateness_minutes)
+
+
+def hour_blocks(hours) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Runs of consecutive hours, as ``(first, last)``, in order."""
+    blocks: list[list[pd.Timestamp]] = []
+    for hour in sorted(set(pd.Timestamp(h) for h in hours)):
+        if blocks and hour - blocks[-1][1] == HOUR:
+            blocks[-1][1] = hour
+        else:
+            blocks.append([hour, hour])
+    return [(first, last) for first, last in blocks]
+
+
+def latest_materializations(instance: dg.DagsterInstance, asset: str) -> dict[str, int]:
+    """Storage id of the latest materialization of each partition of ``asset`` (a later id is newer)."""
+    return dict(instance.get_latest_storage_id_by_partition(
+        dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION))
+
+
+def aggregated_hours(instance: dg.DagsterInstance) -> dict[pd.Timestamp, int]:
+    """Hours whose ``sensor_aggregates`` are materialized, with the storage id of the latest."""
+    return {hour_of_key(key): sid for key, sid in latest_materializations(instance, "sensor_aggregates").items()}

@@ -1,9 +1,10 @@
 """The SQL store: window aggregates and predictions, through SQLAlchemy 2.
 
-SQLite by default; PostgreSQL and Azure SQL (``mssql+pyodbc``) with the same code. Both
-tables have primary keys, and every write replaces the rows of the hours (and sensors) it
-covers in one transaction, so a re-run never duplicates a row and a crash leaves the old
-rows or the new ones.
+SQLite by default; PostgreSQL (``postgresql+psycopg``) and Azure SQL (``mssql+pyodbc``) with
+the same code. Both tables have primary keys, and every write replaces the rows of the hours
+(and sensors) it covers in one transaction, so a re-run never duplicates a row and a crash
+leaves the old rows or the new ones. Bulk inserts take each dialect's fast path: COPY on
+PostgreSQL, ``fast_executemany`` on pyodbc, one executemany elsewhere.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
 
 metadata = sa.MetaData()
+
+# DATETIME on SQL Server rounds to 1/300 s; DATETIME2 keeps the microseconds the others keep.
+Timestamp = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
 
 sensor_values = sa.Table(
     "sensor_values",
     metadata,
     sa.Column("device", sa.String(64), primary_key=True),
     sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", sa.DateTime, primary_key=True),
+    sa.Column("ts", Timestamp, primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("readings", sa.Integer, nullable=False),
 )
@@ -32,7 +37,7 @@ predictions = sa.Table(
     metadata,
     sa.Column("device", sa.String(64), primary_key=True),
     sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", sa.DateTime, primary_key=True),
+    sa.Column("ts", Timestamp, primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
@@ -42,12 +47,90 @@ predictions = sa.Table(
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
+# psycopg binary COPY types, in each table's column order.
+_COPY_TYPES = {"device": "varchar", "sensor": "varchar", "ts": "timestamp", "value": "float8",
+               "readings": "int4", "score": "float8", "is_anomaly": "bool", "model_version": "varchar"}
 
-def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
-    out = frame[columns].copy()
-    if "ts" in out:
-        out["ts"] = pd.to_datetime(out["ts"]).dt.to_pydatetime()
-    return out.astype(object).to_dict("records")
+
+def engine_options(url: str) -> dict:
+    """``create_engine`` keyword arguments for the URL's dialect and driver.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy database URL.
+
+    Returns
+    -------
+    dict
+        ``fast_executemany=True`` for ``mssql+pyodbc`` (one round trip per batch of rows
+        instead of one per row), nothing extra otherwise.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "mssql" and parsed.get_driver_name() == "pyodbc":
+        return {"fast_executemany": True}
+    return {}
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create missing tables; fail clearly when an existing one lacks columns or keys."""
+    metadata.create_all(engine)
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        keys = inspector.get_pk_constraint(table.name)["constrained_columns"]
+        wanted = [column.name for column in table.primary_key.columns]
+        if missing or sorted(keys) != sorted(wanted):
+            raise RuntimeError(f"table {table.name} does not match bscore's schema (missing columns {missing}, "
+                               f"primary key {keys} instead of {wanted}); rename it or drop it to let bscore create it")
+
+
+def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    """Rows as tuples of Python values, in ``columns`` order."""
+    values = []
+    for name in columns:
+        column = frame[name]
+        if name == "ts":
+            values.append(pd.to_datetime(column).dt.to_pydatetime().tolist())
+        else:
+            values.append(column.tolist())
+    return list(zip(*values))
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], rows: list[tuple]) -> None:
+    """COPY rows into ``table`` on the transaction's own psycopg connection."""
+    quote = conn.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types([_COPY_TYPES[c] for c in columns])
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # The same exception types (IntegrityError, ...) as SQLAlchemy's own statements raise.
+        raise sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+    """Insert every row of ``frame`` into ``table`` inside ``conn``'s transaction."""
+    columns = [column.name for column in table.columns]
+    rows = _rows(frame, columns)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_rows(conn, table, columns, rows)
+    else:
+        conn.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+
+
+def _rows_outside(frame: pd.DataFrame, start, end, sensors=None) -> int:
+    """How many rows have ``ts`` outside ``(start, end]`` or a sensor not in ``sensors``."""
+    if not len(frame):
+        return 0
+    ts = pd.to_datetime(frame["ts"])
+    inside = (ts > pd.Timestamp(start)) & (ts <= pd.Timestamp(end))
+    if sensors is not None:
+        inside &= frame["sensor"].isin(list(sensors))
+    return int((~inside).sum())
 
 
 class SqlStore(dg.ConfigurableResource):
@@ -60,29 +143,33 @@ class SqlStore(dg.ConfigurableResource):
         with _engines_lock:
             engine = _engines.get(self.url)
             if engine is None:
-                engine = sa.create_engine(self.url, pool_pre_ping=True)
-                metadata.create_all(engine)
+                engine = sa.create_engine(self.url, pool_pre_ping=True, **engine_options(self.url))
+                ensure_schema(engine)
                 _engines[self.url] = engine
             return engine
 
     def describe(self) -> str:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
-    def _replace(self, table: sa.Table, frame: pd.DataFrame, where) -> None:
+    def _replace(self, table: sa.Table, frame: pd.DataFrame, where, outside: int) -> None:
+        if outside:
+            raise ValueError(f"{outside} of {len(frame)} rows for {table.name} lie outside "
+                             "the hours (and sensors) being replaced")
         with self.engine.begin() as conn:
             conn.execute(table.delete().where(where))
             if len(frame):
-                conn.execute(table.insert(), _records(frame, [c.name for c in table.columns]))
+                bulk_insert(conn, table, frame)
 
     def replace_sensor_values(self, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
         """Replace the windows of the hours ``[start, end)`` (window ends in ``(start, end]``)."""
         t = sensor_values.c
-        self._replace(sensor_values, frame, sa.and_(t.ts > start, t.ts <= end))
+        self._replace(sensor_values, frame, sa.and_(t.ts > start, t.ts <= end), _rows_outside(frame, start, end))
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""
         t = predictions.c
-        self._replace(predictions, frame, sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(sensors)))
+        where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(sensors))
+        self._replace(predictions, frame, where, _rows_outside(frame, start, end, sensors))
 
     def _read(self, table: sa.Table, start, end, devices=None, sensors=None) -> pd.DataFrame:
         t = table.c

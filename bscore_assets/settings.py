@@ -70,3 +70,4 @@ class PipelineSettings(dg.ConfigurableResource):
     anomaly_rate_warn: float = 0.02
     anomaly_rate_error: float = 0.10
     training_hours: int = 24
+    late_policy: str = "reopen"  # or "deadletter": readings for an already aggregated hour

@@ -19,6 +19,11 @@ def raw_part_key(hour: pd.Timestamp, label: str) -> str:
     return f"{raw_prefix(hour)}part-{label}.parquet"
 
 
+def aggregated_marker_key(hour: pd.Timestamp) -> str:
+    """Written when the hour's aggregates are stored; readings arriving after it are late."""
+    return f"{raw_prefix(hour)}_aggregated.json"
+
+
 def deadletter_key(label: str) -> str:
     return f"deadletter/{label}.parquet"
 

@@ -61,40 +61,40 @@ def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tup
     for key, val in event.items():
         name = FIELD_ALIASES.get(key)
         if name is None:
-            raise ValueError(f"unknown field {key!r}")
+            raise ValueError(f"unknown field: {key!r}")
         if name in fields:
-            raise ValueError(f"field {name!r} given twice")
+            raise ValueError(f"duplicate field: {name!r} given twice")
         fields[name] = val
     missing = [name for name in READING_COLUMNS if name not in fields]
     if missing:
-        raise ValueError(f"missing field(s) {', '.join(missing)}")
+        raise ValueError(f"missing field: {', '.join(missing)}")
     try:
         ts = pd.Timestamp(fields["ts"])
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"ts {fields['ts']!r} is not an ISO-8601 time") from exc
+        raise ValueError(f"bad ts: {fields['ts']!r} is not an ISO-8601 time") from exc
     if ts is pd.NaT:
-        raise ValueError("ts is empty")
+        raise ValueError("bad ts: empty")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     if not min_ts <= ts <= max_ts:
-        raise ValueError(f"ts {ts.isoformat()} is outside {min_ts.isoformat()} .. {max_ts.isoformat()}")
+        raise ValueError(f"ts out of range: {ts.isoformat()} is outside {min_ts.isoformat()} .. {max_ts.isoformat()}")
     value = fields["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"value {value!r} is not a number")
+        raise ValueError(f"bad value: {value!r} is not a number")
     try:
         value = float(value)
     except ValueError as exc:
-        raise ValueError(f"value {value!r} is not a number") from exc
+        raise ValueError(f"bad value: {value!r} is not a number") from exc
     if not math.isfinite(value):
-        raise ValueError(f"value {value!r} is not finite")
+        raise ValueError(f"bad value: {value!r} is not finite")
     try:
         device = _canonical_id(fields["device"])
     except ValueError as exc:
-        raise ValueError(f"device {exc}") from None
+        raise ValueError(f"bad device: {exc}") from None
     try:
         sensor = _canonical_id(fields["sensor"])
     except ValueError as exc:
-        raise ValueError(f"sensor {exc}") from None
+        raise ValueError(f"bad sensor: {exc}") from None
     return ts, device, sensor, value
 
 
@@ -128,13 +128,13 @@ def parse_event_bodies(
         text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
         try:
             if len(text) > MAX_EVENT_BYTES:
-                raise ValueError(f"event is {len(text)} bytes, more than {MAX_EVENT_BYTES}")
+                raise ValueError(f"oversized: event is {len(text)} bytes, more than {MAX_EVENT_BYTES}")
             try:
                 event = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
             if not isinstance(event, dict):
-                raise ValueError("event is not a JSON object")
+                raise ValueError("not an object: event is not a JSON object")
             rows.append(_parse_event(event, min_ts, max_ts))
         except ValueError as exc:
             rejected.append((text[:MAX_EVENT_BYTES], str(exc)))

@@ -1,12 +1,14 @@
 """``sensor_aggregates``: tumbling-window averages per device and sensor in SQL ``sensor_values``."""
 
+import json
+
 import dagster as dg
 import numpy as np
 
 from bscore_assets.aggregation.checks import aggregate_check_results, aggregate_check_specs
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import hours_between, read_raw_hour, window_bounds
+from bscore_assets.storage import aggregated_marker_key, hours_between, read_raw_hour, window_bounds
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.windows import tumbling_window_means
@@ -28,6 +30,7 @@ def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: S
         readings = read_raw_hour(blob, hour)
         windows = tumbling_window_means(readings, pipeline.window_seconds)
         sql.replace_sensor_values(windows, hour, hour + np.timedelta64(1, "h"))
+        blob.write_bytes(aggregated_marker_key(hour), json.dumps({"readings": len(readings)}).encode())
         raw_devices[hour_key(hour)] = set(readings["device"].unique())
         per_hour[hour_key(hour)] = {"windows": len(windows), "readings": len(readings)}
         context.log.info(f"{hour_key(hour)}: {len(readings)} readings -> {len(windows)} windows")

@@ -26,7 +26,8 @@ def test_drain_keeps_good_events_once_and_dead_letters_bad_ones(tmp_path):
     assert len(read_raw_hour(blob, pd.Timestamp("2026-01-01T01:00"))) == 1
     [dead_key] = blob.list("deadletter/")
     dead = blob.read_parquet(dead_key)
-    assert sorted(dead["reason"].str.split(":").str[0]) == ["malformed JSON", "value nan is not finite"]
+    assert sorted(dead["reason"].str.split(":").str[0]) == ["bad value", "malformed JSON"]
+    assert summary.reasons == {"bad value": 1, "malformed JSON": 1}
     assert drain_events(events, blob).accepted == 0
 
 

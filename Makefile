@@ -24,7 +24,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/bscore demo
 
-test: install node_modules/.installed
+# The UI test drives Debian's Chromium (playwright-core from npm, no browser download).
+/usr/bin/chromium:
+	apt-get update && apt-get install -y chromium
+
+test: install node_modules/.installed /usr/bin/chromium
 	$(BIN)/python -m pytest
 
 ui: install

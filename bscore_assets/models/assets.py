@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from bscore_assets.partitions import device_partitions_def
+from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from resources.blob import BlobStore
 from resources.sql import SqlStore
@@ -54,29 +55,30 @@ def training_window(config: TrainingConfig, sql: SqlStore, hours: int) -> tuple[
 )
 def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql: SqlStore, blob: BlobStore,
                   pipeline: PipelineSettings):
-    start, end = training_window(config, sql, pipeline.training_hours)
-    params = SvmParams(nu=config.nu, kernel=config.kernel, gamma=config.gamma, min_samples=config.min_samples)
-    devices = list(context.partition_keys)
-    windows = sql.read_sensor_values(start, end, devices=devices)
-    versions, skipped, n_models = {}, {}, 0
-    for number, device in enumerate(devices, start=1):
-        bundle, too_few = train_device_bundle(device, windows[windows["device"] == device], params)
-        if bundle.models:
-            save_bundle(blob, bundle)
-            versions[device] = bundle.version
-            n_models += len(bundle.models)
-        if too_few or not bundle.models:
-            skipped[device] = too_few or ["(no windows)"]
-        context.log.info(f"device {device}: {len(bundle.models)} model(s) trained ({number}/{len(devices)})")
-    yield dg.MaterializeResult(
-        metadata={
-            "training_from": start.isoformat(),
-            "training_to": end.isoformat(),
-            "windows": len(windows),
-            "versions": dg.MetadataValue.json(versions),
-            "models": n_models,
-        }
-    )
-    yield dg.AssetCheckResult(check_name="every_sensor_has_model", passed=not skipped,
-                              severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"sensors_without_model": dg.MetadataValue.json(skipped)})
+    with retry_on_outage(context):
+        start, end = training_window(config, sql, pipeline.training_hours)
+        params = SvmParams(nu=config.nu, kernel=config.kernel, gamma=config.gamma, min_samples=config.min_samples)
+        devices = list(context.partition_keys)
+        windows = sql.read_sensor_values(start, end, devices=devices)
+        versions, skipped, n_models = {}, {}, 0
+        for number, device in enumerate(devices, start=1):
+            bundle, too_few = train_device_bundle(device, windows[windows["device"] == device], params)
+            if bundle.models:
+                save_bundle(blob, bundle)
+                versions[device] = bundle.version
+                n_models += len(bundle.models)
+            if too_few or not bundle.models:
+                skipped[device] = too_few or ["(no windows)"]
+            context.log.info(f"device {device}: {len(bundle.models)} model(s) trained ({number}/{len(devices)})")
+        yield dg.MaterializeResult(
+            metadata={
+                "training_from": start.isoformat(),
+                "training_to": end.isoformat(),
+                "windows": len(windows),
+                "versions": dg.MetadataValue.json(versions),
+                "models": n_models,
+            }
+        )
+        yield dg.AssetCheckResult(check_name="every_sensor_has_model", passed=not skipped,
+                                  severity=dg.AssetCheckSeverity.WARN,
+                                  metadata={"sensors_without_model": dg.MetadataValue.json(skipped)})

@@ -11,6 +11,7 @@ import pandas as pd
 from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
 from bscore_assets.predictions.metadata import partition_key, partition_metadata
+from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import prediction_key
 from resources.blob import BlobStore
@@ -45,44 +46,45 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
 )
 def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore,
                        compute: ComputeBackend, pipeline: PipelineSettings):
-    hours, sensors = run_partitions(context)
-    start, end = hours[0], hours[-1] + HOUR
-    windows = sql.read_sensor_values(start, end, sensors=sensors)
-    bundles = load_current_bundles(blob, sorted(windows["device"].unique()))
-    shards = plan_shards(windows, bundles, compute.devices_per_shard)
-    context.log.info(f"{len(windows)} windows of {len(hours)} hour(s) x {len(sensors)} sensor(s), "
-                     f"{len(bundles)} device bundle(s), {len(shards)} shard(s) on {compute.describe()}")
-    results = compute.score_shards(context, shards)
-    scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
-    missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
-    partitions = []
-    for hour in hours:
-        in_hour = (scored["ts"] > hour) & (scored["ts"] <= hour + HOUR) if len(scored) else []
-        hour_rows = scored[in_hour] if len(scored) else scored
-        for sensor in sensors:
-            rows = hour_rows[hour_rows["sensor"] == sensor].reset_index(drop=True) if len(hour_rows) else hour_rows
-            blob.write_parquet(prediction_key(hour, sensor), rows)
-            partitions.append((hour, sensor, rows))
-            had = windows[(windows["sensor"] == sensor) & (windows["ts"] > hour) & (windows["ts"] <= hour + HOUR)]
-            context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=partition_key(hour, sensor))
-        sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
-    summary = pd.DataFrame(
-        [
-            {"hour": hour_key(h), "sensor": s, "rows": len(r),
-             "anomalies": int(r["is_anomaly"].sum()) if len(r) else 0}
-            for h, s, r in partitions
-        ]
-    )
-    yield dg.MaterializeResult(
-        metadata={
-            "rows_scored": len(scored),
-            "anomalies": int(scored["is_anomaly"].sum()) if len(scored) else 0,
-            "partitions": dg.MetadataValue.md(summary.to_markdown(index=False)),
-            "model_versions": dg.MetadataValue.json(
-                {d: b.version for d, b in sorted(bundles.items())}),
-            "devices_missing_model": dg.MetadataValue.json(
-                sorted(missing["device"].unique().tolist()) if len(missing) else []),
-            "shards": len(shards),
-        }
-    )
-    yield from prediction_check_results(partitions, windows, missing, pipeline)
+    with retry_on_outage(context):
+        hours, sensors = run_partitions(context)
+        start, end = hours[0], hours[-1] + HOUR
+        windows = sql.read_sensor_values(start, end, sensors=sensors)
+        bundles = load_current_bundles(blob, sorted(windows["device"].unique()))
+        shards = plan_shards(windows, bundles, compute.devices_per_shard)
+        context.log.info(f"{len(windows)} windows of {len(hours)} hour(s) x {len(sensors)} sensor(s), "
+                         f"{len(bundles)} device bundle(s), {len(shards)} shard(s) on {compute.describe()}")
+        results = compute.score_shards(context, shards)
+        scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
+        missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
+        partitions = []
+        for hour in hours:
+            in_hour = (scored["ts"] > hour) & (scored["ts"] <= hour + HOUR) if len(scored) else []
+            hour_rows = scored[in_hour] if len(scored) else scored
+            for sensor in sensors:
+                rows = hour_rows[hour_rows["sensor"] == sensor].reset_index(drop=True) if len(hour_rows) else hour_rows
+                blob.write_parquet(prediction_key(hour, sensor), rows)
+                partitions.append((hour, sensor, rows))
+                had = windows[(windows["sensor"] == sensor) & (windows["ts"] > hour) & (windows["ts"] <= hour + HOUR)]
+                context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=partition_key(hour, sensor))
+            sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
+        summary = pd.DataFrame(
+            [
+                {"hour": hour_key(h), "sensor": s, "rows": len(r),
+                 "anomalies": int(r["is_anomaly"].sum()) if len(r) else 0}
+                for h, s, r in partitions
+            ]
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "rows_scored": len(scored),
+                "anomalies": int(scored["is_anomaly"].sum()) if len(scored) else 0,
+                "partitions": dg.MetadataValue.md(summary.to_markdown(index=False)),
+                "model_versions": dg.MetadataValue.json(
+                    {d: b.version for d, b in sorted(bundles.items())}),
+                "devices_missing_model": dg.MetadataValue.json(
+                    sorted(missing["device"].unique().tolist()) if len(missing) else []),
+                "shards": len(shards),
+            }
+        )
+        yield from prediction_check_results(partitions, windows, missing, pipeline)

@@ -33,7 +33,7 @@ def test_aggregates_match_independent_windows(platform, simulated):
     assert_allclose(merged["value_stored"], merged["value_expected"], atol=1e-9)
     assert (merged["readings_stored"] == merged["readings_expected"]).all()
     assert all(check.passed for check in check_results(result).values())
-    assert set(check_results(result)) == {"no_duplicate_windows", "finite_values", "device_coverage"}
+    assert set(check_results(result)) == {"no_duplicate_windows", "finite_values", "device_coverage", "no_dead_letters"}
     raw = read_raw_hour(platform.resources["blob"], TRAIN_START)
     assert len(raw) == 3 * 5 * 3600
 

@@ -1,0 +1,254 @@
+"""The event source on Azure Event Hubs, the cloud twin of ``LocalEventSource``.
+
+``receive`` reads every partition from its checkpoint, one consumer per partition, for a
+bounded time, so a Dagster sensor tick or run ends; ``commit`` writes each
+partition's checkpoint to ``BlobCheckpointStore`` only after the batch is stored. A tick is
+a short-lived reader, not a long-running processor, so the source reads and writes
+checkpoints itself instead of claiming partition ownership, which is made for processors
+that live for hours; Dagster's run concurrency keeps drains one at a time.
+
+Secrets are read from the environment variables whose *names* the resource holds, or come
+from ``DefaultAzureCredential``; they never enter resource config, logs or errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient, parse_connection_string
+from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+
+from resources.azure_blob import CONNECTION_STRING_ENV, container_client
+from resources.events import EventBatch, EventSource
+
+def _credential():
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def _text(event: EventData) -> str:
+    """The event's body as text; an undecodable one becomes text the parser dead-letters."""
+    try:
+        return event.body_as_str()
+    except TypeError:
+        return "<event body is not UTF-8>"
+
+
+class _Collector:
+    """Gathers each partition's events until enough arrived or every partition is idle."""
+
+    def __init__(self, partitions: list[str], max_events: int):
+        self.partitions, self.max_events = set(partitions), max_events
+        self.events: dict[str, list[EventData]] = {}
+        self.idle: set[str] = set()
+        self.errors: list[str] = []
+        self.total = 0
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def on_event_batch(self, partition_context, events: list[EventData]) -> None:
+        with self._lock:
+            if self.done.is_set():
+                return  # after the cut, events stay for the next receive
+            partition = partition_context.partition_id
+            if events:
+                taken = events[: self.max_events - self.total]
+                self.events.setdefault(partition, []).extend(taken)
+                self.total += len(taken)
+                self.idle.discard(partition)
+            else:  # the SDK's signal that nothing arrived for max_wait_time: caught up
+                self.idle.add(partition)
+            if self.total >= self.max_events or self.idle >= self.partitions:
+                self.done.set()
+
+    def on_error(self, partition_context, error: Exception) -> None:
+        with self._lock:
+            where = f"partition {partition_context.partition_id}" if partition_context else "the Event Hub"
+            self.errors.append(f"{type(error).__name__} on {where}")
+
+
+def _stop(client, workers: list[threading.Thread], timeout: float = 30.0) -> None:
+    """Close the client until every receiver has returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.close()  # ends every receive_batch started so far; one that starts late needs another
+        for worker in workers:
+            worker.join(timeout=0.2)
+        if not any(worker.is_alive() for worker in workers) or time.monotonic() > deadline:
+            return
+
+
+class EventHubSource(EventSource):
+    """Readings from an Event Hub, checkpoints in a Blob Storage container."""
+
+    eventhub_name: str
+    consumer_group: str = "$Default"
+    checkpoint_container: str = "eventhub-checkpoints"
+    fully_qualified_namespace: str | None = None  # with DefaultAzureCredential, when no connection string
+    connection_string_env: str = "EVENTHUB_CONNECTION_STRING"  # the variable's name, never its value
+    storage_account_url: str | None = None  # checkpoints with DefaultAzureCredential
+    storage_connection_string_env: str = CONNECTION_STRING_ENV
+    max_wait_seconds: float = 10.0
+    idle_seconds: float = 1.0
+    max_batch_size: int = 1000
+
+    @classmethod
+    def from_env(cls, env=None) -> "EventHubSource":
+        """The source the ``EVENTHUB_*`` and ``AZURE_STORAGE_*`` variables describe.
+
+        Parameters
+        ----------
+        env : mapping, optional
+            Variables to read instead of ``os.environ``.
+
+        Returns
+        -------
+        EventHubSource
+        """
+        env = os.environ if env is None else env
+        connection_string = env.get("EVENTHUB_CONNECTION_STRING")
+        namespace = env.get("EVENTHUB_FULLY_QUALIFIED_NAMESPACE")
+        if not connection_string and not namespace:
+            raise ValueError("BSCORE_EVENTS=eventhub needs EVENTHUB_CONNECTION_STRING, or "
+                             "EVENTHUB_FULLY_QUALIFIED_NAMESPACE for DefaultAzureCredential")
+        name = env.get("EVENTHUB_NAME") or (parse_connection_string(connection_string).eventhub_name
+                                            if connection_string else None)
+        if not name:
+            raise ValueError("BSCORE_EVENTS=eventhub needs EVENTHUB_NAME")
+        account_url = env.get("AZURE_STORAGE_ACCOUNT_URL")
+        if not account_url and not env.get(CONNECTION_STRING_ENV):
+            raise ValueError(f"Event Hubs checkpoints need {CONNECTION_STRING_ENV} or AZURE_STORAGE_ACCOUNT_URL")
+        return cls(
+            eventhub_name=name,
+            consumer_group=env.get("EVENTHUB_CONSUMER_GROUP", "$Default"),
+            checkpoint_container=env.get("EVENTHUB_CHECKPOINT_CONTAINER", "eventhub-checkpoints"),
+            fully_qualified_namespace=namespace,
+            storage_account_url=account_url,
+            max_wait_seconds=float(env.get("EVENTHUB_MAX_WAIT_SECONDS", 10.0)),
+        )
+
+    @property
+    def _connection_string(self) -> str | None:
+        return os.environ.get(self.connection_string_env) or None
+
+    @property
+    def namespace(self) -> str:
+        """The Event Hubs namespace's host name, the checkpoints' first key."""
+        if self.fully_qualified_namespace:
+            return self.fully_qualified_namespace
+        if not self._connection_string:
+            raise ValueError(f"set {self.connection_string_env} or fully_qualified_namespace")
+        return parse_connection_string(self._connection_string).fully_qualified_namespace
+
+    def _consumer_client(self) -> EventHubConsumerClient:
+        if self._connection_string:
+            return EventHubConsumerClient.from_connection_string(
+                self._connection_string, consumer_group=self.consumer_group, eventhub_name=self.eventhub_name)
+        return EventHubConsumerClient(self.namespace, self.eventhub_name, self.consumer_group, _credential())
+
+    def _producer_client(self) -> EventHubProducerClient:
+        if self._connection_string:
+            return EventHubProducerClient.from_connection_string(self._connection_string,
+                                                                 eventhub_name=self.eventhub_name)
+        return EventHubProducerClient(self.namespace, self.eventhub_name, _credential())
+
+    def _checkpoint_store(self) -> BlobCheckpointStore:
+        container_client(self.checkpoint_container, self.storage_account_url, self.storage_connection_string_env)
+        if self.storage_account_url:
+            return BlobCheckpointStore(self.storage_account_url, self.checkpoint_container, credential=_credential())
+        return BlobCheckpointStore.from_connection_string(os.environ[self.storage_connection_string_env],
+                                                          self.checkpoint_container)
+
+    def checkpoints(self) -> dict[str, dict]:
+        """The committed checkpoint of each partition that has one."""
+        with self._checkpoint_store() as store:
+            found = store.list_checkpoints(self.namespace, self.eventhub_name, self.consumer_group)
+        return {checkpoint["partition_id"]: checkpoint for checkpoint in found}
+
+    def publish(self, bodies: list[str]) -> int:
+        sent = 0
+        with self._producer_client() as producer:
+            batch = producer.create_batch()
+            for body in bodies:
+                try:
+                    batch.add(EventData(body))
+                except ValueError:  # the batch is full: send it and start the next one
+                    producer.send_batch(batch)
+                    sent += len(batch)
+                    batch = producer.create_batch()
+                    batch.add(EventData(body))
+            if len(batch):
+                producer.send_batch(batch)
+                sent += len(batch)
+        return sent
+
+    def receive(self, max_events: int = 100_000) -> EventBatch | None:
+        """Events after each partition's checkpoint that arrive within ``max_wait_seconds``.
+
+        Returns early once ``max_events`` arrived or every partition was idle for
+        ``idle_seconds``; returns None when nothing arrived.
+        """
+        positions = {pid: c["offset"] for pid, c in self.checkpoints().items()}
+        client = self._consumer_client()
+        partitions = client.get_partition_ids()
+        collector = _Collector(partitions, max_events)
+        failure: list[BaseException] = []
+
+        def consume(partition: str):
+            try:
+                client.receive_batch(
+                    collector.on_event_batch, on_error=collector.on_error, partition_id=partition,
+                    starting_position=positions.get(partition, "-1"), starting_position_inclusive=False,
+                    max_batch_size=self.max_batch_size, max_wait_time=self.idle_seconds)
+            except BaseException as exc:  # surfaced below, in the caller's thread
+                failure.append(exc)
+                collector.done.set()
+
+        # One receiver per partition, each in its own thread: the SDK's all-partitions receive
+        # waits on idle partitions one after another, which would not fit in a sensor tick.
+        workers = [threading.Thread(target=consume, args=(p,), name=f"eventhub-{p}", daemon=True) for p in partitions]
+        for worker in workers:
+            worker.start()
+        collector.done.wait(self.max_wait_seconds)
+        _stop(client, workers)
+        if not collector.total:
+            if failure:
+                raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: "
+                                   f"{type(failure[0]).__name__}") from failure[0]
+            if collector.errors:
+                raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: {collector.errors[0]}")
+            return None
+        return self._batch(collector.events)
+
+    def _batch(self, events: dict[str, list[EventData]]) -> EventBatch:
+        partitions = sorted(events, key=lambda p: (len(p), p))
+        # The label is a digest of what was read, so a re-delivery of the same events names the
+        # same raw parts; the enqueued time tells a recreated hub's restarted sequence numbers apart.
+        spans = [(self.namespace, self.eventhub_name)] + [
+            (p, events[p][0].sequence_number, events[p][-1].sequence_number, str(events[p][0].enqueued_time))
+            for p in partitions
+        ]
+        digest = hashlib.sha256(repr(spans).encode()).hexdigest()[:16]
+        checkpoint = {p: {"offset": events[p][-1].offset, "sequence_number": events[p][-1].sequence_number}
+                      for p in partitions}
+        bodies = [_text(event) for p in partitions for event in events[p]]
+        return EventBatch(bodies, f"eh-p{'.'.join(partitions)}-{digest}", checkpoint)
+
+    def commit(self, batch: EventBatch) -> None:
+        committed = {p: c["sequence_number"] for p, c in self.checkpoints().items()}
+        with self._checkpoint_store() as store:
+            for partition, position in batch.checkpoint.items():
+                if position["sequence_number"] <= committed.get(partition, -1):
+                    continue  # a late commit of an older batch must not move the checkpoint back
+                store.update_checkpoint({
+                    "fully_qualified_namespace": self.namespace, "eventhub_name": self.eventhub_name,
+                    "consumer_group": self.consumer_group, "partition_id": partition, **position,
+                })
+
+    def describe(self) -> str:
+        return (f"Event Hub {self.eventhub_name} in {self.namespace} (consumer group {self.consumer_group}, "
+                f"checkpoints in container {self.checkpoint_container})")

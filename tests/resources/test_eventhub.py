@@ -1,0 +1,210 @@
+"""EventHubSource: its receive loop, checkpoints and batching, with only the AMQP link stood in.
+
+The Event Hubs endpoint cannot run here, so the consumer and producer clients are replaced by
+thin stand-ins that hold partitions of the SDK's own ``EventData``, built from AMQP messages
+with sequence numbers, offsets and enqueued times as the SDK's receiver builds them.
+Checkpoints are real: ``BlobCheckpointStore`` on Azurite.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+from azure.eventhub import EventData, EventDataBatch, PartitionContext
+from azure.eventhub._pyamqp.message import Message
+from click.testing import CliRunner
+
+from bscore_assets.ingestion.drain import drain_events
+from bscore_assets.storage import read_raw_hour
+from resources.blob import LocalBlobStore
+from resources.eventhub import EventHubSource
+
+NAMESPACE = "bscore-test.servicebus.windows.net"
+HUBS: dict[str, "StandInHub"] = {}
+
+
+class StandInHub:
+    """An Event Hub's partitions, numbering events as the service does."""
+
+    def __init__(self, partitions: int = 2):
+        self.partitions: dict[str, list[EventData]] = {str(p): [] for p in range(partitions)}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def append(self, body: bytes, partition: str | None = None) -> None:
+        with self._lock:
+            partition = partition or str(self._next % len(self.partitions))  # round robin, as without a key
+            self._next += 1
+            events = self.partitions[partition]
+            annotations = {b"x-opt-sequence-number": len(events), b"x-opt-offset": str(len(events) * 512).encode(),
+                           b"x-opt-enqueued-time": 1767225600000 + len(events)}
+            events.append(EventData._from_message(Message(data=[body], message_annotations=annotations)))
+
+
+class StandInConsumer:
+    """``EventHubConsumerClient.receive_batch`` of one partition of a StandInHub: blocks until ``close``."""
+
+    def __init__(self, hub: StandInHub, source: EventHubSource):
+        self.hub, self.source, self.closed = hub, source, threading.Event()
+
+    def get_partition_ids(self):
+        return list(self.hub.partitions)
+
+    def receive_batch(self, on_event_batch, *, partition_id, starting_position, max_batch_size, max_wait_time,
+                      starting_position_inclusive=False, **_):
+        assert starting_position_inclusive is False  # a checkpoint names the last event stored
+        events = self.hub.partitions[partition_id]
+        context = PartitionContext(NAMESPACE, self.source.eventhub_name, self.source.consumer_group, partition_id)
+        after, quiet_since = int(starting_position), time.monotonic()
+        while not self.closed.is_set():
+            pending = [e for e in list(events) if int(e.offset) > after][:max_batch_size]
+            if pending:
+                on_event_batch(context, pending)
+                after, quiet_since = int(pending[-1].offset), time.monotonic()
+            elif time.monotonic() - quiet_since >= max_wait_time:  # the SDK's empty batch after max_wait_time
+                on_event_batch(context, [])
+                quiet_since = time.monotonic()
+            self.closed.wait(0.01)
+
+    def close(self):
+        self.closed.set()
+
+
+class StandInProducer:
+    """``EventHubProducerClient`` over a StandInHub, with the SDK's own size-limited batches."""
+
+    def __init__(self, hub: StandInHub, max_size_in_bytes: int = 4096):
+        self.hub, self.max_size_in_bytes, self.sent_batches = hub, max_size_in_bytes, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def create_batch(self):
+        return EventDataBatch(max_size_in_bytes=self.max_size_in_bytes)
+
+    def send_batch(self, batch: EventDataBatch):
+        self.sent_batches += 1
+        for event in batch._internal_events:
+            self.hub.append(b"".join(event.body))
+
+
+class StandInEventHubSource(EventHubSource):
+    """The real source, with its two AMQP clients replaced."""
+
+    def _consumer_client(self):
+        return StandInConsumer(HUBS[self.eventhub_name], self)
+
+    def _producer_client(self):
+        return StandInProducer(HUBS[self.eventhub_name])
+
+
+@pytest.fixture
+def hub_name(azurite, monkeypatch, request) -> str:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    name = f"hub-{azurite.new_container_name()}"
+    HUBS[name] = StandInHub(partitions=3)
+    yield name
+    del HUBS[name]
+
+
+@pytest.fixture
+def source(hub_name, azurite) -> StandInEventHubSource:
+    return StandInEventHubSource(eventhub_name=hub_name, fully_qualified_namespace=NAMESPACE,
+                                 checkpoint_container=azurite.new_container_name(),
+                                 idle_seconds=0.2, max_wait_seconds=5)
+
+
+def reading(i: int) -> str:
+    ts = pd.Timestamp("2026-01-01T00:00:00") + pd.Timedelta(seconds=i + 1)  # inside hour 00, whose windows end after 00:00
+    return json.dumps({"ts": ts.isoformat(), "device": f"d{i % 2}", "sensor": "s1", "value": float(i)})
+
+
+def test_publish_batches_by_size_and_reaches_every_partition(source, hub_name):
+    bodies = [reading(i) for i in range(200)]
+    assert source.publish(bodies) == 200
+    hub = HUBS[hub_name]
+    assert sorted(e.body_as_str() for events in hub.partitions.values() for e in events) == sorted(bodies)
+    assert all(len(events) > 0 for events in hub.partitions.values())
+
+
+def test_receive_commit_receive_until_drained_with_checkpoints_in_blob_storage(source, hub_name):
+    source.publish([reading(i) for i in range(90)])
+    first = source.receive(max_events=50)
+    assert len(first.bodies) == 50
+    again = source.receive(max_events=50)  # nothing committed: the same events, under the same label
+    assert (again.label, again.bodies, again.checkpoint) == (first.label, first.bodies, first.checkpoint)
+    source.commit(first)
+    stored = source.checkpoints()
+    assert {p: c["sequence_number"] for p, c in stored.items()} == {
+        p: c["sequence_number"] for p, c in first.checkpoint.items()}
+    assert all(c["offset"] == str(c["sequence_number"] * 512) for c in stored.values())
+
+    second = source.receive(max_events=50)
+    assert len(second.bodies) == 40 and second.label != first.label
+    assert sorted(first.bodies + second.bodies) == sorted(reading(i) for i in range(90))
+    source.commit(second)
+    source.commit(first)  # a late commit of an older batch does not move checkpoints back
+    assert {p: c["sequence_number"] for p, c in source.checkpoints().items()} == {"0": 29, "1": 29, "2": 29}
+
+    started = time.monotonic()
+    assert source.receive() is None
+    assert time.monotonic() - started < 2  # every partition idle for idle_seconds ends the wait
+
+
+def test_a_busy_hub_still_returns_within_max_wait(source, hub_name):
+    busy = source.model_copy(update={"idle_seconds": 60.0, "max_wait_seconds": 1.0})
+    busy.publish([reading(i) for i in range(10)])
+    started = time.monotonic()
+    batch = busy.receive()
+    assert len(batch.bodies) == 10
+    assert time.monotonic() - started < 3
+
+
+def test_drain_stores_each_event_once_and_dead_letters_bad_ones(source, hub_name, tmp_path):
+    blob = LocalBlobStore(root=str(tmp_path / "blob"))
+    source.publish([reading(i) for i in range(120)] + ["not json"])
+    HUBS[hub_name].append(b"\xff\xfe", partition="1")
+    summary = drain_events(source, blob)
+    assert (summary.accepted, summary.rejected) == (120, 2)
+    raw = read_raw_hour(blob, pd.Timestamp("2026-01-01T00"))
+    assert sorted(raw["value"]) == [float(i) for i in range(120)]
+    assert drain_events(source, blob).batches == 0
+
+
+def test_from_env_and_describe_keep_secrets_out(monkeypatch):
+    secret = "c2VjcmV0LWtleS1ub3QtZm9yLWxvZ3M="
+    env = {"EVENTHUB_CONNECTION_STRING": f"Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=listen;"
+                                         f"SharedAccessKey={secret};EntityPath=readings",
+           "AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=k2;", "EVENTHUB_CHECKPOINT_CONTAINER": "cp"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    source = EventHubSource.from_env(env)
+    assert (source.eventhub_name, source.consumer_group, source.checkpoint_container) == ("readings", "$Default", "cp")
+    assert source.namespace == "ns1.servicebus.windows.net"
+    shown = source.describe() + repr(source) + json.dumps(source.model_dump())
+    assert secret not in shown and "k2" not in shown
+    with pytest.raises(ValueError, match="EVENTHUB_CONNECTION_STRING"):
+        EventHubSource.from_env({})
+
+
+def test_simulate_to_eventhub_publishes_through_the_configured_source(bscore_home, azurite, monkeypatch, hub_name):
+    from bscore_assets.cli import main
+
+    monkeypatch.setenv("BSCORE_EVENTS", "eventhub")
+    monkeypatch.setenv("EVENTHUB_CONNECTION_STRING", f"Endpoint=sb://{NAMESPACE}/;SharedAccessKeyName=send;"
+                                                     f"SharedAccessKey=k;EntityPath={hub_name}")
+    monkeypatch.setenv("EVENTHUB_CHECKPOINT_CONTAINER", azurite.new_container_name())
+    monkeypatch.setattr(EventHubSource, "_producer_client", lambda self: StandInProducer(HUBS[self.eventhub_name]))
+    result = CliRunner().invoke(main, ["simulate", "--devices", "2", "--sensors", "2", "--hours", "0.01",
+                                       "--start", "2026-01-01T00", "--to", "eventhub"])
+    assert result.exit_code == 0, result.output
+    sent = [e.body_as_str() for events in HUBS[hub_name].partitions.values() for e in events]
+    assert len(sent) == 2 * 2 * 36 and f"{len(sent)} readings sent to Event Hub {hub_name}" in result.output
+    assert len({json.loads(body)["device"] for body in sent}) == 2

@@ -139,7 +139,24 @@ def test_azure_sql_replace_statements_compile_for_mssql():
 
 def test_engine_options_per_dialect():
     azure_sql = ("mssql+pyodbc://bscore@myserver.database.windows.net:1433/bscore"
-                 "?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=yes&Authentication=ActiveDirectoryMsi")
+                 "?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=yes&authentication=ActiveDirectoryMsi")
     assert engine_options(azure_sql) == {"fast_executemany": True}
     assert engine_options("postgresql+psycopg://u@h/db") == {}
     assert engine_options("sqlite:///x.db") == {}
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("mssql+pyodbc://@srv.database.windows.net:1433/bscore?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=yes"
+     "&authentication=ActiveDirectoryMsi", ["Authentication=ActiveDirectoryMsi"]),
+    ("mssql+pyodbc://0000-client-id@srv.database.windows.net:1433/bscore?driver=ODBC+Driver+18+for+SQL+Server"
+     "&Encrypt=yes&authentication=ActiveDirectoryMsi", ["UID=0000-client-id", "authentication=ActiveDirectoryMsi"]),
+    ("mssql+pyodbc://bscore:p%40ss@srv.database.windows.net:1433/bscore?driver=ODBC+Driver+18+for+SQL+Server"
+     "&Encrypt=yes", ["UID=bscore", "PWD=p@ss"]),
+])
+def test_documented_azure_sql_urls_make_these_odbc_connection_strings(url, expected):
+    (odbc,), _ = MSDialect_pyodbc().create_connect_args(sa.make_url(url))
+    parts = odbc.split(";")
+    assert parts[:3] == ["DRIVER={ODBC Driver 18 for SQL Server}", "Server=srv.database.windows.net,1433",
+                         "Database=bscore"]
+    assert set(expected) | {"Encrypt=yes"} == set(parts[3:])  # never Trusted_Connection (Windows logins)
+    assert "p@ss" not in SqlStore(url=url).describe() and "p%40ss" not in SqlStore(url=url).describe()

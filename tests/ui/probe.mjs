@@ -42,6 +42,9 @@ async function graph() {
     await unfold.first().click();
     await page.waitForTimeout(300);
   }
+  // More room for the graph: hide the app navigation and the graph's sidebar before the re-fit.
+  await page.getByRole('button', { name: 'Hide navigation' }).click();
+  await page.locator('button:has([aria-label=panel_show_right])').last().click();
   await page.reload();
   await settle(asset);
   await page.waitForTimeout(1000);
@@ -68,7 +71,14 @@ async function graph() {
       const [x0, y0] = at(0), [x1, y1] = at(path.getTotalLength());
       edges.push([near(x0, y0, 'right'), near(x1, y1, 'left')]);
     }
-    return { assets: [...new Set(cards.map(c => c.name))].sort(), edges };
+    const boxes = [...document.querySelectorAll('foreignObject')].map(f => f.getBoundingClientRect()).filter(r => r.width);
+    const box = { x: Math.min(...boxes.map(r => r.left)) - 30, y: Math.min(...boxes.map(r => r.top)) - 30 };
+    box.width = Math.max(...boxes.map(r => r.right)) + 30 - box.x;
+    box.height = Math.max(...boxes.map(r => r.bottom)) + 30 - box.y;
+    return { assets: [...new Set(cards.map(c => c.name))].sort(), edges, box };
+  }).then(async (found) => {
+    await page.screenshot({ path: join(out, 'asset-lineage.png'), clip: found.box });  // the graph alone, for the README
+    return found;
   });
 }
 
@@ -84,6 +94,8 @@ async function partitions() {
   await page.locator('tr', { has: page.getByText('plot', { exact: true }) }).getByText('[Show Markdown]').click();
   const plot = page.locator('img[src^="data:image/png;base64,"]');
   await plot.first().waitFor();
+  await page.getByRole('button', { name: 'Close' }).waitFor();
+  await page.waitForTimeout(800);  // the dialog fades in
   await page.screenshot({ path: join(out, 'partition-plot.png') });
   const plotted = await plot.evaluateAll(imgs => imgs.map(img => ({ alt: img.alt, width: img.naturalWidth })));
   return { listed, partition: details, plotted };

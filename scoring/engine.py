@@ -1,12 +1,20 @@
 """The vectorized batch scorer: every model of a shard in one pass over its rows.
 
-Rows are mapped to their (device, sensor) model by integer codes; each model's parameters
-are gathered per row and the kernel sums are computed with array operations, grouped by
-kernel and padded support-vector count so that no Python loop runs per model or per row.
+Rows are cut into runs of consecutive rows with the same (device, sensor) model, found
+from integer codes (a categorical column gives them for free; anything else is factorized
+once), so no Python loop runs per model or per row. One-class SVMs are grouped by kernel
+(models with many support vectors apart, so that few are padded to them) and evaluated in
+cache-sized blocks of whole runs: where a block's runs have equal length (each model has
+the hour's windows, as rows sorted by device and sensor from the SQL store do) its rows
+form a grid and each model's parameters broadcast along its row; otherwise they are
+repeated over the runs. Blocks run on ``THREADS`` threads (numpy releases the GIL). Other
+detectors (``scoring.detectors``) are scored one model at a time.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +23,9 @@ import pandas as pd
 from scoring.model_format import ModelBundle, SensorModel
 
 PREDICTION_COLUMNS = ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
-CHUNK_ROWS = 1 << 20
+BLOCK_ROWS = 1 << 15
+THREADS = min(2, os.cpu_count() or 1)
+NARROW_SV = 16
 
 
 @dataclass(frozen=True)
@@ -26,107 +36,335 @@ class ShardScores:
     missing_models: pd.DataFrame  # columns: device, sensor, rows
 
 
-def _kernel_rows(kernel: str, z: np.ndarray, sv: np.ndarray, gamma: np.ndarray, coef0, degree) -> np.ndarray:
-    """K(sv, z) per row: z (n,), sv (n, p), per-row gamma/coef0/degree (n,)."""
-    if kernel == "rbf":
-        diff = sv - z[:, None]
-        return np.exp(-gamma[:, None] * (diff * diff))
-    dot = sv * z[:, None]
-    if kernel == "linear":
-        return dot
-    if kernel == "poly":
-        return (gamma[:, None] * dot + coef0[:, None]) ** degree[:, None]
-    return np.tanh(gamma[:, None] * dot + coef0[:, None])
+@dataclass(frozen=True)
+class Runs:
+    """Maximal runs of consecutive rows under the same model (``model`` -1: no model)."""
+
+    start: np.ndarray
+    length: np.ndarray
+    model: np.ndarray
+
+    @classmethod
+    def of(cls, *codes: np.ndarray) -> tuple["Runs", np.ndarray]:
+        """Runs of equal ``codes`` tuples; also returns the index of each run's first row."""
+        n = len(codes[0])
+        change = np.zeros(max(n - 1, 0), dtype=bool)
+        for column in codes:
+            change |= column[1:] != column[:-1]
+        start = np.concatenate([[0], np.flatnonzero(change) + 1]) if n else np.empty(0, dtype=np.int64)
+        length = np.diff(np.append(start, n))
+        return cls(start, length, np.full(len(start), -1)), start
+
+    def with_model(self, model: np.ndarray) -> "Runs":
+        return Runs(self.start, self.length, np.asarray(model, dtype=np.int64))
+
+    def rows(self, runs: np.ndarray) -> slice | np.ndarray:
+        """The rows of the given runs (ascending): a slice when they are contiguous."""
+        lengths = self.length[runs]
+        first, total = self.start[runs[0]], int(lengths.sum())
+        if self.start[runs[-1]] + lengths[-1] - first == total:
+            return slice(int(first), int(first) + total)
+        offsets = np.cumsum(lengths) - lengths
+        return np.repeat(self.start[runs] - offsets, lengths) + np.arange(total)
 
 
-class _ModelTable:
-    """Per-model parameters as flat arrays, support vectors padded per group."""
+class _SvmGroup:
+    """One-class SVMs sharing a kernel (and degree), support vectors padded to the widest.
 
-    def __init__(self, models: list[SensorModel]):
-        for model in models:
-            if model.n_features != 1:
-                raise ValueError("the batch scorer scores one value per reading; a model has "
-                                 f"{model.n_features} features")
-        self.mean = np.array([m.mean[0] for m in models])
-        self.scale = np.array([m.scale[0] for m in models])
-        self.intercept = np.array([m.intercept for m in models])
-        self.gamma = np.array([m.gamma for m in models])
-        self.coef0 = np.array([m.coef0 for m in models])
-        self.degree = np.array([m.degree for m in models], dtype=float)
-        n_sv = np.array([len(m.dual_coef) for m in models])
-        width = np.maximum(1, 2 ** np.ceil(np.log2(np.maximum(n_sv, 1)))).astype(int)
-        kernels = [m.kernel for m in models]
-        # One group per (kernel, padded width): padding wastes at most half of each row's work.
-        self.group = np.zeros(len(models), dtype=np.int64)
-        self.groups = []
-        for gid, key in enumerate(sorted(set(zip(kernels, width.tolist())))):
-            kernel, w = key
-            members = [i for i, m in enumerate(models) if (kernels[i], width[i]) == key]
-            sv = np.zeros((len(models), w))
-            coef = np.zeros((len(models), w))
-            for i in members:
-                sv[i, : n_sv[i]] = models[i].support_vectors[:, 0]
-                coef[i, : n_sv[i]] = models[i].dual_coef
-            self.group[members] = gid
-            self.groups.append((kernel, sv, coef))
+    ``p`` holds the members' parameters as flat arrays (``_svm_arrays``).
+    """
+
+    def __init__(self, kernel: str, degree: int, p: dict[str, np.ndarray]):
+        self.kernel, self.degree, self.n_sv = kernel, int(degree), p["n_sv"]
+        count, width = len(self.n_sv), max(int(self.n_sv.max()), 1)
+        offsets = np.cumsum(self.n_sv) - self.n_sv
+        position = np.arange(len(p["vectors"])) - np.repeat(offsets, self.n_sv)
+        member = np.repeat(np.arange(count), self.n_sv)
+        sv, coef = np.zeros((width, count)), np.zeros((width, count))
+        sv[position, member], coef[position, member] = p["vectors"], p["coef"]
+        self.mean, self.intercept, self.coef0 = p["mean"], p["intercept"], p["coef0"]
+        scale, gamma = p["scale"], p["gamma"]
+        if kernel == "rbf":
+            # gamma * (z - s)^2 == (z*sqrt(gamma) - s*sqrt(gamma))^2, with z = (x - mean) / scale;
+            # a positive coefficient c enters as exp(log c - ...), saving one pass per vector.
+            self.factor = np.sqrt(gamma) / scale
+            self.vectors = sv * np.sqrt(gamma)
+            self.positive = bool((p["coef"] > 0).all())
+            with np.errstate(divide="ignore"):
+                self.coef = np.log(coef) if self.positive else coef
+        elif kernel == "linear":
+            self.factor = (coef * sv).sum(axis=0) / scale
+        else:
+            # Same operations in the same order as libsvm: a polynomial's terms can be large.
+            self.scale, self.gamma, self.vectors, self.coef = scale, gamma, sv, coef
+
+    def decision(self, x: np.ndarray, model: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Decision values of ``x``, whose runs of ``length`` rows have group-local ``model``."""
+        if (length == length[0]).all():
+            # Runs of equal length (every model has the hour's windows) form a grid, and each
+            # run's parameters broadcast along its row instead of being repeated per reading.
+            x = x.reshape(len(length), int(length[0]))
+
+            def per_row(params):
+                return params[model][:, None]
+        else:
+            def per_row(params):
+                return np.repeat(params[model], length)
+
+        # Only as many vectors as the widest model of this block has.
+        return self._decision(x, per_row, int(self.n_sv[model].max())).reshape(-1)
+
+    def _decision(self, x: np.ndarray, per_row, width: int) -> np.ndarray:
+        t = x - per_row(self.mean)
+        if self.kernel == "linear":
+            t *= per_row(self.factor)
+            return np.add(t, per_row(self.intercept), out=t)
+        if self.kernel != "rbf":
+            return self._kernel_sum(t / per_row(self.scale), per_row, width)
+        t *= per_row(self.factor)
+        acc, d = np.empty_like(t), np.empty_like(t)
+        acc[...] = per_row(self.intercept)
+        for j in range(width):
+            np.subtract(t, per_row(self.vectors[j]), out=d)
+            np.square(d, out=d)
+            if self.positive:
+                np.subtract(per_row(self.coef[j]), d, out=d)
+                np.exp(d, out=d)
+            else:
+                np.negative(d, out=d)
+                np.exp(d, out=d)
+                d *= per_row(self.coef[j])
+            acc += d
+        return acc
+
+    def _kernel_sum(self, z: np.ndarray, per_row, width: int) -> np.ndarray:
+        """Poly or sigmoid: sum_j coef_j * K(sv_j, z) + intercept, summed as libsvm does."""
+        gamma, coef0 = per_row(self.gamma), per_row(self.coef0)
+        acc = np.zeros_like(z)
+        for j in range(width):
+            d = z * per_row(self.vectors[j])
+            d *= gamma
+            d += coef0
+            d = _powi(d, self.degree) if self.kernel == "poly" else np.tanh(d, out=d)
+            d *= per_row(self.coef[j])
+            acc += d
+        acc += per_row(self.intercept)
+        return acc
 
 
-def decision_values(values: np.ndarray, model_index: np.ndarray, models: list[SensorModel]) -> np.ndarray:
+def _powi(base: np.ndarray, times: int) -> np.ndarray:
+    """``base ** times`` by repeated squaring, exactly as libsvm's ``powi``."""
+    result, power = np.ones_like(base), base.copy()
+    while times > 0:
+        if times % 2 == 1:
+            result *= power
+        power *= power
+        times //= 2
+    return result
+
+
+class CompiledModels:
+    """Models as flat arrays, ready to score any rows; build once, score many shards.
+
+    Parameters
+    ----------
+    models : list
+        ``SensorModel`` (vectorized) or detector models with a ``score(values)`` method.
+    """
+
+    def __init__(self, models: list):
+        self.models = models
+        self.group = np.full(len(models), -1)
+        self.local = np.zeros(len(models), dtype=np.int64)
+        self.groups: list[_SvmGroup] = []
+        svm = [i for i, model in enumerate(models) if isinstance(model, SensorModel)]
+        if not svm:
+            return
+        p = _svm_arrays([models[i] for i in svm])
+        # Wide models get groups of their own so that narrow ones are not padded to them.
+        bucket = np.where(p["n_sv"] <= NARROW_SV, 0, 1 << np.ceil(np.log2(np.maximum(p["n_sv"], 1))).astype(int))
+        kind = [(kernel, degree if kernel == "poly" else 0, 0 if kernel == "linear" else int(b))
+                for kernel, degree, b in zip(p["kernel"], p["degree"].tolist(), bucket.tolist())]
+        codes, keys = pd.factorize(pd.Series(kind, dtype=object))
+        offsets = np.cumsum(p["n_sv"]) - p["n_sv"]
+        for gid, (kernel, degree, _) in enumerate(keys):
+            members = np.flatnonzero(codes == gid)
+            sv_rows = np.repeat(offsets[members], p["n_sv"][members]) + _ranges(p["n_sv"][members])
+            group = {k: v[members] for k, v in p.items() if k not in ("vectors", "coef", "kernel", "degree")}
+            group.update(vectors=p["vectors"][sv_rows], coef=p["coef"][sv_rows])
+            self.group[np.asarray(svm)[members]] = gid
+            self.local[np.asarray(svm)[members]] = np.arange(len(members))
+            self.groups.append(_SvmGroup(kernel, degree, group))
+
+    def decision(self, values: np.ndarray, runs: Runs, threads: int = THREADS) -> tuple[np.ndarray, np.ndarray]:
+        """Decision values and anomaly flags of every row of a run with a model (others: NaN)."""
+        values = np.asarray(values, dtype=np.float64)
+        score = np.empty(len(values))
+        anomaly = np.zeros(len(values), dtype=bool)
+        has_model = runs.model >= 0
+        run_group = np.where(has_model, self.group[np.maximum(runs.model, 0)], -2)
+        tasks = []
+        for gid, group in enumerate(self.groups):
+            members = np.flatnonzero(run_group == gid)
+            if len(members):
+                tasks.extend((group, block) for block in _blocks(members, runs.length[members]))
+
+        def score_block(task):
+            group, block = task
+            rows = runs.rows(block)
+            score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
+
+        if threads > 1 and len(tasks) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(score_block, tasks))
+        else:
+            for task in tasks:
+                score_block(task)
+        unscored = np.flatnonzero(run_group < 0)
+        if len(unscored):
+            score[runs.rows(unscored)] = np.nan
+        np.less_equal(score, 0, out=anomaly)  # libsvm: an SVM's label is +1 only where decision > 0
+        for run_ids in _detector_runs(runs, run_group):
+            rows = runs.rows(run_ids)
+            score[rows], anomaly[rows] = self.models[runs.model[run_ids[0]]].score(values[rows])
+        return score, anomaly
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(c) for c in counts])`` without the loop."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _svm_arrays(models: list[SensorModel]) -> dict[str, np.ndarray]:
+    """Parameters of one-feature SVMs as flat arrays (support vectors and coefficients concatenated)."""
+    vectors = [m.support_vectors for m in models]
+    n = len(models)
+    wide = next((v.shape[1] for v in vectors if v.shape[1] != 1), None)
+    if wide is not None:
+        raise ValueError(f"the batch scorer scores one value per reading; a model has {wide} features")
+    return {
+        "n_sv": np.fromiter(map(len, vectors), np.int64, n),
+        "vectors": np.concatenate(vectors).reshape(-1) if n else np.empty(0),
+        "coef": np.concatenate([m.dual_coef for m in models]),
+        "mean": np.concatenate([m.mean for m in models]),
+        "scale": np.concatenate([m.scale for m in models]),
+        "gamma": np.fromiter((m.gamma for m in models), float, n),
+        "intercept": np.fromiter((m.intercept for m in models), float, n),
+        "coef0": np.fromiter((m.coef0 for m in models), float, n),
+        "degree": np.fromiter((m.degree for m in models), np.int64, n),
+        "kernel": [m.kernel for m in models],
+    }
+
+
+def _blocks(runs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """Consecutive runs split into blocks of about ``BLOCK_ROWS`` rows."""
+    block = (np.cumsum(lengths) - lengths) // BLOCK_ROWS
+    return np.split(runs, np.flatnonzero(np.diff(block)) + 1)
+
+
+def _detector_runs(runs: Runs, run_group: np.ndarray) -> list[np.ndarray]:
+    """The runs of each non-SVM model, one array per model."""
+    ids = np.flatnonzero(run_group == -1)
+    if not len(ids):
+        return []
+    order = np.argsort(runs.model[ids], kind="stable")
+    ids = ids[order]
+    return np.split(ids, np.flatnonzero(np.diff(runs.model[ids])) + 1)
+
+
+def decision_values(values: np.ndarray, model_index: np.ndarray, models: list) -> np.ndarray:
     """Decision value of each row under its model (``model_index`` into ``models``).
 
-    Equal to scikit-learn's ``Pipeline.decision_function`` of the same fitted pipeline.
+    Equal to scikit-learn's ``decision_function`` of the same fitted pipeline.
     """
-    table = _ModelTable(models)
-    values = np.asarray(values, dtype=float)
-    out = np.empty(len(values))
-    row_group = table.group[model_index]
-    for gid, (kernel, sv_all, coef_all) in enumerate(table.groups):
-        rows = np.flatnonzero(row_group == gid) if len(table.groups) > 1 else np.arange(len(values))
-        for start in range(0, len(rows), CHUNK_ROWS):
-            idx = rows[start : start + CHUNK_ROWS]
-            m = model_index[idx]
-            z = (values[idx] - table.mean[m]) / table.scale[m]
-            k = _kernel_rows(kernel, z, sv_all[m], table.gamma[m], table.coef0[m], table.degree[m])
-            out[idx] = np.einsum("ij,ij->i", k, coef_all[m]) + table.intercept[m]
-    return out
+    model_index = np.asarray(model_index, dtype=np.int64)
+    runs, first = Runs.of(model_index)
+    return CompiledModels(models).decision(values, runs.with_model(model_index[first]))[0]
 
 
-def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle]) -> ShardScores:
+def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and their labels (as strings): free for a categorical column."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), pd.Index(column.cat.categories.astype(str))
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return codes, pd.Index(pd.Index(uniques).astype(str))
+
+
+class BundleModels:
+    """The models of many device bundles, compiled once, with their keys and versions."""
+
+    def __init__(self, bundles: dict[str, ModelBundle]):
+        devices, sensors, models, versions = [], [], [], []
+        for device, bundle in bundles.items():
+            for sensor, model in bundle.models.items():
+                devices.append(str(device))
+                sensors.append(str(sensor))
+                models.append(model)
+                versions.append(bundle.version)
+        self.devices, self.sensors = np.array(devices, dtype=object), np.array(sensors, dtype=object)
+        codes, labels = pd.factorize(np.array(versions, dtype=object))
+        # Codes in the smallest dtype that holds them, as a Categorical keeps them: no copy later.
+        dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if len(labels) < np.iinfo(t).max)
+        self.version_codes = codes.astype(dtype)
+        self.version_labels = pd.Index(labels)
+        self.compiled = CompiledModels(models)
+
+    def model_of(self, device_labels: pd.Index, sensor_labels: pd.Index) -> np.ndarray:
+        """Model number for each (device code, sensor code) pair, -1 where there is none."""
+        table = np.full((len(device_labels) + 1, len(sensor_labels) + 1), -1, dtype=np.int64)
+        d, s = device_labels.get_indexer(self.devices), sensor_labels.get_indexer(self.sensors)
+        known = (d >= 0) & (s >= 0)
+        table[d[known], s[known]] = np.flatnonzero(known)
+        return table
+
+
+def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleModels,
+                threads: int = THREADS) -> ShardScores:
     """Score every row of a shard with its device's model for its sensor.
 
     Parameters
     ----------
     rows : DataFrame
-        ``ts, device, sensor, value`` windows of many devices and sensors.
-    bundles : dict
-        Device id to its current model bundle.
+        ``ts, device, sensor, value`` windows of many devices and sensors; categorical
+        ``device`` and ``sensor`` columns and rows sorted by them are fastest.
+    bundles : dict or BundleModels
+        Device id to its current model bundle, or those bundles already compiled.
+    threads : int
+        Threads that score blocks of rows in parallel.
 
     Returns
     -------
     ShardScores
         ``predictions`` (``ts, device, sensor, value, score, is_anomaly, model_version``,
-        where ``score`` is the decision value and an anomaly has ``score <= 0``) and the
-        rows without a model, counted per device and sensor.
+        where ``score`` is the decision value; an SVM's anomaly has ``score <= 0``, another
+        detector's ``score < 0``) and the rows without a model, counted per device and sensor.
     """
-    keys, models, versions = [], [], []
-    for device, bundle in bundles.items():
-        for sensor, model in bundle.models.items():
-            keys.append((str(device), str(sensor)))
-            models.append(model)
-            versions.append(bundle.version)
-    index = pd.MultiIndex.from_tuples(keys, names=["device", "sensor"]) if keys else None
-    if index is not None and len(rows):
-        codes = index.get_indexer(pd.MultiIndex.from_arrays([rows["device"].astype(str), rows["sensor"].astype(str)]))
-    else:
-        codes = np.full(len(rows), -1)
-    has_model = codes >= 0
-    scored = rows.loc[has_model, ["ts", "device", "sensor", "value"]].reset_index(drop=True)
-    model_index = codes[has_model]
-    score = decision_values(scored["value"].to_numpy(), model_index, models) if len(scored) else np.empty(0)
-    scored["score"] = score
-    scored["is_anomaly"] = score <= 0
-    scored["model_version"] = np.asarray(versions, dtype=object)[model_index] if len(scored) else []
-    missing = (
-        rows.loc[~has_model].groupby(["device", "sensor"], observed=True).size().rename("rows").reset_index()
-    )
-    return ShardScores(scored[PREDICTION_COLUMNS], missing)
+    compiled = bundles if isinstance(bundles, BundleModels) else BundleModels(bundles)
+    device_codes, device_labels = _codes(rows["device"])
+    sensor_codes, sensor_labels = _codes(rows["sensor"])
+    runs, first = Runs.of(device_codes, sensor_codes)
+    runs = runs.with_model(compiled.model_of(device_labels, sensor_labels)[device_codes[first], sensor_codes[first]])
+    score, anomaly = compiled.compiled.decision(rows["value"].to_numpy(dtype=np.float64), runs, threads)
+
+    has_run = runs.model >= 0
+    keep = slice(None) if has_run.all() else np.repeat(has_run, runs.length)
+    version_codes = np.repeat(compiled.version_codes[runs.model[has_run]], runs.length[has_run])
+    columns = {name: rows[name].array[keep] for name in ("ts", "device", "sensor", "value")}
+    predictions = pd.DataFrame({
+        **columns,
+        "score": score[keep],
+        "is_anomaly": anomaly[keep],
+        "model_version": pd.Categorical.from_codes(version_codes, categories=compiled.version_labels, validate=False),
+    }, copy=False)
+    return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows))
+
+
+def _missing(runs: Runs, first: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a model, counted per device and sensor."""
+    missing = runs.model < 0
+    frame = pd.DataFrame({
+        "device": rows["device"].iloc[first[missing]].to_numpy(),
+        "sensor": rows["sensor"].iloc[first[missing]].to_numpy(),
+        "rows": runs.length[missing].astype(np.int64),
+    })
+    return frame.groupby(["device", "sensor"], sort=True, observed=True, dropna=False)["rows"].sum().reset_index()

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from scoring.model_format import ModelBundle, SensorModel, bundle_to_files
+from scoring.model_format import ModelBundle, SensorModel, bundle_to_files, model_metadata
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,12 @@ def build_pipeline(params: SvmParams = SvmParams()) -> Pipeline:
     )
 
 
-def fit_sensor_model(values: np.ndarray, params: SvmParams = SvmParams()) -> tuple[SensorModel, Pipeline]:
+def fit_sensor_model(values: np.ndarray, params: SvmParams = SvmParams(), trained_from=None,
+                     trained_to=None) -> tuple[SensorModel, Pipeline]:
     """Fit the pipeline on one sensor's window values; return its safe form and the pipeline."""
     x = np.asarray(values, dtype=float).reshape(-1, 1)
     pipeline = build_pipeline(params).fit(x)
-    metadata = {"n_samples": int(len(x)), "sklearn_version": sklearn.__version__, "nu": params.nu}
+    metadata = model_metadata(sklearn.__version__, len(x), trained_from, trained_to, nu=params.nu)
     return SensorModel.from_pipeline(pipeline, metadata), pipeline
 
 
@@ -77,16 +78,8 @@ def train_device_bundle(
         if len(rows) < params.min_samples:
             skipped.append(str(sensor))
             continue
-        model, _ = fit_sensor_model(rows["value"].to_numpy(), params)
-        models[str(sensor)] = SensorModel(
-            **{k: getattr(model, k) for k in ("mean", "scale", "support_vectors", "dual_coef", "intercept",
-                                               "kernel", "gamma", "coef0", "degree")},
-            metadata={
-                **model.metadata,
-                "trained_from": rows["ts"].min().isoformat(),
-                "trained_to": rows["ts"].max().isoformat(),
-            },
-        )
+        models[str(sensor)], _ = fit_sensor_model(rows["value"].to_numpy(), params,
+                                                  rows["ts"].min(), rows["ts"].max())
     draft = ModelBundle(device, "draft", models, {"params": params.__dict__})
     digest = hashlib.sha256(bundle_to_files(draft)["params.npz"]).hexdigest()[:10]
     stamp = pd.Timestamp.now("UTC").strftime("%Y%m%dT%H%M%S")

@@ -1,0 +1,145 @@
+"""The batch scorer against scikit-learn's own decision_function and predict, on random fleets."""
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import OneClassSVM
+
+from scoring.detectors import DetectorModel
+from scoring.engine import BundleModels, decision_values, score_shard
+from scoring.model_format import ModelBundle, SensorModel
+
+KERNELS = ["rbf", "linear", "poly", "sigmoid"]
+
+
+def random_pipeline(rng, kernel):
+    x = rng.normal(rng.uniform(-50, 50), rng.uniform(0.1, 10), size=(int(rng.integers(5, 120)), 1))
+    svm = OneClassSVM(nu=rng.uniform(0.01, 0.5), kernel=kernel, gamma=rng.uniform(0.01, 2),
+                      coef0=rng.uniform(-1, 1), degree=int(rng.integers(1, 5)))
+    return Pipeline([("scaler", StandardScaler()), ("classifier", svm)]).fit(x)
+
+
+def fleet(rng, kernels, devices, sensors):
+    """Fitted pipelines keyed by (device, sensor) and the same models as bundles."""
+    pipelines, bundles = {}, {}
+    for d in range(devices):
+        models = {}
+        for s in range(sensors):
+            pipeline = random_pipeline(rng, kernels[(d * sensors + s) % len(kernels)])
+            pipelines[(f"d{d}", f"s{s}")] = pipeline
+            models[f"s{s}"] = SensorModel.from_pipeline(pipeline)
+        bundles[f"d{d}"] = ModelBundle(f"d{d}", f"v{d}", models)
+    return pipelines, bundles
+
+
+def readings(rng, keys, rows_per_model, order):
+    lengths = np.full(len(keys), rows_per_model) if order != "ragged" else rng.integers(1, 2 * rows_per_model, len(keys))
+    frame = pd.DataFrame({
+        "device": np.repeat([d for d, _ in keys], lengths),
+        "sensor": np.repeat([s for _, s in keys], lengths),
+        "value": rng.normal(0, 60, int(lengths.sum())),
+    })
+    frame["ts"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(frame)), unit="s")
+    if order == "shuffled":
+        frame = frame.sample(frac=1.0, random_state=int(rng.integers(1000))).reset_index(drop=True)
+    return frame[["ts", "device", "sensor", "value"]]
+
+
+def expected(frame, pipelines):
+    decision, label = np.empty(len(frame)), np.empty(len(frame), dtype=int)
+    for key, index in frame.groupby(["device", "sensor"]).indices.items():
+        x = frame["value"].to_numpy()[index].reshape(-1, 1)
+        decision[index] = pipelines[key].decision_function(x)
+        label[index] = pipelines[key].predict(x)
+    return decision, label
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("devices,sensors,rows_per_model,order", [
+    (1, 1, 50, "sorted"), (7, 3, 40, "sorted"), (5, 4, 30, "shuffled"), (6, 2, 25, "ragged")])
+def test_score_shard_matches_sklearn(kernel, devices, sensors, rows_per_model, order):
+    rng = np.random.default_rng(zlib.crc32(f"{kernel}-{devices}-{order}".encode()))
+    pipelines, bundles = fleet(rng, [kernel], devices, sensors)
+    frame = readings(rng, list(pipelines), rows_per_model, order)
+    decision, label = expected(frame, pipelines)
+
+    result = score_shard(frame, bundles)
+
+    predictions = result.predictions
+    assert result.missing_models.empty
+    assert list(predictions.columns) == ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
+    assert_allclose(predictions["score"], decision, rtol=0, atol=1e-9)
+    decided = np.abs(decision) > 1e-9
+    assert (predictions["is_anomaly"].to_numpy() == (label == -1))[decided].all()
+    assert (predictions["ts"].to_numpy() == frame["ts"].to_numpy()).all()
+    assert list(predictions["model_version"].astype(str)) == [bundles[d].version for d in frame["device"]]
+
+
+def test_mixed_kernels_categorical_columns_and_wide_models():
+    rng = np.random.default_rng(3)
+    pipelines, bundles = fleet(rng, KERNELS, 6, 4)
+    wide = Pipeline([("scaler", StandardScaler()), ("classifier", OneClassSVM(nu=0.6, gamma=0.3))])
+    pipelines[("d0", "s0")] = wide.fit(rng.normal(size=(200, 1)))  # over 16 vectors: a group of its own
+    models = {**bundles["d0"].models, "s0": SensorModel.from_pipeline(wide)}
+    bundles["d0"] = ModelBundle("d0", "v0", models)
+    frame = readings(rng, list(pipelines), 20, "shuffled").astype({"device": "category", "sensor": "category"})
+    decision, _ = expected(frame, pipelines)
+
+    compiled = BundleModels(bundles)
+    assert len(compiled.compiled.groups) > len(KERNELS)
+    assert_allclose(score_shard(frame, compiled).predictions["score"], decision, rtol=0, atol=1e-9)
+    assert_allclose(score_shard(frame, bundles, threads=1).predictions["score"], decision, rtol=0, atol=1e-9)
+
+
+def test_rows_without_a_model_are_reported_not_dropped_silently():
+    rng = np.random.default_rng(5)
+    pipelines, bundles = fleet(rng, ["rbf"], 2, 2)
+    keys = list(pipelines) + [("d0", "s9"), ("d7", "s0")]
+    frame = readings(rng, keys, 10, "shuffled")
+    del bundles["d1"]
+    anonymous = frame.index[(frame["device"] == "d0") & (frame["sensor"] == "s0")][:3]
+    frame.loc[anonymous, "device"] = None  # readings without a device are reported too
+
+    result = score_shard(frame, bundles)
+
+    missing = result.missing_models.fillna({"device": "?"}).sort_values(["device", "sensor"])
+    assert list(map(tuple, missing[["device", "sensor"]].to_numpy().tolist())) == [
+        ("?", "s0"), ("d0", "s9"), ("d1", "s0"), ("d1", "s1"), ("d7", "s0")]
+    assert missing["rows"].tolist() == [3, 10, 10, 10, 10]
+    scored = frame[(frame["device"] == "d0") & frame["sensor"].isin(["s0", "s1"])]
+    assert len(result.predictions) == len(scored) == 17
+    assert set(result.predictions["sensor"]) == {"s0", "s1"} and set(result.predictions["device"]) == {"d0"}
+    decision, _ = expected(scored, pipelines)
+    assert_allclose(result.predictions["score"], decision, rtol=0, atol=1e-9)
+
+
+def test_detector_models_scored_beside_svms():
+    rng = np.random.default_rng(8)
+    pipelines, bundles = fleet(rng, ["rbf"], 2, 2)
+    forest = IsolationForest(n_estimators=10, random_state=0).fit(rng.normal(size=(100, 1)))
+    pipelines[("d1", "s2")] = forest
+    bundles["d1"] = ModelBundle("d1", "v1", {**bundles["d1"].models, "s2": DetectorModel(forest)})
+    frame = readings(rng, list(pipelines), 30, "shuffled")
+    decision, label = expected(frame, pipelines)
+
+    predictions = score_shard(frame, bundles).predictions
+
+    assert_allclose(predictions["score"], decision, rtol=0, atol=1e-9)
+    assert (predictions["is_anomaly"].to_numpy() == (label == -1)).all()
+
+
+def test_decision_values_and_empty_shards():
+    rng = np.random.default_rng(9)
+    pipeline = random_pipeline(rng, "rbf")
+    x = rng.normal(size=40)
+    assert_allclose(decision_values(x, np.zeros(40, dtype=int), [SensorModel.from_pipeline(pipeline)]),
+                    pipeline.decision_function(x.reshape(-1, 1)), rtol=0, atol=1e-9)
+    empty = readings(rng, [], 1, "sorted")
+    result = score_shard(empty, {})
+    assert result.predictions.empty and result.missing_models.empty

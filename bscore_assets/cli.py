@@ -187,6 +187,24 @@ def export(out, fmt, first, last):
 
 
 @main.group()
+def models():
+    """Work with device model bundles."""
+
+
+@models.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def models_import(directory):
+    """Model files named model_<device>_<sensor> (pickles, including scikit-learn 0.19) as current bundles."""
+    try:
+        bundles = _ops().import_models(Path(directory))
+    except ValueError as exc:
+        _fail(exc)
+    for device, bundle in sorted(bundles.items()):
+        click.echo(f"device {device}: {len(bundle.models)} model(s), version {bundle.version}")
+    click.echo(f"{len(bundles)} device bundle(s) imported and registered as current")
+
+
+@main.group()
 def aml():
     """Azure Machine Learning: the scoring cluster and its Environment."""
 

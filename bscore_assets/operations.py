@@ -127,6 +127,17 @@ class Operations:
             for a, b in contiguous_blocks(known, devices or known)
         ]
 
+    def import_models(self, directory) -> dict:
+        """Store a folder's model files as the devices' current bundles; register new devices."""
+        from scoring.model_import import import_model_dir
+
+        bundles = import_model_dir(self.resources["blob"], directory)
+        known = set(self.instance.get_dynamic_partitions(device_partitions_def.name))
+        new = sorted(set(bundles) - known)
+        if new:
+            self.instance.add_dynamic_partitions(device_partitions_def.name, new)
+        return bundles
+
     def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None):
         """Bring the hours' aggregates up to date, then score them with the current models."""
         self.ingest_hours(first, last)

@@ -23,7 +23,7 @@ import pandas as pd
 from scoring.model_format import ModelBundle, SensorModel
 
 PREDICTION_COLUMNS = ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
-BLOCK_ROWS = 1 << 15
+BLOCK_ROWS = 1 << 17
 THREADS = min(2, os.cpu_count() or 1)
 NARROW_SV = 16
 
@@ -209,17 +209,19 @@ class CompiledModels:
             if len(members):
                 tasks.extend((group, block) for block in _blocks(members, runs.length[members]))
 
-        def score_block(task):
-            group, block = task
-            rows = runs.rows(block)
-            score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
+        def score_blocks(share):
+            for group, block in share:
+                rows = runs.rows(block)
+                score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
 
-        if threads > 1 and len(tasks) > 1:
+        threads = max(1, min(threads, len(tasks)))
+        if threads > 1:
+            # One contiguous share of blocks per thread: a task per block costs more than it saves.
+            bounds = np.linspace(0, len(tasks), threads + 1).astype(int)
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(score_block, tasks))
+                list(pool.map(score_blocks, [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
         else:
-            for task in tasks:
-                score_block(task)
+            score_blocks(tasks)
         unscored = np.flatnonzero(run_group < 0)
         if len(unscored):
             score[runs.rows(unscored)] = np.nan

@@ -17,7 +17,7 @@ from bscore_assets.ingestion.fleet import fleet_partition_requests, silent_devic
 from bscore_assets.jobs import ingest_job
 from bscore_assets.partitions import device_partitions_def, hour_key, hour_of_key
 from bscore_assets.runs import hour_range_tags
-from bscore_assets.settings import Settings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import raw_prefix
 from resources.blob import BlobStore
 from resources.events import EventSource
@@ -29,16 +29,18 @@ def _load(cursor: str | None, default: dict) -> dict:
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
-def event_ingestion_sensor(context: dg.SensorEvaluationContext, events: EventSource, blob: BlobStore):
+def event_ingestion_sensor(context: dg.SensorEvaluationContext, events: EventSource, blob: BlobStore,
+                           pipeline: PipelineSettings):
     """Drain the event source into raw storage every tick; once an hour has closed and its
     allowed lateness has passed, materialize its ``raw_readings`` and ``sensor_aggregates``.
 
     The cursor holds the hours that received readings but are not ready yet. Readings that
-    arrive for an hour already aggregated make it ready again, so it is re-aggregated.
+    arrive for an hour already aggregated make it ready again, so it is re-aggregated (or,
+    with ``late_policy="deadletter"``, are dead-lettered as the asset's own drain does).
     """
     settings = Settings.from_env()
     cursor = _load(context.cursor, {"waiting": [], "tick": 0})
-    summary = drain_events(events, blob, log=context.log)
+    summary = drain_events(events, blob, late_policy=pipeline.late_policy, log=context.log)
     too_old = [h for h in summary.hours if h < settings.start]
     if too_old:
         context.log.warning(f"readings of {len(too_old)} hour(s) before BSCORE_START={settings.start:%Y-%m-%dT%H:%M} "

@@ -9,6 +9,7 @@ one sensor's H hours (or one hour's S sensors), never one run per partition.
 """
 
 import logging
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -58,7 +59,10 @@ def covered(run: dg.DagsterRun) -> tuple[str, str]:
 
 
 @pytest.fixture
-def platform(bscore_home):
+def platform(bscore_home, monkeypatch):
+    # Runs launch in this process from the code location, which imports `definitions`: drop
+    # a copy an earlier test imported, whose resources point at that test's BSCORE_HOME.
+    monkeypatch.delitem(sys.modules, "definitions", raising=False)
     from definitions import build_defs
 
     dagster_home = bscore_home / "dagster"

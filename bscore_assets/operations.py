@@ -81,10 +81,23 @@ def _execute(defs: dg.Definitions, instance, job: str, tags: dict, run_config=No
         instance=instance, tags=tags, run_config={**QUIET_LOGS, **(run_config or {})}, raise_on_error=False
     )
     if not result.success:
-        failure = next((e for e in result.all_events if e.is_failure), None)
-        detail = failure.message if failure is not None else "see the run in the UI"
-        raise RuntimeError(f"run {result.run_id} of {job} failed: {detail}")
+        raise RuntimeError(f"run {result.run_id} of {job} failed: {failure_reason(result)}")
     return result
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """The failed step and the root of its error, in a line or two a person can act on."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            messages = [error.message.strip()]
+            while error.cause is not None:
+                error = error.cause
+                messages.append(error.message.strip())
+            root = next((m for m in reversed(messages) if m), "")
+            return f"step {event.step_key}: {messages[0].splitlines()[0]}" + (
+                f" — caused by {root.splitlines()[0]}" if root != messages[0] else "")
+    return "see the run in the Dagster UI"
 
 
 class Operations:

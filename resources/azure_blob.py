@@ -13,11 +13,16 @@ import threading
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from resources.blob import BlobStore
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+# The SDK's default waits 15 s, 18 s and 24 s between attempts, hiding an outage inside one
+# call for about a minute. Give up after a few seconds instead and let the run's retry
+# policy (bscore_assets/retries.py) retry the whole step, where the UI shows it.
+CLIENT_OPTIONS = {"retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
+                  "connection_timeout": 10}
 
 _containers: dict[tuple, ContainerClient] = {}
 _containers_lock = threading.Lock()
@@ -54,9 +59,9 @@ def container_client(container: str, account_url: str | None = None,
             if account_url:
                 from azure.identity import DefaultAzureCredential
 
-                client = ContainerClient(account_url, container, credential=DefaultAzureCredential())
+                client = ContainerClient(account_url, container, credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
             else:
-                client = ContainerClient.from_connection_string(connection_string, container)
+                client = ContainerClient.from_connection_string(connection_string, container, **CLIENT_OPTIONS)
             try:
                 client.create_container()
             except ResourceExistsError:

@@ -3,9 +3,12 @@
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
+import psycopg
+import pytest
 import sqlalchemy as sa
 
 from resources.azure_blob import AzureBlobStore
@@ -14,11 +17,23 @@ DEVICES, SENSORS = 2, 2
 WINDOWS_PER_HOUR = 720
 
 
-def test_demo_on_azurite_and_postgres_leaves_blobs_and_rows(azurite, postgres_url, tmp_path, monkeypatch):
+@pytest.fixture
+def demo_database(postgres_url):
+    """A database of the demo's own: the dynamic partitions come from what SQL holds."""
+    admin = sa.make_url(postgres_url).set(drivername="postgresql")
+    name = f"bscore_demo_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_demo_on_azurite_and_postgres_leaves_blobs_and_rows(azurite, demo_database, tmp_path, monkeypatch):
     container = azurite.new_container_name()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BSCORE_", "AZURE_", "EVENTHUB_"))}
     env.update(BSCORE_HOME=str(tmp_path / "home"), BSCORE_BLOB_URL=f"az://{container}/demo",
-               BSCORE_SQL_URL=postgres_url, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
+               BSCORE_SQL_URL=demo_database, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
     bscore = Path(sys.executable).with_name("bscore")
     done = subprocess.run([str(bscore), "demo", "--devices", str(DEVICES), "--sensors", str(SENSORS),
                            "--train-hours", "1", "--score-hours", "1"],
@@ -30,7 +45,7 @@ def test_demo_on_azurite_and_postgres_leaves_blobs_and_rows(azurite, postgres_ur
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     blob = AzureBlobStore.from_url(f"az://{container}/demo")
     raw, models, preds = blob.list("raw/"), blob.list("models/"), blob.list("predictions/")
-    engine = sa.create_engine(postgres_url)
+    engine = sa.create_engine(demo_database)
     raw_hours = sorted({key.split("/")[1] for key in raw})
     assert len(raw_hours) == 2, raw
     for hour in raw_hours:

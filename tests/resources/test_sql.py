@@ -22,11 +22,14 @@ H2 = H0 + pd.Timedelta(hours=2)
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path) -> SqlStore:
     if request.param == "sqlite":
-        return SqlStore(url=f"sqlite:///{tmp_path / 'bscore.db'}")
+        yield SqlStore(url=f"sqlite:///{tmp_path / 'bscore.db'}")
+        return
     store = SqlStore(url=request.getfixturevalue("postgres_url"))
     with store.engine.begin() as conn:  # the session's database is shared by the tests
         conn.execute(sa.text("TRUNCATE sensor_values, predictions"))
-    return store
+    yield store
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE sensor_values, predictions"))
 
 
 def windows(hour: pd.Timestamp, devices=("d1", "d2"), sensors=("s1", "s2"), per_hour=720, seed=0) -> pd.DataFrame:

@@ -47,7 +47,9 @@ def build_resources(settings: Settings) -> dict:
     else:
         raise ValueError(f"BSCORE_COMPUTE={settings.compute!r} must be 'local' or 'azureml'")
     return {
-        "sql": SqlStore(url=settings.sql_url),
+        # A URL from the environment may hold a password: the resource keeps the variable's
+        # name, which is all the UI shows, and Dagster resolves it when a run starts.
+        "sql": SqlStore(url=dg.EnvVar("BSCORE_SQL_URL") if settings.sql_url_from_env else settings.sql_url),
         "blob": blob,
         "events": events,
         "compute": compute,

@@ -105,7 +105,11 @@ class Operations:
 
     def __init__(self, settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance):
         self.settings, self.defs, self.instance = settings, defs, instance
-        self.resources = defs.resources
+        # Resolved as a run would resolve them (environment variables read, e.g. the SQL URL).
+        self.resources = {
+            key: resource.process_config_and_initialize() if isinstance(resource, dg.ConfigurableResource) else resource
+            for key, resource in defs.resources.items()
+        }
 
     def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> dg.ExecuteInProcessResult:
         """Drain the event source and (re)aggregate the hours ``first..last`` in one run."""

@@ -23,6 +23,7 @@ class Settings:
     blob_url: str
     events: str
     compute: str
+    sql_url_from_env: bool = False  # then the URL may hold a password: resources refer to the variable
     allowed_lateness_minutes: int = 5
     scoring_minute: int = 15
     retraining_cron: str = "30 0 * * *"
@@ -43,6 +44,7 @@ class Settings:
             home=home,
             start=start,
             sql_url=env.get("BSCORE_SQL_URL", f"sqlite:///{home / 'bscore.db'}"),
+            sql_url_from_env="BSCORE_SQL_URL" in env,
             blob_url=env.get("BSCORE_BLOB_URL", str(home / "blob")),
             events=env.get("BSCORE_EVENTS", "local"),
             compute=env.get("BSCORE_COMPUTE", "local"),

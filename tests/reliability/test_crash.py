@@ -1,0 +1,98 @@
+"""Crashes and concurrency: a run killed with SIGKILL mid-way, then re-run, leaves exactly the
+rows of one clean run; two runs of the same partitions at once do not corrupt each other."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bscore_assets.storage import prediction_key
+from scoring.engine import score_shard
+from scoring.model_store import load_current_bundles
+from scoring.simulate import simulate_readings
+from tests.assets.conftest import SCORE_START, TRAIN_START, land
+
+ROOT = Path(__file__).resolve().parents[2]
+HOUR = pd.Timedelta(hours=1)
+DEVICES, SENSORS, HOURS = 40, 5, 2
+SCORE_FROM, SCORE_TO = SCORE_START, SCORE_START + (HOURS - 1) * HOUR
+
+
+@pytest.fixture
+def fleet(platform):
+    """A fleet big enough that scoring takes seconds; models trained, nothing scored yet."""
+    land(platform, simulate_readings(DEVICES, SENSORS, TRAIN_START, 1, 0.0, interval_seconds=5, seed=1))
+    land(platform, simulate_readings(DEVICES, SENSORS, SCORE_START, HOURS, 0.02, interval_seconds=5, seed=2))
+    platform.train(None, TRAIN_START, TRAIN_START)
+    return platform
+
+
+def score_command(platform):
+    env = {**os.environ, "BSCORE_HOME": str(platform.settings.home)}
+    args = [sys.executable, "-m", "bscore_assets.cli", "score", "--from", f"{SCORE_FROM:%Y-%m-%dT%H}",
+            "--to", f"{SCORE_TO:%Y-%m-%dT%H}"]
+    return args, env
+
+
+def expected_predictions(platform) -> pd.DataFrame:
+    """What one clean run must store, computed straight from the library."""
+    windows = platform.resources["sql"].read_sensor_values(SCORE_FROM, SCORE_TO + HOUR)
+    bundles = load_current_bundles(platform.resources["blob"], sorted(windows["device"].unique()))
+    return sort(score_shard(windows, bundles).predictions)
+
+
+def sort(frame):
+    columns = ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
+    frame = frame[columns].astype({"device": str, "sensor": str, "model_version": str, "is_anomaly": bool})
+    return frame.sort_values(["device", "sensor", "ts"]).reset_index(drop=True)
+
+
+def assert_whole_or_absent(platform):
+    """Every hour's predictions in SQL and every Parquet file: all rows or none."""
+    sql, blob = platform.resources["sql"], platform.resources["blob"]
+    full_hour = DEVICES * SENSORS * 720
+    for hour in pd.date_range(SCORE_FROM, SCORE_TO, freq="h"):
+        rows = sql.read_predictions(hour, hour + HOUR)
+        assert len(rows) in (0, full_hour), f"{hour}: {len(rows)} rows"
+        assert not rows.duplicated(["device", "sensor", "ts"]).any()
+        for sensor in map(str, range(1, SENSORS + 1)):
+            key = prediction_key(hour, sensor)
+            if blob.exists(key):
+                assert len(blob.read_parquet(key)) == DEVICES * 720
+    assert not [p for p in Path(platform.settings.home, "blob").rglob("*.parquet") if p.name.startswith(".")]
+
+
+def test_sigkill_mid_run_then_rerun_gives_one_clean_run(fleet):
+    args, env = score_command(fleet)
+    killed = 0
+    for delay in (3.0, 5.0, 7.0, 9.0):
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        process.wait()
+        assert_whole_or_absent(fleet)
+    assert killed >= 2, "the run finished before it could be killed: make the fleet bigger"
+    subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    stored = sort(fleet.resources["sql"].read_predictions(SCORE_FROM, SCORE_TO + HOUR))
+    pd.testing.assert_frame_equal(stored, expected_predictions(fleet), check_dtype=False)
+    windows = fleet.resources["sql"].read_sensor_values(SCORE_FROM, SCORE_TO + HOUR)
+    assert len(windows) == DEVICES * SENSORS * 720 * HOURS
+    assert not windows.duplicated(["device", "sensor", "ts"]).any()
+
+
+def test_two_runs_of_the_same_partitions_at_once(fleet):
+    args, env = score_command(fleet)
+    runs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in runs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert_whole_or_absent(fleet)
+    stored = sort(fleet.resources["sql"].read_predictions(SCORE_FROM, SCORE_TO + HOUR))
+    pd.testing.assert_frame_equal(stored, expected_predictions(fleet), check_dtype=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from scoring.model_format import ModelBundle, bundle_from_files, bundle_to_files
+from scoring.model_format import ModelBundle, ModelFormatError, bundle_from_files, bundle_to_files
 
 PREFIX = "models"
 
@@ -52,6 +52,21 @@ def load_current_bundles(blobs: Blobs, devices) -> dict[str, ModelBundle]:
         if version is not None:
             bundles[device] = load_bundle(blobs, device, version)
     return bundles
+
+
+def load_current_bundles_or_refusals(blobs: Blobs, devices) -> tuple[dict[str, ModelBundle], dict[str, str]]:
+    """Like ``load_current_bundles``, but a bundle that fails its checks (a hash that does not
+    match, a malformed file) is refused and its reason returned, so the rest can still be used."""
+    bundles, refused = {}, {}
+    for device in devices:
+        version = current_version(blobs, device)
+        if version is None:
+            continue
+        try:
+            bundles[device] = load_bundle(blobs, device, version)
+        except ModelFormatError as exc:
+            refused[device] = str(exc)
+    return bundles, refused
 
 
 def devices_with_models(blobs: Blobs) -> list[str]:

@@ -17,7 +17,7 @@ from bscore_assets.storage import prediction_key
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
 from resources.sql import SqlStore
-from scoring.model_store import load_current_bundles
+from scoring.model_store import load_current_bundles_or_refusals
 from scoring.shards import plan_shards
 
 HOUR = pd.Timedelta(hours=1)
@@ -50,7 +50,9 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
         hours, sensors = run_partitions(context)
         start, end = hours[0], hours[-1] + HOUR
         windows = sql.read_sensor_values(start, end, sensors=sensors)
-        bundles = load_current_bundles(blob, sorted(windows["device"].unique()))
+        bundles, refused = load_current_bundles_or_refusals(blob, sorted(windows["device"].unique()))
+        for device, reason in refused.items():
+            context.log.error(f"device {device}: model refused, not scored: {reason}")
         shards = plan_shards(windows, bundles, compute.devices_per_shard)
         context.log.info(f"{len(windows)} windows of {len(hours)} hour(s) x {len(sensors)} sensor(s), "
                          f"{len(bundles)} device bundle(s), {len(shards)} shard(s) on {compute.describe()}")
@@ -87,4 +89,4 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                 "shards": len(shards),
             }
         )
-        yield from prediction_check_results(partitions, windows, missing, pipeline)
+        yield from prediction_check_results(partitions, windows, missing, refused, pipeline)

@@ -43,22 +43,25 @@ def anomaly_rate_result(partitions, warn: float, error: float) -> dg.AssetCheckR
     )
 
 
-def prediction_check_results(partitions, windows: pd.DataFrame, missing: pd.DataFrame, pipeline: PipelineSettings):
+def prediction_check_results(partitions, windows: pd.DataFrame, missing: pd.DataFrame, refused: dict[str, str],
+                             pipeline: PipelineSettings):
     yield anomaly_rate_result(partitions, pipeline.anomaly_rate_warn, pipeline.anomaly_rate_error)
     scored_devices = set()
     for _, _, rows in partitions:
         scored_devices |= set(rows["device"].unique()) if len(rows) else set()
     missing_devices = set(missing["device"].unique()) if len(missing) else set()
     unaccounted = set(windows["device"].unique()) - scored_devices - missing_devices
+    missing = missing[~missing["device"].isin(list(refused))] if len(missing) else missing
     yield dg.AssetCheckResult(
         check_name="scoring_coverage",
         passed=not unaccounted and not missing_devices,
-        severity=dg.AssetCheckSeverity.ERROR if unaccounted else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR if unaccounted or refused else dg.AssetCheckSeverity.WARN,
         metadata={
             "devices_with_windows": len(set(windows["device"].unique())),
             "devices_scored": len(scored_devices),
             "devices_missing_model": dg.MetadataValue.json(
                 missing.groupby("device")["sensor"].apply(list).to_dict() if len(missing) else {}),
+            "devices_model_refused": dg.MetadataValue.json(refused),
             "devices_unaccounted": dg.MetadataValue.json(sorted(unaccounted)),
         },
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from resources.blob import BlobStore
@@ -62,12 +63,27 @@ def container_client(container: str, account_url: str | None = None,
                 client = ContainerClient(account_url, container, credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
             else:
                 client = ContainerClient.from_connection_string(connection_string, container, **CLIENT_OPTIONS)
-            try:
-                client.create_container()
-            except ResourceExistsError:
-                pass
+            with unreachable_as_connection_error(client):
+                try:
+                    client.create_container()
+                except ResourceExistsError:
+                    pass
             _containers[key] = client
         return client
+
+
+@contextmanager
+def unreachable_as_connection_error(client: ContainerClient):
+    """A service that cannot be reached raises ``ConnectionError`` naming its host.
+
+    The SDK's message may quote the request URL, which carries the SAS token of a SAS
+    connection string, so it is not repeated.
+    """
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise ConnectionError(f"Blob Storage at {client.primary_hostname} is unreachable "
+                              f"({type(exc).__name__} after retries)") from None
 
 
 class AzureBlobStore(BlobStore):
@@ -124,24 +140,34 @@ class AzureBlobStore(BlobStore):
         # A blob is replaced atomically: a small payload is one Put Blob, a large one is
         # uploaded as uncommitted blocks that become visible together with one Put Block List,
         # so readers see the old blob or the new one, never a partial one.
-        self._client.upload_blob(self._name(key), data, overwrite=True, max_concurrency=self.max_concurrency)
+        client = self._client
+        with unreachable_as_connection_error(client):
+            client.upload_blob(self._name(key), data, overwrite=True, max_concurrency=self.max_concurrency)
 
     def read_bytes(self, key: str) -> bytes:
+        client = self._client
         try:
-            return self._client.download_blob(self._name(key), max_concurrency=self.max_concurrency).readall()
+            with unreachable_as_connection_error(client):
+                return client.download_blob(self._name(key), max_concurrency=self.max_concurrency).readall()
         except ResourceNotFoundError:
             raise FileNotFoundError(f"blob {key!r} does not exist in {self.describe()}") from None
 
     def exists(self, key: str) -> bool:
-        return self._client.get_blob_client(self._name(key)).exists()
+        client = self._client
+        with unreachable_as_connection_error(client):
+            return client.get_blob_client(self._name(key)).exists()
 
     def list(self, prefix: str) -> list[str]:
-        names = self._client.list_blob_names(name_starts_with=self.prefix + prefix.lstrip("/"))
+        client = self._client
+        with unreachable_as_connection_error(client):
+            names = list(client.list_blob_names(name_starts_with=self.prefix + prefix.lstrip("/")))
         return sorted(name[len(self.prefix):] for name in names)
 
     def delete(self, key: str) -> None:
+        client = self._client
         try:
-            self._client.delete_blob(self._name(key))
+            with unreachable_as_connection_error(client):
+                client.delete_blob(self._name(key))
         except ResourceNotFoundError:
             pass
 

@@ -5,6 +5,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from resources.azure_blob import AzureBlobStore
+from tests.conftest import AZURITE_KEY, free_port
 
 
 @pytest.fixture
@@ -79,3 +80,15 @@ def test_missing_connection_string_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     with pytest.raises(ValueError, match="AZURE_STORAGE_CONNECTION_STRING"):
         AzureBlobStore.from_url("az://nowhere").write_bytes("k", b"")
+
+
+def test_an_unreachable_service_names_its_host_and_no_secret(monkeypatch):
+    port = free_port()  # nothing listens there
+    sas = "sv=2024-01-01&sig=c2VjcmV0"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;SharedAccessSignature={sas}")
+    with pytest.raises(ConnectionError) as failure:
+        AzureBlobStore.from_url("az://unreachable").read_bytes("k")
+    message = str(failure.value)
+    assert f"Blob Storage at 127.0.0.1:{port}/devstoreaccount1 is unreachable" in message
+    assert "sig=" not in message and AZURITE_KEY not in message

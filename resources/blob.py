@@ -6,7 +6,6 @@ Every write is atomic: a reader sees the old object or the new one, never a part
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from scoring.parquet import from_parquet_bytes, to_parquet_bytes
 
 
 class BlobStore(dg.ConfigurableResource, ABC):
@@ -42,12 +41,10 @@ class BlobStore(dg.ConfigurableResource, ABC):
         """Where the store lives, for people (no secrets)."""
 
     def write_parquet(self, key: str, frame: pd.DataFrame) -> None:
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
-        self.write_bytes(key, buffer.getvalue())
+        self.write_bytes(key, to_parquet_bytes(frame))
 
     def read_parquet(self, key: str) -> pd.DataFrame:
-        return pq.read_table(io.BytesIO(self.read_bytes(key))).to_pandas()
+        return from_parquet_bytes(self.read_bytes(key))
 
 
 class LocalBlobStore(BlobStore):

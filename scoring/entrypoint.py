@@ -11,16 +11,14 @@ azure-identity when the job authenticates with the compute's managed identity).
 
 from __future__ import annotations
 
-import io
 import os
 import time
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scoring.engine import ShardScores, score_shard
 from scoring.model_store import load_current_bundles, save_bundle
+from scoring.parquet import from_parquet_bytes, to_parquet_bytes
 from scoring.shards import Shard
 
 ROWS = "rows.parquet"
@@ -52,12 +50,10 @@ class ContainerBlobs:
         return sorted(name[len(self.prefix):] for name in names)
 
     def write_parquet(self, key: str, frame: pd.DataFrame) -> None:
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
-        self.write_bytes(key, buffer.getvalue())
+        self.write_bytes(key, to_parquet_bytes(frame))
 
     def read_parquet(self, key: str) -> pd.DataFrame:
-        return pq.read_table(io.BytesIO(self.read_bytes(key))).to_pandas()
+        return from_parquet_bytes(self.read_bytes(key))
 
     def delete_all(self) -> int:
         """Delete every blob under the prefix; returns how many."""

@@ -83,6 +83,8 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
     except ValueError as exc:
         _fail(exc)
     if target in ("events", "eventhub"):
+        if target == "eventhub" and Settings.from_env().events != "eventhub":
+            _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))
         events = _ops().resources["events"]
         # Bodies are serialized chunk by chunk, so the bar also covers that (the slow part).
         with tqdm(total=len(readings), unit="event", desc="publishing") as bar:

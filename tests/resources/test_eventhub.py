@@ -208,3 +208,13 @@ def test_simulate_to_eventhub_publishes_through_the_configured_source(bscore_hom
     sent = [e.body_as_str() for events in HUBS[hub_name].partitions.values() for e in events]
     assert len(sent) == 2 * 2 * 36 and f"{len(sent)} readings sent to Event Hub {hub_name}" in result.output
     assert len({json.loads(body)["device"] for body in sent}) == 2
+
+
+def test_simulate_to_eventhub_without_eventhub_configured_fails_clearly(bscore_home):
+    from bscore_assets.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "--devices", "1", "--sensors", "1", "--hours", "0.01",
+                                       "--to", "eventhub"])
+    assert result.exit_code == 2
+    assert "--to eventhub needs BSCORE_EVENTS=eventhub" in result.output
+    assert not (bscore_home / "landing").exists()  # nothing went to the local landing instead

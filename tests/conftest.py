@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,18 +99,30 @@ def azurite(tmp_path_factory):
     stop_azurite(service)
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A database of its own on the local PostgreSQL server, dropped after the session."""
+@contextmanager
+def postgres_database(prefix: str = "bscore_test"):
+    """A database of its own on the local PostgreSQL server, dropped afterwards; yields its name."""
     import psycopg
 
-    name = f"bscore_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+def sqlalchemy_postgres_url(database: str) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database of its own on the local PostgreSQL server for the session."""
+    with postgres_database() as name:
+        yield sqlalchemy_postgres_url(name)
 
 
 @pytest.fixture

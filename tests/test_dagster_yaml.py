@@ -8,7 +8,6 @@ run, event log and schedule storage are exercised on the local PostgreSQL server
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,7 @@ from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import postgres_database
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "azure" / "dagster.yaml"
 
@@ -27,12 +26,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "azure" / "dagster.ya
 @pytest.fixture
 def dagster_pg_url():
     """A database of its own for Dagster's tables, dropped afterwards."""
-    name = f"bscore_dagster_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("bscore_dagster") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture

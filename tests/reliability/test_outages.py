@@ -3,7 +3,6 @@ service is back the work completes with nothing lost and nothing duplicated."""
 
 import threading
 import time
-import uuid
 
 import dagster as dg
 import pandas as pd
@@ -14,7 +13,8 @@ from bscore_assets.operations import Operations, local_instance
 from bscore_assets.settings import Settings
 from scoring.simulate import simulate_readings
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
-from tests.conftest import PG_ADMIN_URL, start_azurite, stop_azurite
+from tests.conftest import (PG_ADMIN_URL, postgres_database, sqlalchemy_postgres_url, start_azurite,
+                            stop_azurite)
 
 HOUR = pd.Timedelta(hours=1)
 DEVICES, SENSORS = 20, 5
@@ -47,13 +47,9 @@ def assert_scored_once(platform: Operations) -> None:
 
 @pytest.fixture
 def own_database(bscore_home, monkeypatch):
-    name = f"bscore_outage_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    monkeypatch.setenv("BSCORE_SQL_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    yield name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("bscore_outage") as name:
+        monkeypatch.setenv("BSCORE_SQL_URL", sqlalchemy_postgres_url(name))
+        yield name
 
 
 def test_database_connections_dropped_mid_run_are_retried(own_database):

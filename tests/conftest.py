@@ -86,9 +86,10 @@ def start_azurite(workdir: Path, port: int | None = None) -> Azurite:
 def stop_azurite(azurite: Azurite) -> None:
     azurite.process.terminate()
     try:
-        azurite.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
+        azurite.process.wait(timeout=2)
+    except subprocess.TimeoutExpired:  # Azurite ignores SIGTERM once a client has connected
         azurite.process.kill()
+        azurite.process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -3,30 +3,24 @@
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 import pytest
 import sqlalchemy as sa
 
 from resources.azure_blob import AzureBlobStore
+from tests.conftest import postgres_database, sqlalchemy_postgres_url
 
 DEVICES, SENSORS = 2, 2
 WINDOWS_PER_HOUR = 720
 
 
 @pytest.fixture
-def demo_database(postgres_url):
+def demo_database():
     """A database of the demo's own: the dynamic partitions come from what SQL holds."""
-    admin = sa.make_url(postgres_url).set(drivername="postgresql")
-    name = f"bscore_demo_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("bscore_demo") as name:
+        yield sqlalchemy_postgres_url(name)
 
 
 def test_demo_on_azurite_and_postgres_leaves_blobs_and_rows(azurite, demo_database, tmp_path, monkeypatch):

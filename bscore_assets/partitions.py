@@ -23,3 +23,8 @@ def hour_key(hour: pd.Timestamp) -> str:
 
 def hour_of_key(key: str) -> pd.Timestamp:
     return pd.to_datetime(key, format=HOUR_KEY_FORMAT)
+
+
+def hour_sensor_key(hour: pd.Timestamp, sensor: str) -> str:
+    """The ``sensor_predictions`` partition key of an hour and a sensor."""
+    return str(dg.MultiPartitionKey({"hour": hour_key(hour), "sensor": sensor}))

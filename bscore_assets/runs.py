@@ -1,9 +1,8 @@
 """Run tags that make one run cover a range of partitions (what backfill policies produce)."""
 
-import dagster as dg
 import pandas as pd
 
-from bscore_assets.partitions import hour_key
+from bscore_assets.partitions import hour_key, hour_sensor_key
 
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -21,6 +20,6 @@ def hour_range_tags(first: pd.Timestamp, last: pd.Timestamp) -> dict[str, str]:
 def hour_sensor_range_tags(first: pd.Timestamp, last: pd.Timestamp, sensors: list[str]) -> dict[str, str]:
     """Tags for the rectangle of hours ``first..last`` x the contiguous sensors ``sensors[0]..sensors[-1]``."""
     return range_tags(
-        str(dg.MultiPartitionKey({"hour": hour_key(first), "sensor": sensors[0]})),
-        str(dg.MultiPartitionKey({"hour": hour_key(last), "sensor": sensors[-1]})),
+        hour_sensor_key(first, sensors[0]),
+        hour_sensor_key(last, sensors[-1]),
     )

@@ -8,9 +8,9 @@ and writes each partition's predictions to blob Parquet and SQL, replacing any e
 import dagster as dg
 import pandas as pd
 
-from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_partitions_def
+from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
-from bscore_assets.predictions.metadata import partition_key, partition_metadata
+from bscore_assets.predictions.metadata import partition_metadata
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import prediction_key
@@ -68,7 +68,7 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                 blob.write_parquet(prediction_key(hour, sensor), rows)
                 partitions.append((hour, sensor, rows))
                 had = windows[(windows["sensor"] == sensor) & (windows["ts"] > hour) & (windows["ts"] <= hour + HOUR)]
-                context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=partition_key(hour, sensor))
+                context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=hour_sensor_key(hour, sensor))
             sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
         summary = pd.DataFrame(
             [

@@ -9,10 +9,6 @@ from bscore_assets.partitions import hour_key
 from bscore_assets.predictions.plots import partition_plot_markdown
 
 
-def partition_key(hour: pd.Timestamp, sensor: str) -> str:
-    return str(dg.MultiPartitionKey({"hour": hour_key(hour), "sensor": sensor}))
-
-
 def partition_metadata(hour: pd.Timestamp, sensor: str, rows: pd.DataFrame, windows: pd.DataFrame) -> dict:
     """Metadata of the (hour, sensor) partition from its predictions and the windows it had.
 

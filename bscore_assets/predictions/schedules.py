@@ -13,7 +13,7 @@ import pandas as pd
 
 from bscore_assets.hours import HOUR, aggregated_hours, hour_blocks, latest_materializations, latest_ready_hour
 from bscore_assets.jobs import scoring_job
-from bscore_assets.partitions import hour_key, sensor_partitions_def
+from bscore_assets.partitions import hour_key, hour_sensor_key, sensor_partitions_def
 from bscore_assets.runs import hour_sensor_range_tags
 from bscore_assets.settings import Settings
 
@@ -28,7 +28,7 @@ def hours_to_score(instance: dg.DagsterInstance, latest: pd.Timestamp, lookback:
     for hour in (latest - HOUR * back for back in range(lookback)):
         if hour not in aggregated:
             continue
-        keys = [str(dg.MultiPartitionKey({"hour": hour_key(hour), "sensor": s})) for s in sensors]
+        keys = [hour_sensor_key(hour, s) for s in sensors]
         if any(predicted.get(key, -1) < aggregated[hour] for key in keys):
             due.append(hour)
     return sorted(due)

@@ -13,7 +13,7 @@ import pytest
 from bscore_assets.hours import hour_blocks, latest_ready_hour
 from bscore_assets.ingestion.sensors import event_ingestion_sensor, fleet_partitions_sensor
 from bscore_assets.models.schedules import device_retraining_schedule
-from bscore_assets.partitions import hour_key
+from bscore_assets.partitions import hour_key, hour_sensor_key
 from bscore_assets.predictions.schedules import hourly_scoring_schedule
 from bscore_assets.predictions.sensors import model_rescoring_sensor
 from bscore_assets.runs import RANGE_END_TAG, RANGE_START_TAG
@@ -143,7 +143,7 @@ def test_sensors_and_schedules_score_every_closed_hour(daemon):
     # The hourly schedule scores every ready hour not scored yet, every sensor, in one run.
     [score] = daemon.tick_schedule(hourly_scoring_schedule, last + HOUR + pd.Timedelta(minutes=15))
     assert covered_hours(score) == (f"{hour_key(first)}|{SENSORS[0]}", f"{hour_key(last)}|{SENSORS[-1]}")
-    expected = {str(dg.MultiPartitionKey({"hour": hour_key(h), "sensor": s})) for h in hours for s in SENSORS}
+    expected = {hour_sensor_key(h, s) for h in hours for s in SENSORS}
     assert instance.get_materialized_partitions(dg.AssetKey("sensor_predictions")) == expected
     predictions = defs.resources["sql"].read_predictions(first, last + HOUR)
     assert len(predictions) == 2 * 2 * 720 * 3 + 2 * 180  # devices 1-2 every window, device 9 its quarter hour

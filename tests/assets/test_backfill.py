@@ -23,7 +23,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
 from bscore_assets.ingestion.fleet import register_fleet
-from bscore_assets.partitions import hour_key
+from bscore_assets.partitions import hour_key, hour_sensor_key
 from bscore_assets.runs import RANGE_END_TAG, RANGE_START_TAG
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
@@ -91,7 +91,7 @@ def test_backfills_run_few_runs_and_materialize_every_partition(platform):
                        run_config={"ops": {"device_models": {"config": window}}})
     assert covered(train) == (DEVICES[0], DEVICES[-1])
 
-    keys = [str(dg.MultiPartitionKey({"hour": hour_key(h), "sensor": s})) for h in SCORE_HOURS for s in SENSORS]
+    keys = [hour_sensor_key(h, s) for h in SCORE_HOURS for s in SENSORS]
     runs = backfill(workspace, instance, defs, ["sensor_predictions"], keys)
     assert len(runs) == min(H, len(SENSORS)) < len(keys)
     assert sorted(covered(r) for r in runs) == [

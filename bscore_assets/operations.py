@@ -125,15 +125,17 @@ class Operations:
         return sorted(pd.to_datetime(p, format=BLOB_HOUR_FORMAT) for p in prefixes)
 
     def train(self, devices: list[str] | None, first: pd.Timestamp | None, last: pd.Timestamp | None,
-              training_hours: int = 24) -> list[dg.ExecuteInProcessResult]:
-        """Bring the training window's aggregates up to date, then retrain the devices' models."""
+              refresh: bool = True) -> list[dg.ExecuteInProcessResult]:
+        """Bring the training window's aggregates up to date (unless ``refresh`` is False, when
+        the caller just did), then retrain the devices' models."""
         if first is None or last is None:
             hours = self.raw_hours()
             if not hours:
                 raise ValueError("nothing to train on: no readings have been ingested")
             last = last or hours[-1]
-            first = first or max(hours[0], last - pd.Timedelta(hours=training_hours - 1))
-        self.ingest_hours(first, last)
+            first = first or max(hours[0], last - pd.Timedelta(hours=self.resources["pipeline"].training_hours - 1))
+        if refresh:
+            self.ingest_hours(first, last)
         known = self.instance.get_dynamic_partitions(device_partitions_def.name)
         unknown = sorted(set(devices or []) - set(known))
         if unknown:
@@ -155,9 +157,14 @@ class Operations:
             self.instance.add_dynamic_partitions(device_partitions_def.name, new)
         return bundles
 
-    def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None):
-        """Bring the hours' aggregates up to date, then score them with the current models."""
-        self.ingest_hours(first, last)
+    def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
+              refresh: bool = True):
+        """Bring the hours' aggregates up to date (unless ``refresh`` is False, when the caller
+        just did), then score them with the current models."""
+        if refresh:
+            self.ingest_hours(first, last)
+        else:
+            check_hours(first, last, self.settings)
         known = self.instance.get_dynamic_partitions(sensor_partitions_def.name)
         unknown = sorted(set(sensors or []) - set(known))
         if unknown:

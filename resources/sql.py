@@ -69,7 +69,24 @@ def engine_options(url: str) -> dict:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "mssql" and parsed.get_driver_name() == "pyodbc":
         return {"fast_executemany": True}
+    if parsed.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": 60}}  # a concurrent replace waits for the write lock
     return {}
+
+
+def lock_table_for_replace(conn: sa.Connection, table: sa.Table) -> None:
+    """Make concurrent replaces of ``table`` take turns until the transaction ends.
+
+    Under READ COMMITTED a second replace's DELETE does not see the first one's uncommitted
+    rows and its INSERT then breaks the primary key; an exclusive transaction-scoped lock
+    serializes them. SQLite serializes writers itself.
+    """
+    name = f"bscore.{table.name}"
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    elif conn.dialect.name == "mssql":
+        conn.execute(sa.text("EXEC sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
+                             "@LockOwner = 'Transaction'"), {"name": name})
 
 
 def ensure_schema(engine: sa.Engine) -> None:
@@ -173,6 +190,7 @@ class SqlStore(dg.ConfigurableResource):
             raise ValueError(f"{outside} of {len(frame)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
         with self.engine.begin() as conn:
+            lock_table_for_replace(conn, table)
             conn.execute(table.delete().where(where))
             if len(frame):
                 bulk_insert(conn, table, frame)

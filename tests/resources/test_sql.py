@@ -145,7 +145,7 @@ def test_engine_options_per_dialect():
                  "?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=yes&authentication=ActiveDirectoryMsi")
     assert engine_options(azure_sql) == {"fast_executemany": True}
     assert engine_options("postgresql+psycopg://u@h/db") == {}
-    assert engine_options("sqlite:///x.db") == {}
+    assert engine_options("sqlite:///x.db") == {"connect_args": {"timeout": 60}}
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -163,3 +163,18 @@ def test_documented_azure_sql_urls_make_these_odbc_connection_strings(url, expec
                          "Database=bscore"]
     assert set(expected) | {"Encrypt=yes"} == set(parts[3:])  # never Trusted_Connection (Windows logins)
     assert "p@ss" not in SqlStore(url=url).describe() and "p%40ss" not in SqlStore(url=url).describe()
+
+
+def test_concurrent_replaces_of_the_same_hours_wait_for_each_other(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [windows(H0, devices=[f"d{i}" for i in range(20)], seed=seed) for seed in range(6)]
+
+    def replace(frame):
+        SqlStore(url=store.url).replace_sensor_values(frame, H0, H1)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(replace, frames))  # an IntegrityError or "database is locked" would surface here
+    stored = sort(store.read_sensor_values(H0, H1))
+    assert len(stored) == len(frames[0])
+    assert any(stored["value"].equals(sort(f)["value"]) for f in frames)  # exactly one writer's rows

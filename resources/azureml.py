@@ -11,6 +11,7 @@ asset's materialization as ``azureml_*`` metadata.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,6 +26,11 @@ from scoring.entrypoint import ACCOUNT_URL_VAR, ContainerBlobs, read_shard_score
 from scoring.shards import Shard
 
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
+
+
+def redact_query_strings(error: Exception) -> str:
+    """An error's message with URL query strings (where SAS tokens travel) replaced."""
+    return re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]+", r"\1?<redacted>", str(error))
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class AzureMLComputeBackend(ComputeBackend):
             scores = read_shard_scores(stage)
         except Exception as exc:
             raise dg.Failure(
-                description=f"Azure ML job {job.name} ({job.shard.label}) failed: {exc}. "
+                description=f"Azure ML job {job.name} ({job.shard.label}) failed: {redact_query_strings(exc)}. "
                             f"Logs: {log_location(ml_client, job.name, self.experiment_name)}",
                 metadata={"azureml_job": job.name, "staged_input": f"{self.container}/{job.prefix}"},
             ) from exc

@@ -183,7 +183,11 @@ class SqlStore(dg.ConfigurableResource):
             return engine
 
     def describe(self) -> str:
-        return sa.make_url(self.url).render_as_string(hide_password=True)
+        """The URL for people: the password, and query values that may hold one, masked."""
+        url = sa.make_url(self.url)
+        secret_keys = {"password", "pwd", "odbc_connect"}
+        url = url.set(query={k: ("***" if k.lower() in secret_keys else v) for k, v in url.query.items()})
+        return url.render_as_string(hide_password=True)
 
     def _replace(self, table: sa.Table, frame: pd.DataFrame, where, outside: int) -> None:
         if outside:

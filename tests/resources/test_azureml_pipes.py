@@ -219,3 +219,10 @@ def test_azureml_backend_from_env_keeps_the_secret_out_of_config(bscore_home, mo
     monkeypatch.delenv("AZUREML_STORAGE_ACCOUNT")
     with pytest.raises(ValueError, match="AZUREML_WORKSPACE, AZUREML_STORAGE_ACCOUNT"):
         AzureMLComputeBackend.from_env()
+
+
+def test_azureml_failure_messages_drop_url_query_strings():
+    from resources.azureml import redact_query_strings
+
+    message = redact_query_strings(RuntimeError("GET https://a.blob.core.windows.net/c/x?sv=1&sig=SECRET failed"))
+    assert "SECRET" not in message and "https://a.blob.core.windows.net/c/x?<redacted>" in message

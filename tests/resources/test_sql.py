@@ -178,3 +178,9 @@ def test_concurrent_replaces_of_the_same_hours_wait_for_each_other(store):
     stored = sort(store.read_sensor_values(H0, H1))
     assert len(stored) == len(frames[0])
     assert any(stored["value"].equals(sort(f)["value"]) for f in frames)  # exactly one writer's rows
+
+
+def test_describe_masks_passwords_in_the_url_and_its_query():
+    assert "pw" not in SqlStore(url="postgresql+psycopg://u:pw@h/db?sslmode=require").describe()
+    odbc = SqlStore(url="mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BPWD%3Dsecret-pw").describe()
+    assert "secret-pw" not in odbc and "odbc_connect" in odbc

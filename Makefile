@@ -1,4 +1,6 @@
-# The two commands: `make demo` and `make test`. Everything they need is installed here.
+# The two commands: `make demo` and `make test`. They install everything the project needs
+# (Python packages, npm packages, Debian's Chromium); the machine provides Python 3.11+ with
+# venv, Node.js 20+ with npm, and the PostgreSQL server the tests use (see README).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,11 +10,10 @@ export BSCORE_HOME ?= $(CURDIR)/.bscore
 .PHONY: demo test ui install clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -26,7 +27,7 @@ demo: install
 
 # The UI test drives Debian's Chromium (playwright-core from npm, no browser download).
 /usr/bin/chromium:
-	apt-get update && apt-get install -y chromium
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 test: install node_modules/.installed /usr/bin/chromium
 	$(BIN)/python -m pytest

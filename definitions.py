@@ -53,7 +53,7 @@ def build_resources(settings: Settings) -> dict:
         "blob": blob,
         "events": events,
         "compute": compute,
-        "pipeline": PipelineSettings(),
+        "pipeline": PipelineSettings(training_hours=settings.training_hours),
     }
 
 

@@ -5,7 +5,9 @@ bounded time, so a Dagster sensor tick or run ends; ``commit`` writes each
 partition's checkpoint to ``BlobCheckpointStore`` only after the batch is stored. A tick is
 a short-lived reader, not a long-running processor, so the source reads and writes
 checkpoints itself instead of claiming partition ownership, which is made for processors
-that live for hours; Dagster's run concurrency keeps drains one at a time.
+that live for hours. Two drains at once (a sensor tick and a run's own drain) can read the
+same events, and a slower commit can move a checkpoint back: both only re-deliver events,
+which readers of raw storage drop as repeats; nothing is lost.
 
 Secrets are read from the environment variables whose *names* the resource holds, or come
 from ``DefaultAzureCredential``; they never enter resource config, logs or errors.

@@ -46,6 +46,16 @@ class EventSource(dg.ConfigurableResource, ABC):
     def describe(self) -> str: ...
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary file, flush it to disk, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 class LocalEventSource(EventSource):
     """A landing folder of JSON-lines files with increasing sequence numbers.
 
@@ -84,9 +94,7 @@ class LocalEventSource(EventSource):
         with self._locked():
             sequences = self._sequences()
             sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
-            tmp = self._dir / f".{sequence:012d}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self._dir / f"{sequence:012d}.jsonl")
+            _write_durably(self._dir / f"{sequence:012d}.jsonl", data)
         return len(bodies)
 
     def receive(self, max_events: int = 100_000) -> EventBatch | None:
@@ -107,12 +115,7 @@ class LocalEventSource(EventSource):
         with self._locked():
             if batch.checkpoint["sequence"] <= self._checkpoint():
                 return
-            tmp = self._dir / "._checkpoint.tmp"
-            tmp.write_text(json.dumps(batch.checkpoint))
-            os.replace(tmp, self._dir / "_checkpoint.json")
-
-    def pending_events(self) -> bool:
-        return any(s > self._checkpoint() for s in self._sequences())
+            _write_durably(self._dir / "_checkpoint.json", json.dumps(batch.checkpoint).encode())
 
     def describe(self) -> str:
         return str(Path(self.landing).resolve())

@@ -2,8 +2,13 @@
 
 Each received batch is parsed; its good readings are written per hour as one part named
 after the batch, its bad events to the dead-letter store with their reasons, and only then
-is the batch committed. A crash before the commit re-delivers the batch, which rewrites
-the same parts, and readers drop repeated readings, so nothing is lost or counted twice.
+is the batch committed. A crash before the commit re-delivers the batch (with the same or
+other batch boundaries), and readers of raw storage keep each (device, sensor, ts) once, so
+nothing is lost or counted twice.
+
+Readings for an hour whose aggregates are already stored are *late*. By the late policy
+they either re-open that hour (stored as usual, and the hour's aggregated marker removed so
+that it is aggregated and scored again) or go to the dead-letter store.
 """
 
 from __future__ import annotations

@@ -202,7 +202,8 @@ class CompiledModels:
         score = np.empty(len(values))
         anomaly = np.zeros(len(values), dtype=bool)
         has_model = runs.model >= 0
-        run_group = np.where(has_model, self.group[np.maximum(runs.model, 0)], -2)
+        run_group = np.full(len(runs.model), -2)
+        run_group[has_model] = self.group[runs.model[has_model]]
         tasks = []
         for gid, group in enumerate(self.groups):
             members = np.flatnonzero(run_group == gid)

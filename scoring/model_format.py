@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,7 +199,20 @@ def bundle_to_files(bundle: ModelBundle) -> dict[str, bytes]:
 
 
 def bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
-    """Load a bundle; refuse it if the arrays do not hash to what the metadata says."""
+    """Load a bundle; refuse it if the arrays do not hash to what the metadata says.
+
+    Anything malformed (a broken archive, missing keys, arrays claiming more data than the
+    file holds) is refused with ``ModelFormatError``: a bad file never crashes its reader.
+    """
+    try:
+        return _bundle_from_files(params, meta_json)
+    except ModelFormatError:
+        raise
+    except Exception as exc:
+        raise ModelFormatError(f"bundle is malformed: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
     try:
         meta = json.loads(meta_json)
     except json.JSONDecodeError as exc:
@@ -209,6 +223,7 @@ def bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
     digest = hashlib.sha256(params).hexdigest()
     if digest != meta.get("params_sha256"):
         raise ModelFormatError(f"{name}: params.npz hashes to {digest}, metadata says {meta.get('params_sha256')}")
+    _check_array_sizes(name, params)
     try:
         with np.load(io.BytesIO(params), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -221,6 +236,19 @@ def bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
             raise ModelFormatError(f"{name}: sensor {sensor}'s arrays do not match their content hash")
         models[sensor] = _model_from_spec(name, sensor, spec, arrays)
     return ModelBundle(meta["device"], meta["version"], models, meta.get("metadata", {}))
+
+
+def _check_array_sizes(name: str, params: bytes) -> None:
+    """Refuse archive members whose header claims more data than the member holds."""
+    with zipfile.ZipFile(io.BytesIO(params)) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                major, _ = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise ModelFormatError(f"{name}: {info.filename} claims shape {shape} of {dtype}, "
+                                           f"more than its {info.file_size} bytes")
 
 
 def _model_from_spec(name: str, sensor: str, spec: dict, arrays: dict):

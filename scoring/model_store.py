@@ -36,7 +36,12 @@ def save_bundle(blobs: Blobs, bundle: ModelBundle, make_current: bool = True) ->
 
 def current_version(blobs: Blobs, device: str) -> str | None:
     key = f"{PREFIX}/{device}/current.json"
-    return json.loads(blobs.read_bytes(key))["version"] if blobs.exists(key) else None
+    if not blobs.exists(key):
+        return None
+    try:
+        return str(json.loads(blobs.read_bytes(key))["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{key} does not name a version: {type(exc).__name__}: {exc}") from None
 
 
 def load_bundle(blobs: Blobs, device: str, version: str) -> ModelBundle:
@@ -59,11 +64,10 @@ def load_current_bundles_or_refusals(blobs: Blobs, devices) -> tuple[dict[str, M
     match, a malformed file) is refused and its reason returned, so the rest can still be used."""
     bundles, refused = {}, {}
     for device in devices:
-        version = current_version(blobs, device)
-        if version is None:
-            continue
         try:
-            bundles[device] = load_bundle(blobs, device, version)
+            version = current_version(blobs, device)
+            if version is not None:
+                bundles[device] = load_bundle(blobs, device, version)
         except ModelFormatError as exc:
             refused[device] = str(exc)
     return bundles, refused

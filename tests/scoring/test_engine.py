@@ -143,3 +143,14 @@ def test_decision_values_and_empty_shards():
     empty = readings(rng, [], 1, "sorted")
     result = score_shard(empty, {})
     assert result.predictions.empty and result.missing_models.empty
+
+
+@pytest.mark.parametrize("bundles", [{}, "other devices only"])
+def test_a_shard_of_devices_without_models_is_reported(bundles):
+    rng = np.random.default_rng(8)
+    pipelines, fitted = fleet(rng, ["rbf"], 2, 2)
+    frame = readings(rng, [("new1", "s0"), ("new2", "s1")], 10, "sorted")
+    result = score_shard(frame, {} if bundles == {} else fitted)
+    assert result.predictions.empty
+    assert sorted(result.missing_models["device"]) == ["new1", "new2"]
+    assert result.missing_models["rows"].sum() == 20

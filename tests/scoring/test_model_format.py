@@ -94,3 +94,29 @@ def test_malformed_metadata_and_models_are_refused():
         SensorModel(np.zeros(1), np.ones(1), np.zeros((1, 1)), np.ones(1), 0.0, kernel="precomputed")
     with pytest.raises(ModelFormatError, match="dual_coef shape"):
         SensorModel(np.zeros(1), np.ones(1), np.zeros((2, 1)), np.ones(1), 0.0)
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "huge header", "json list", "missing spec key"])
+def test_malformed_bundles_are_refused_not_crashing(bundle, damage):
+    import hashlib
+    import io
+    import json
+
+    files = bundle_to_files(bundle)
+    params, meta = files["params.npz"], json.loads(files["bundle.json"])
+    if damage == "not a zip":
+        params = b"PK\x03\x04 broken"
+    elif damage == "huge header":
+        buffer = io.BytesIO()
+        np.savez(buffer, x=np.zeros(1))
+        params = buffer.getvalue().replace(b"'shape': (1,)", b"'shape': (99999999999,)")
+    elif damage == "json list":
+        meta = []
+    else:
+        del meta["sensors"]["rbf"]["kernel"]
+    if isinstance(meta, dict):
+        meta["params_sha256"] = hashlib.sha256(params).hexdigest()
+        for spec in meta["sensors"].values():
+            spec.pop("sha256", None)
+    with pytest.raises(ModelFormatError):
+        bundle_from_files(params, json.dumps(meta).encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -43,16 +44,18 @@ def empty_readings() -> pd.DataFrame:
     )
 
 
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
 def _canonical_id(raw) -> str:
-    if isinstance(raw, bool) or raw is None:
-        raise ValueError("must be a string or an integer")
-    if isinstance(raw, float):
-        if not raw.is_integer():
-            raise ValueError("must be a string or an integer")
+    """A device or sensor id: a string or an integer; it becomes part of blob keys, so no ``/``."""
+    if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise ValueError("must be a string or an integer")
     text = str(raw).strip()
-    if not text or len(text) > 64:
-        raise ValueError("must be 1-64 characters")
+    if not ID_PATTERN.fullmatch(text):
+        raise ValueError(f"{text[:70]!r} must be 1-64 letters, digits or . _ : - (starting with a letter or digit)")
     return text
 
 
@@ -68,6 +71,8 @@ def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tup
     missing = [name for name in READING_COLUMNS if name not in fields]
     if missing:
         raise ValueError(f"missing field: {', '.join(missing)}")
+    if not isinstance(fields["ts"], str) or not fields["ts"][:4].isdigit():  # not "now", not epoch numbers
+        raise ValueError(f"bad ts: {str(fields['ts'])[:70]!r} is not an ISO-8601 time")
     try:
         ts = pd.Timestamp(fields["ts"])
     except (ValueError, TypeError) as exc:
@@ -138,6 +143,8 @@ def parse_event_bodies(
             rows.append(_parse_event(event, min_ts, max_ts))
         except ValueError as exc:
             rejected.append((text[:MAX_EVENT_BYTES], str(exc)))
+        except (OverflowError, RecursionError) as exc:  # a huge number, or deeply nested JSON
+            rejected.append((text[:MAX_EVENT_BYTES], f"malformed JSON: {type(exc).__name__}"))
     readings = (
         pd.DataFrame(rows, columns=READING_COLUMNS).astype({"ts": "datetime64[ns]", "value": "float64"})
         if rows

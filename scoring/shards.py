@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from scoring.model_format import ModelBundle
@@ -18,11 +17,6 @@ class Shard:
     rows: pd.DataFrame
     bundles: dict[str, ModelBundle]
 
-    @property
-    def n_models(self) -> int:
-        sensors = set(self.rows["sensor"].unique())
-        return sum(len(sensors & set(b.models)) for b in self.bundles.values())
-
 
 def plan_shards(rows: pd.DataFrame, bundles: dict[str, ModelBundle], devices_per_shard: int) -> list[Shard]:
     """Group devices into shards of at most ``devices_per_shard`` devices each.
@@ -32,14 +26,15 @@ def plan_shards(rows: pd.DataFrame, bundles: dict[str, ModelBundle], devices_per
     """
     if devices_per_shard < 1:
         raise ValueError(f"devices_per_shard={devices_per_shard} must be at least 1")
-    devices = np.array(sorted(rows["device"].astype(str).unique()), dtype=object)
+    codes, devices = pd.factorize(rows["device"].astype(str), sort=True)
+    shard_of_row = codes // devices_per_shard  # devices sorted, so each shard is a run of them
     shards = []
-    for number, start in enumerate(range(0, len(devices), devices_per_shard)):
-        group = set(devices[start : start + devices_per_shard])
+    for number, shard_rows in rows.groupby(shard_of_row, sort=True):
+        group = devices[number * devices_per_shard : (number + 1) * devices_per_shard]
         shards.append(
             Shard(
                 label=f"shard-{number:04d}",
-                rows=rows[rows["device"].astype(str).isin(group)],
+                rows=shard_rows,
                 bundles={d: bundles[d] for d in group if d in bundles},
             )
         )

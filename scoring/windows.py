@@ -45,8 +45,8 @@ def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd
         ``ts`` (window end), ``device``, ``sensor``, ``value`` (mean), ``readings`` (count),
         sorted by device, sensor and ts.
     """
-    if window_seconds <= 0 or 3600 % window_seconds:
-        raise ValueError(f"window_seconds={window_seconds} must be positive and divide 3600")
+    if not isinstance(window_seconds, (int, np.integer)) or window_seconds <= 0 or 3600 % window_seconds:
+        raise ValueError(f"window_seconds={window_seconds!r} must be a whole number of seconds dividing 3600")
     if readings.empty:
         return pd.DataFrame(
             {

@@ -19,6 +19,7 @@ from resources.compute import ComputeBackend
 from resources.sql import SqlStore
 from scoring.model_store import load_current_bundles_or_refusals
 from scoring.shards import plan_shards
+from scoring.windows import windows_in_hours
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -61,13 +62,12 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
         missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
         partitions = []
         for hour in hours:
-            in_hour = (scored["ts"] > hour) & (scored["ts"] <= hour + HOUR) if len(scored) else []
-            hour_rows = scored[in_hour] if len(scored) else scored
+            hour_rows = scored[windows_in_hours(scored["ts"], hour, hour + HOUR)] if len(scored) else scored
             for sensor in sensors:
                 rows = hour_rows[hour_rows["sensor"] == sensor].reset_index(drop=True) if len(hour_rows) else hour_rows
                 blob.write_parquet(prediction_key(hour, sensor), rows)
                 partitions.append((hour, sensor, rows))
-                had = windows[(windows["sensor"] == sensor) & (windows["ts"] > hour) & (windows["ts"] <= hour + HOUR)]
+                had = windows[(windows["sensor"] == sensor) & windows_in_hours(windows["ts"], hour, hour + HOUR)]
                 context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=hour_sensor_key(hour, sensor))
             sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
         summary = pd.DataFrame(

@@ -44,9 +44,10 @@ def test_configurable_length(seconds):
     assert_allclose(out["value"].iloc[0], (seconds - 1) / 2, atol=1e-12)
 
 
-def test_length_must_divide_an_hour():
-    with pytest.raises(ValueError, match="window_seconds=7"):
-        tumbling_window_means(frame([("2026-01-01", "1", "1", 1.0)]), 7)
+@pytest.mark.parametrize("seconds", [7, 2.5, 0])
+def test_length_must_be_whole_seconds_dividing_an_hour(seconds):
+    with pytest.raises(ValueError, match=f"window_seconds={seconds}"):
+        tumbling_window_means(frame([("2026-01-01", "1", "1", 1.0)]), seconds)
 
 
 def test_already_aggregated_data_maps_onto_itself():

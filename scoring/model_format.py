@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 FORMAT_VERSION = 1
 KERNELS = ("rbf", "linear", "poly", "sigmoid")
@@ -196,6 +197,14 @@ def bundle_to_files(bundle: ModelBundle) -> dict[str, bytes]:
         "metadata": bundle.metadata,
     }
     return {"params.npz": params, "bundle.json": json.dumps(meta, indent=1, sort_keys=True).encode()}
+
+
+def versioned_bundle(device: str, models: dict, metadata: dict, prefix: str = "") -> ModelBundle:
+    """A bundle whose version names when it was made and what it holds: ``<prefix><UTC time>-<hash>``."""
+    draft = ModelBundle(device, "draft", models, metadata)
+    digest = hashlib.sha256(bundle_to_files(draft)["params.npz"]).hexdigest()[:10]
+    stamp = pd.Timestamp.now("UTC").strftime("%Y%m%dT%H%M%S")
+    return ModelBundle(device, f"{prefix}{stamp}-{digest}", models, metadata)
 
 
 def bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:

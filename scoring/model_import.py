@@ -9,16 +9,14 @@ time and content, registered as the device's current version.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
-import pandas as pd
 import sklearn
 
 from scoring.detectors import DetectorModel, load_detector, training_samples
 from scoring.legacy import read_legacy_model
-from scoring.model_format import ModelBundle, SensorModel, bundle_to_files, model_metadata
+from scoring.model_format import ModelBundle, SensorModel, model_metadata, versioned_bundle
 from scoring.model_store import Blobs, save_bundle
 
 MODEL_FILE = re.compile(r"^model_(?P<device>.+)_(?P<sensor>[^_.]+)(\.skops)?$")
@@ -62,13 +60,8 @@ def read_model_dir(directory: str | Path) -> dict[str, ModelBundle]:
             models.setdefault(match["device"], {})[match["sensor"]] = read_model_file(path)
     if not models:
         raise ValueError(f"no model_<device>_<sensor> files in {directory}")
-    stamp = pd.Timestamp.now("UTC").strftime("%Y%m%dT%H%M%S")
-    bundles = {}
-    for device, sensors in models.items():
-        draft = ModelBundle(device, "draft", sensors, {"imported_from": str(directory)})
-        digest = hashlib.sha256(bundle_to_files(draft)["params.npz"]).hexdigest()[:10]
-        bundles[device] = ModelBundle(device, f"imported-{stamp}-{digest}", sensors, draft.metadata)
-    return bundles
+    return {device: versioned_bundle(device, sensors, {"imported_from": str(directory)}, prefix="imported-")
+            for device, sensors in models.items()}
 
 
 def import_model_dir(blobs: Blobs, directory: str | Path) -> dict[str, ModelBundle]:

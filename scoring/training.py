@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from scoring.model_format import ModelBundle, SensorModel, bundle_to_files, model_metadata
+from scoring.model_format import ModelBundle, SensorModel, model_metadata, versioned_bundle
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,4 @@ def train_device_bundle(
             continue
         models[str(sensor)], _ = fit_sensor_model(rows["value"].to_numpy(), params,
                                                   rows["ts"].min(), rows["ts"].max())
-    draft = ModelBundle(device, "draft", models, {"params": params.__dict__})
-    digest = hashlib.sha256(bundle_to_files(draft)["params.npz"]).hexdigest()[:10]
-    stamp = pd.Timestamp.now("UTC").strftime("%Y%m%dT%H%M%S")
-    return ModelBundle(device, f"{stamp}-{digest}", models, draft.metadata), skipped
+    return versioned_bundle(device, models, {"params": params.__dict__}), skipped

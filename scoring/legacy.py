@@ -2,11 +2,22 @@
 
 The reference implementation ships scikit-learn 0.19.2 pickles whose module paths
 (``sklearn.preprocessing.data``, ``sklearn.svm.classes``) no longer exist. A restricted
-unpickler admits only the globals such a pickle needs: the Pipeline, StandardScaler and
-OneClassSVM classes (old and current module paths), which it replaces by inert
-attribute holders so that no scikit-learn code runs, and numpy's array reconstruction
-with non-object dtypes. Any other global (``os.system``, ``builtins.eval``, ...) is
-refused before anything is called. The captured attributes become a ``SensorModel``.
+unpickler resolves only the globals such a pickle needs (``ALLOWED_GLOBALS``):
+
+* the Pipeline, StandardScaler and OneClassSVM classes (old and current module paths),
+  replaced by inert holders whose state may only be a dict with str keys, so that no
+  scikit-learn code runs;
+* numpy's array reconstruction, replaced by checking wrappers: arrays start empty as numpy
+  pickles them (``ndarray.__setstate__`` then checks the data length against the shape),
+  and dtypes are plain bool, integer or float (no object, structured or subarray dtypes);
+  ``numpy.ndarray`` itself is a non-callable placeholder that only ``_reconstruct`` accepts;
+* the two helpers protocol 2 uses to write bytes.
+
+Any other global (``os.system``, ``builtins.eval``, ...) is refused when the pickle names
+it, so it is never called. The BUILD opcode (``__setstate__``) is admitted only on holder
+instances, ndarrays and dtypes, with a dtype's state restricted to a plain byte order, so a
+pickle cannot change the holder classes, the admitted functions or a dtype's kind. The
+captured attributes become a ``SensorModel``.
 """
 
 from __future__ import annotations
@@ -34,6 +45,12 @@ class _Pickled:
     def __reduce__(self):
         raise TypeError("a captured pickle state cannot be pickled again")
 
+    def __setstate__(self, state):
+        """Take a pickle's attribute dict; on the class itself this fails (no ``self``)."""
+        if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+            raise pickle.UnpicklingError(f"{type(self).__name__} state must be a dict with str keys")
+        self.__dict__.update(state)
+
 
 class PickledPipeline(_Pickled):
     pass
@@ -47,18 +64,48 @@ class PickledOneClassSVM(_Pickled):
     pass
 
 
-def _dtype(spec, align=False, copy=False):
-    """``numpy.dtype`` for plain data only: an object dtype could smuggle arbitrary objects."""
-    dtype = np.dtype(spec, align=bool(align), copy=bool(copy))
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refused object dtype {dtype}")
+class _NdarrayPlaceholder:
+    """Stands for ``numpy.ndarray`` in a pickle: not callable, only ``_reconstruct`` accepts it."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<numpy.ndarray placeholder>"
+
+
+_NDARRAY = _NdarrayPlaceholder()
+
+# Plain data only: bool, signed and unsigned integers, floats.
+_DTYPE_KINDS = "biuf"
+
+
+def _check_dtype(dtype):
+    """Refuse anything but a plain bool/int/float dtype (object, structured, subarray, ...)."""
+    if (not isinstance(dtype, np.dtype) or dtype.kind not in _DTYPE_KINDS or dtype.hasobject
+            or dtype.names is not None or dtype.subdtype is not None):
+        raise pickle.UnpicklingError(f"refused dtype {dtype!r}: only plain bool, integer and float dtypes")
     return dtype
 
 
+def _dtype(spec, align=False, copy=False):
+    """``numpy.dtype`` for plain data only: an object dtype could smuggle arbitrary objects."""
+    if not isinstance(spec, (str, bytes, np.dtype)):
+        raise pickle.UnpicklingError(f"refused dtype specification {type(spec).__name__}")
+    if isinstance(spec, np.dtype):
+        _check_dtype(spec)
+    dtype = np.dtype(spec, align=bool(align), copy=True)  # a new descriptor: BUILD may set its byte order
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused object dtype {dtype}")
+    return _check_dtype(dtype)
+
+
 def _reconstruct(cls, shape, dtype_code):
-    if cls is not np.ndarray:
+    """``numpy.core.multiarray._reconstruct``: always ``(ndarray, (0,), b'b')`` in numpy pickles."""
+    if cls is not _NDARRAY:
         raise pickle.UnpicklingError(f"refused array subclass {cls!r}")
-    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype_code))
+    if type(shape) is not tuple or shape != (0,):
+        raise pickle.UnpicklingError(f"refused array reconstruction with shape {shape!r}; numpy pickles (0,)")
+    return np.ndarray.__new__(np.ndarray, (0,), _dtype(dtype_code))
 
 
 def _frombuffer(buffer, dtype, shape, order):
@@ -90,7 +137,7 @@ ALLOWED_GLOBALS = {
     ("sklearn.preprocessing._data", "StandardScaler"): PickledScaler,
     ("sklearn.svm.classes", "OneClassSVM"): PickledOneClassSVM,
     ("sklearn.svm._classes", "OneClassSVM"): PickledOneClassSVM,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _dtype,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
@@ -104,8 +151,40 @@ ALLOWED_GLOBALS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only ``ALLOWED_GLOBALS``; ``source`` names the file in errors."""
+_PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)  # no subarray, fields, sizes or flags
+
+
+def _load_build(self):
+    """The BUILD opcode, admitted only where a model pickle uses it."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    if isinstance(inst, np.dtype):
+        # A dtype's state can turn it into a structured or object dtype; only a byte order is admitted.
+        if not (type(state) is tuple and len(state) == 8 and type(state[0]) is int and state[0] == 3
+                and isinstance(state[1], str) and state[1] in ("<", ">", "|", "=")
+                and all(type(got) is type(want) and got == want for got, want in zip(state[2:], _PLAIN_DTYPE_STATE))):
+            raise pickle.UnpicklingError("refused dtype state other than a byte order")
+        inst.__setstate__(state)
+        _check_dtype(inst)
+    elif type(inst) is np.ndarray:
+        if not (type(state) is tuple and len(state) == 5):
+            raise pickle.UnpicklingError("refused array state")
+        _check_dtype(state[2])
+        inst.__setstate__(state)  # checks the data length against shape and dtype
+    elif isinstance(inst, _Pickled):
+        inst.__setstate__(state)
+    else:
+        raise pickle.UnpicklingError(f"refused to set the state of {inst!r}")
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler that resolves only ``ALLOWED_GLOBALS``; ``source`` names the file in errors.
+
+    It is the pure-Python unpickler because only that one lets BUILD be restricted.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def __init__(self, file, source: str):
         super().__init__(file)
@@ -114,7 +193,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         try:
             return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable name from STACK_GLOBAL
             raise LegacyModelError(
                 f"{self.source}: refused global {module}.{name}; a model pickle may only use "
                 "scikit-learn's Pipeline, StandardScaler and OneClassSVM and numpy arrays"
@@ -137,7 +216,10 @@ def load_pickled_state(data: bytes, source: str = "pickle") -> _Pickled:
 def sensor_model_from_state(state: _Pickled, source: str = "pickle") -> SensorModel:
     """Convert a captured ``Pipeline([StandardScaler, OneClassSVM])`` (or bare OneClassSVM)."""
     if isinstance(state, PickledPipeline):
-        steps = [step for _, step in getattr(state, "steps", [])]
+        try:
+            steps = [step for _, step in getattr(state, "steps", [])]
+        except (TypeError, ValueError):
+            raise LegacyModelError(f"{source}: a pipeline's steps must be (name, estimator) pairs") from None
         if len(steps) != 2 or not isinstance(steps[0], PickledScaler) or not isinstance(steps[1], PickledOneClassSVM):
             raise LegacyModelError(f"{source}: a pipeline must be StandardScaler then OneClassSVM")
         scaler, svm = steps
@@ -152,7 +234,7 @@ def sensor_model_from_state(state: _Pickled, source: str = "pickle") -> SensorMo
         n_samples = (vars(scaler).get("n_samples_seen_") if scaler is not None else None) or attrs["shape_fit_"][0]
         metadata = model_metadata(attrs.get("_sklearn_version"), int(np.ravel(n_samples)[0]), source=Path(source).name)
         return SensorModel.from_pipeline(_Attributes(scaler, svm), metadata)
-    except (KeyError, AttributeError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
         raise LegacyModelError(f"{source}: incomplete one-class SVM state ({exc})") from None
 
 

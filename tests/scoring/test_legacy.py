@@ -100,3 +100,104 @@ def test_current_sklearn_pickles_convert_exactly(tmp_path, kernel, protocol):
     assert_allclose(decision_values(probe, np.zeros(300, dtype=int), [model]),
                     pipeline.decision_function(probe.reshape(-1, 1)), rtol=0, atol=1e-9)
     assert model.metadata["n_samples"] == 150
+
+
+class Reduce:
+    """Pickles as ``call(*args)``, then BUILD with ``state`` when given: a hand-made pickle."""
+
+    def __init__(self, call, args, state=None):
+        self.value = (call, args) if state is None else (call, args, state)
+
+    def __reduce__(self):
+        return self.value
+
+
+def test_numpy_ndarray_cannot_be_called_directly():
+    # np.ndarray(shape, dtype, buffer, offset, strides) would give 8 bytes a (1e9, 1) view
+    # with zero strides, and would take any dtype (object arrays) without the dtype check.
+    huge_view = pickle.dumps(Reduce(np.ndarray, ((10**9, 1), "f8", b"\0" * 8, 0, (0, 0))), protocol=2)
+    with pytest.raises(LegacyModelError, match="not callable"):
+        load_pickled_state(huge_view)
+
+
+def test_array_reconstruction_takes_no_shape_from_the_pickle():
+    from numpy._core.multiarray import _reconstruct
+
+    with pytest.raises(LegacyModelError, match=r"shape \(1000,\)"):
+        load_pickled_state(pickle.dumps(Reduce(_reconstruct, (np.ndarray, (1000,), b"b")), protocol=2))
+    # numpy's own (0,) start: ndarray.__setstate__ then refuses data shorter than the shape.
+    short = Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (10**9, 1), np.dtype("f8"), False, b"\0" * 8))
+    with pytest.raises(LegacyModelError, match="not a readable model pickle"):
+        load_pickled_state(pickle.dumps(short, protocol=2))
+
+
+OBJECT_FIELD_STATE = np.dtype([("a", "O")]).__reduce__()[2]
+
+
+@pytest.mark.parametrize("pickled", [
+    pickle.dumps(np.zeros(3, dtype=[("a", "f8"), ("b", "i4")])),  # structured: V12, then fields via BUILD
+    pickle.dumps(np.dtype(("f8", (2,)))),  # subarray
+    pickle.dumps(np.array(["text"])),  # unicode
+    pickle.dumps(Reduce(np.dtype, ("V8", False, True), OBJECT_FIELD_STATE)),  # void made an object dtype
+    pickle.dumps(Reduce(np.dtype, ("f8", False, True), (3, "<", None, None, None, -1, -1, 0x3F))),  # object flags
+], ids=["structured", "subarray", "unicode", "void-to-object", "float-with-object-flags"])
+def test_only_plain_bool_int_float_dtypes(pickled):
+    with pytest.raises(LegacyModelError, match="refused dtype"):
+        load_pickled_state(pickled)
+
+
+def test_plain_dtypes_still_load():
+    for dtype in ("?", "i1", "<i4", ">i8", "u2", "<f4", ">f8"):
+        array = np.arange(6).astype(dtype).reshape(2, 3)
+        for protocol in (2, 5):
+            loaded = load_pickled_state(pickle.dumps(array, protocol=protocol))
+            expected = pickle.loads(pickle.dumps(array, protocol=protocol))  # numpy may swap to native order
+            assert loaded.dtype == expected.dtype and (loaded == array).all()
+
+
+def test_build_cannot_change_a_holder_class():
+    from scoring.legacy import PickledPipeline
+
+    before = dict(vars(PickledPipeline))
+    # GLOBAL Pipeline; state (None, {"__init__": bytes}); BUILD: setattr on the class itself.
+    on_class = (b"\x80\x02csklearn.pipeline\nPipeline\nN}X\x08\x00\x00\x00__init__"
+                b"c__builtin__\nbytes\ns\x86b.")
+    try:
+        with pytest.raises(LegacyModelError):
+            load_pickled_state(on_class)
+        assert dict(vars(PickledPipeline)) == before
+    finally:
+        for name in set(vars(PickledPipeline)) - set(before):
+            delattr(PickledPipeline, name)
+    # An instance takes a dict with str keys only.
+    with pytest.raises(LegacyModelError, match="dict with str keys"):
+        load_pickled_state(pickle.dumps(Reduce(Pipeline, (), (None, {"steps": []})), protocol=2))
+    with pytest.raises(LegacyModelError, match="dict with str keys"):
+        load_pickled_state(pickle.dumps(Reduce(Pipeline, (), {1: 2}), protocol=2))
+
+
+def test_build_is_refused_on_admitted_functions():
+    from scoring import legacy
+
+    for name, function in [("scalar", legacy._scalar), ("dtype", legacy._dtype)]:
+        module = "numpy._core.multiarray" if name == "scalar" else "numpy"
+        data = (f"\x80\x02c{module}\n{name}\nN}}X\x0c\x00\x00\x00__defaults__N\x85s\x86b.").encode("latin-1")
+        defaults = function.__defaults__
+        try:
+            with pytest.raises(LegacyModelError, match="refused to set the state"):
+                load_pickled_state(data)
+            assert function.__defaults__ == defaults
+        finally:
+            function.__defaults__ = defaults
+
+
+def test_malformed_svm_state_is_a_legacy_model_error(tmp_path):
+    pipeline = Pipeline([("scaler", StandardScaler()), ("classifier", OneClassSVM())]).fit(np.ones((5, 1)))
+    pipeline.steps[1][1]._intercept_ = np.array([])  # np.ravel(...)[0] raises IndexError
+    path = tmp_path / "model_1_1"
+    path.write_bytes(pickle.dumps(pipeline))
+    with pytest.raises(LegacyModelError, match="incomplete one-class SVM state"):
+        read_legacy_model(path)
+    path.write_bytes(pickle.dumps(Reduce(Pipeline, (), {"steps": 5}), protocol=2))
+    with pytest.raises(LegacyModelError, match="steps must be"):
+        read_legacy_model(path)

@@ -256,6 +256,12 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(dupes)).scalar_one())
 
+    def latest_window(self):
+        """The end of the newest stored window, or None when there is none."""
+        with self.engine.connect() as conn:
+            latest = conn.execute(sa.select(sa.func.max(sensor_values.c.ts))).scalar_one()
+        return None if latest is None else pd.Timestamp(latest)
+
     def distinct(self, column: str) -> list[str]:
         """Distinct devices or sensors that have windows."""
         col = sensor_values.c[column]

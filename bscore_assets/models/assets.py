@@ -31,8 +31,8 @@ def training_window(config: TrainingConfig, sql: SqlStore, hours: int) -> tuple[
     if config.to_hour:
         end = pd.Timestamp(config.to_hour).floor("h") + pd.Timedelta(hours=1)
     else:
-        latest = sql.read_sensor_values()["ts"].max()
-        end = latest.ceil("h") if pd.notna(latest) else None
+        latest = sql.latest_window()
+        end = latest.ceil("h") if latest is not None else None
     if config.from_hour:
         start = pd.Timestamp(config.from_hour).floor("h")
     else:

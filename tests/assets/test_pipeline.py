@@ -99,3 +99,16 @@ def test_devices_without_model_are_reported(platform, simulated):
 def test_unknown_sensor_is_a_clear_error(platform, simulated):
     with pytest.raises(ValueError, match="--sensor 9"):
         platform.score(SCORE_START, SCORE_START, sensors=["9"])
+
+
+def test_default_training_window_ends_with_the_newest_aggregated_hour(platform, simulated):
+    from bscore_assets.runs import range_tags
+
+    platform.ingest_hours(TRAIN_START, SCORE_START)
+    result = platform.defs.resolve_job_def("training_job").execute_in_process(
+        instance=platform.instance, tags=range_tags("1", "3"))
+    [event] = result.get_asset_materialization_events()[:1]
+    meta = event.materialization.metadata
+    assert meta["training_to"].value == (SCORE_START + HOUR).isoformat()
+    assert meta["training_from"].value == (SCORE_START + HOUR - pd.Timedelta(hours=24)).isoformat()
+    assert meta["windows"].value == 2 * 3 * 5 * 720

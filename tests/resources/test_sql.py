@@ -184,3 +184,10 @@ def test_describe_masks_passwords_in_the_url_and_its_query():
     assert "pw" not in SqlStore(url="postgresql+psycopg://u:pw@h/db?sslmode=require").describe()
     odbc = SqlStore(url="mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BPWD%3Dsecret-pw").describe()
     assert "secret-pw" not in odbc and "odbc_connect" in odbc
+
+
+def test_latest_window_is_the_newest_stored_end(store):
+    assert store.latest_window() is None
+    store.replace_sensor_values(windows(H0), H0, H1)
+    store.replace_sensor_values(windows(H1, per_hour=12), H1, H2)
+    assert store.latest_window() == H2

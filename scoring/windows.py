@@ -64,10 +64,3 @@ def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd
     out["readings"] = out["readings"].astype("int64")
     return out[AGGREGATE_COLUMNS]
 
-
-def windows_in_hours(ts: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    """Which window timestamps belong to the hours ``[start, end)``.
-
-    A window belongs to the hour its readings fall in, so its end lies in ``(start, end]``.
-    """
-    return (ts > start) & (ts <= end)

@@ -19,7 +19,7 @@ from resources.compute import ComputeBackend
 from resources.sql import SqlStore
 from scoring.model_store import load_current_bundles_or_refusals
 from scoring.shards import plan_shards
-from scoring.windows import windows_in_hours
+from scoring.windows import hour_of_window
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -30,6 +30,13 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
     hours = sorted({hour_of_key(k.keys_by_dimension["hour"]) for k in keys})
     sensors = sorted({k.keys_by_dimension["sensor"] for k in keys})
     return hours, sensors
+
+
+def by_partition(frame: pd.DataFrame) -> dict[tuple[pd.Timestamp, str], pd.DataFrame]:
+    """A table of windows or predictions split by (hour, sensor) partition."""
+    if frame.empty:
+        return {}
+    return dict(tuple(frame.groupby([hour_of_window(frame["ts"]), frame["sensor"]], sort=False)))
 
 
 @dg.asset(
@@ -60,16 +67,20 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
         results = compute.score_shards(context, shards)
         scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
         missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
+        # Split once by (hour, sensor) partition rather than filtering the whole table per partition.
+        scored_parts = by_partition(scored)
+        window_parts = by_partition(windows)
         partitions = []
         for hour in hours:
-            hour_rows = scored[windows_in_hours(scored["ts"], hour, hour + HOUR)] if len(scored) else scored
+            hour_rows = []
             for sensor in sensors:
-                rows = hour_rows[hour_rows["sensor"] == sensor].reset_index(drop=True) if len(hour_rows) else hour_rows
+                rows = scored_parts.get((hour, sensor), scored.iloc[0:0]).reset_index(drop=True)
                 blob.write_parquet(prediction_key(hour, sensor), rows)
                 partitions.append((hour, sensor, rows))
-                had = windows[(windows["sensor"] == sensor) & windows_in_hours(windows["ts"], hour, hour + HOUR)]
+                had = window_parts.get((hour, sensor), windows.iloc[0:0])
                 context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=hour_sensor_key(hour, sensor))
-            sql.replace_predictions(hour_rows, hour, hour + HOUR, sensors)
+                hour_rows.append(rows)
+            sql.replace_predictions(pd.concat(hour_rows, ignore_index=True), hour, hour + HOUR, sensors)
         summary = pd.DataFrame(
             [
                 {"hour": hour_key(h), "sensor": s, "rows": len(r),

@@ -7,14 +7,12 @@ outside system to its Azure implementation under the same resource key.
 import dagster as dg
 
 from bscore_assets.aggregation.assets import sensor_aggregates
+from bscore_assets.automation import automation_sensor, with_automation
 from bscore_assets.ingestion.assets import raw_readings
-from bscore_assets.ingestion.sensors import event_ingestion_sensor, fleet_partitions_sensor
+from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build_late_readings_sensor
 from bscore_assets.jobs import ingest_job, scoring_job, training_job
 from bscore_assets.models.assets import device_models
-from bscore_assets.models.schedules import device_retraining_schedule
 from bscore_assets.predictions.assets import sensor_predictions
-from bscore_assets.predictions.schedules import hourly_scoring_schedule
-from bscore_assets.predictions.sensors import model_rescoring_sensor
 from bscore_assets.settings import PipelineSettings, Settings
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
@@ -60,10 +58,9 @@ def build_resources(settings: Settings) -> dict:
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[raw_readings, sensor_aggregates, device_models, sensor_predictions],
+        assets=with_automation([raw_readings, sensor_aggregates, device_models, sensor_predictions], settings),
         jobs=[ingest_job, training_job, scoring_job],
-        schedules=[hourly_scoring_schedule, device_retraining_schedule],
-        sensors=[event_ingestion_sensor, fleet_partitions_sensor, model_rescoring_sensor],
+        sensors=[automation_sensor(), build_late_readings_sensor(settings), build_fleet_partitions_sensor(settings)],
         resources=build_resources(settings),
     )
 

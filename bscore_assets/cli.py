@@ -32,6 +32,61 @@ def _fail(exc: Exception):
     sys.exit(2)
 
 
+def _describe(report) -> str:
+    """One line per run: the totals it stored, as its per-partition metadata adds them up."""
+    totals, statuses = report.totals, report.statuses
+    if report.job == "ingest_job":
+        dead = report.check_metadata("raw_readings", "no_dead_letters")
+        unchanged = statuses.get("sensor_aggregates.aggregated=False", 0)
+        return (f"{totals.get('raw_readings.readings', 0):,} raw readings in {report.partitions.get('raw_readings', 0)} "
+                f"hour(s) ({dead.get('readings_stored', 0):,} drained now, {dead.get('events_dead_lettered', 0):,} "
+                f"dead-lettered, {dead.get('late_readings', 0):,} late); "
+                f"{totals.get('sensor_aggregates.windows', 0):,} windows "
+                f"({statuses.get('sensor_aggregates.aggregated=True', 0)} hour(s) aggregated, {unchanged} unchanged)")
+    if report.job == "training_job":
+        counts = ", ".join(f"{k.split('=', 1)[1]}: {v}" for k, v in sorted(statuses.items()))
+        rejected = report.check_metadata("device_models", "challenger_gate").get("rejected") or {}
+        refused = report.check_metadata("device_models", "every_sensor_has_model").get("devices_refused") or {}
+        lines = [f"{report.partitions.get('device_models', 0)} device(s) trained ({counts or 'none'})"]
+        lines += [f"  device {d}: new model rejected: {why}" for d, why in sorted(rejected.items())]
+        lines += [f"  device {d}: refused: {why}" for d, why in sorted(refused.items())]
+        return "\n".join(lines)
+    coverage = report.check_metadata("sensor_predictions", "scoring_coverage")
+    return (f"{totals.get('sensor_predictions.rows_scored', 0):,} windows scored of "
+            f"{totals.get('sensor_predictions.windows', 0):,}, {totals.get('sensor_predictions.anomalies', 0):,} "
+            f"anomalies, in {report.partitions.get('sensor_predictions', 0)} partition(s); devices without a model: "
+            f"{len(coverage.get('devices_missing_model') or {})}, models refused: "
+            f"{len(coverage.get('devices_model_refused') or {})}")
+
+
+def _report(reports) -> None:
+    """Print every run's totals and failed checks; exit 1 when an ERROR check failed."""
+    for report in reports:
+        click.echo(f"run {report.run_id} ({report.job}): {_describe(report)}")
+        for check in report.failed_warn_checks:
+            click.echo(f"  warning: check {check} failed (WARN)")
+        for check in report.failed_error_checks:
+            click.echo(f"  check {check} FAILED (ERROR)", err=True)
+    failed = sorted({c for r in reports for c in r.failed_error_checks})
+    if failed:
+        click.echo(f"bscore: failed at ERROR: {', '.join(failed)}; what depends on these results was not run",
+                   err=True)
+        sys.exit(1)
+
+
+def _run(operation):
+    """Run an operation; print its runs' reports, also when a check stopped it."""
+    from bscore_assets.operations import ChecksFailed
+
+    try:
+        reports = operation()
+    except ChecksFailed as exc:
+        reports = exc.reports
+    except (ValueError, RuntimeError) as exc:
+        _fail(exc)
+    _report(reports)
+
+
 @click.group()
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
@@ -136,10 +191,9 @@ def train(devices, first, last):
         ops = _ops()
         first = parse_hour(first, "--from") if first else None
         last = parse_hour(last, "--to") if last else None
-        results = ops.train(list(devices) or None, first, last)
-    except (ValueError, RuntimeError) as exc:
+    except ValueError as exc:
         _fail(exc)
-    click.echo(f"trained in {len(results)} run(s): {', '.join(r.run_id for r in results)}")
+    _run(lambda: ops.train(list(devices) or None, first, last))
 
 
 @main.command()
@@ -152,15 +206,10 @@ def score(first, last, sensors):
 
     try:
         ops = _ops()
-        results = ops.score(parse_hour(first, "--from"), parse_hour(last, "--to"), list(sensors) or None)
-    except (ValueError, RuntimeError) as exc:
+        first, last = parse_hour(first, "--from"), parse_hour(last, "--to")
+    except ValueError as exc:
         _fail(exc)
-    for result in results:
-        for event in result.get_asset_materialization_events():
-            meta = event.materialization.metadata
-            click.echo(f"run {result.run_id}: {meta['rows_scored'].value} windows scored, "
-                       f"{meta['anomalies'].value} anomalies")
-            break
+    _run(lambda: ops.score(first, last, list(sensors) or None))
 
 
 @main.group()

@@ -51,3 +51,22 @@ def latest_materializations(instance: dg.DagsterInstance, asset: str) -> dict[st
 def aggregated_hours(instance: dg.DagsterInstance) -> dict[pd.Timestamp, int]:
     """Hours whose ``sensor_aggregates`` are materialized, with the storage id of the latest."""
     return {hour_of_key(key): sid for key, sid in latest_materializations(instance, "sensor_aggregates").items()}
+
+
+def latest_partition_metadata(instance: dg.DagsterInstance, asset: str, partition_keys) -> dict[str, dict]:
+    """The metadata of each partition's latest materialization (as plain values), for the given keys.
+
+    Dagster's record is the record: what a run decided about a partition (its raw content
+    version, a model version) is read back from here rather than from markers of our own.
+    """
+    latest = latest_materializations(instance, asset)
+    storage_ids = [latest[key] for key in partition_keys if key in latest]
+    found: dict[str, dict] = {}
+    for start in range(0, len(storage_ids), 500):
+        chunk = storage_ids[start:start + 500]
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), storage_ids=chunk), limit=len(chunk))
+        for record in result.records:
+            materialization = record.asset_materialization
+            found[materialization.partition] = {k: v.value for k, v in materialization.metadata.items()}
+    return found

@@ -1,15 +1,18 @@
 """What the CLI asks Dagster to do: runs on the local instance, so they show in the UI.
 
-Each operation executes an asset job in-process against the instance under
-``$BSCORE_HOME/dagster``, covering many partitions per run through partition-range tags.
+Each operation executes an asset job in-process against the instance (``DAGSTER_HOME``, else
+``$BSCORE_HOME/dagster``), covering many partitions per run through partition-range tags, and
+reports what each run stored and which checks failed, read back from the run's own events.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
 import pandas as pd
 import dagster as dg
 
-from bscore_assets.ingestion.drain import drain_events
 from bscore_assets.ingestion.fleet import register_fleet
 from bscore_assets.partitions import (
     device_partitions_def,
@@ -18,13 +21,13 @@ from bscore_assets.partitions import (
 )
 from bscore_assets.runs import hour_range_tags, hour_sensor_range_tags, range_tags
 from bscore_assets.settings import Settings
-from bscore_assets.storage import BLOB_HOUR_FORMAT
 
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
-    """The Dagster instance under ``$BSCORE_HOME/dagster`` (created on first use)."""
+    """The Dagster instance at ``DAGSTER_HOME`` when set (the daemon's and the UI's), else under
+    ``$BSCORE_HOME/dagster`` (created on first use)."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -75,14 +78,77 @@ def contiguous_blocks(ordered: list[str], selected: list[str]) -> list[tuple[str
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
+# Per-partition metadata each asset's totals add up (the run's materializations carry them).
+TOTALS = {
+    "raw_readings": ("readings",),
+    "sensor_aggregates": ("windows", "readings"),
+    "sensor_predictions": ("windows", "rows_scored", "anomalies"),
+}
 
-def _execute(defs: dg.Definitions, instance, job: str, tags: dict, run_config=None) -> dg.ExecuteInProcessResult:
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, tags=tags, run_config={**QUIET_LOGS, **(run_config or {})}, raise_on_error=False
-    )
+
+class CheckOutcome(NamedTuple):
+    asset: str
+    name: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN"
+    metadata: dict
+
+
+@dataclass
+class RunReport:
+    """What one run stored and found, read back from its own events."""
+
+    run_id: str
+    job: str
+    success: bool
+    partitions: dict = field(default_factory=dict)  # asset -> partitions materialized
+    totals: dict = field(default_factory=dict)  # "asset.metric" -> sum over the run's partitions
+    statuses: dict = field(default_factory=dict)  # "asset.status" -> partitions with that metadata status
+    checks: list[CheckOutcome] = field(default_factory=list)
+    failure: str | None = None
+
+    def failed_checks(self, severity: str) -> list[str]:
+        return [f"{c.asset}.{c.name}" for c in self.checks if not c.passed and c.severity == severity]
+
+    @property
+    def failed_error_checks(self) -> list[str]:
+        return self.failed_checks("ERROR")
+
+    @property
+    def failed_warn_checks(self) -> list[str]:
+        return self.failed_checks("WARN")
+
+    def check(self, name: str) -> CheckOutcome:
+        return next(c for c in self.checks if c.name == name)
+
+    def check_metadata(self, asset: str, name: str) -> dict:
+        return next((c.metadata for c in self.checks if (c.asset, c.name) == (asset, name)), {})
+
+
+def run_report(result: dg.ExecuteInProcessResult, job: str) -> RunReport:
+    report = RunReport(result.run_id, job, result.success)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            asset = materialization.asset_key.to_user_string()
+            report.partitions[asset] = report.partitions.get(asset, 0) + 1
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            for metric in TOTALS.get(asset, ()):
+                if isinstance(meta.get(metric), (int, float)):
+                    key = f"{asset}.{metric}"
+                    report.totals[key] = report.totals.get(key, 0) + meta[metric]
+            for flag in ("status", "aggregated"):
+                if flag in meta:
+                    key = f"{asset}.{flag}={meta[flag]}"
+                    report.statuses[key] = report.statuses.get(key, 0) + 1
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            report.checks.append(CheckOutcome(evaluation.asset_key.to_user_string(), evaluation.check_name,
+                                              evaluation.passed, evaluation.severity.value,
+                                              {k: v.value for k, v in evaluation.metadata.items()}))
     if not result.success:
-        raise RuntimeError(f"run {result.run_id} of {job} failed: {failure_reason(result)}")
-    return result
+        report.failure = failure_reason(result)
+    return report
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
@@ -100,6 +166,31 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     return "see the run in the Dagster UI"
 
 
+class ChecksFailed(RuntimeError):
+    """A run stored its results, and an ERROR check failed on them: what depends on them stops."""
+
+    def __init__(self, reports: list[RunReport]):
+        self.reports = reports
+        failed = sorted({c for r in reports for c in r.failed_error_checks})
+        super().__init__(f"check(s) failed at ERROR: {', '.join(failed)} "
+                         f"(run {reports[-1].run_id}; see its checks in the Dagster UI)")
+
+
+def _execute(defs: dg.Definitions, instance, job: str, tags: dict, run_config=None,
+             done: list[RunReport] | None = None) -> RunReport:
+    """Run ``job`` in-process; a failed ERROR check raises ``ChecksFailed`` (with the reports of
+    this and the earlier runs, ``done``), any other failure ``RuntimeError``."""
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, tags=tags, run_config={**QUIET_LOGS, **(run_config or {})}, raise_on_error=False
+    )
+    report = run_report(result, job)
+    if report.failed_error_checks:
+        raise ChecksFailed([*(done or []), report])
+    if not result.success:
+        raise RuntimeError(f"run {result.run_id} of {job} failed: {report.failure}")
+    return report
+
+
 class Operations:
     """The platform's operations on one settings + definitions + instance."""
 
@@ -111,40 +202,40 @@ class Operations:
             for key, resource in defs.resources.items()
         }
 
-    def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> dg.ExecuteInProcessResult:
-        """Drain the event source and (re)aggregate the hours ``first..last`` in one run."""
+    def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> RunReport:
+        """Drain the event source and bring the hours ``first..last`` up to date in one run (only
+        hours whose raw readings changed are aggregated again)."""
         check_hours(first, last, self.settings)
-        result = _execute(self.defs, self.instance, "ingest_job", hour_range_tags(first, last))
+        report = _execute(self.defs, self.instance, "ingest_job", hour_range_tags(first, last))
         register_fleet(self.instance, self.resources["sql"])
-        return result
+        return report
 
-    def raw_hours(self) -> list[pd.Timestamp]:
-        """Hours that have raw readings, after draining what is pending."""
-        drain_events(self.resources["events"], self.resources["blob"])
-        prefixes = {key.split("/")[1] for key in self.resources["blob"].list("raw/")}
-        return sorted(pd.to_datetime(p, format=BLOB_HOUR_FORMAT) for p in prefixes)
+    def default_training_hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The ``training_hours`` closed hours ending with the last closed one (not before BSCORE_START)."""
+        last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+        first = max(self.settings.start, last - pd.Timedelta(hours=self.resources["pipeline"].training_hours - 1))
+        if first > last:
+            raise ValueError(f"no closed hour since BSCORE_START={self.settings.start:%Y-%m-%dT%H:%M} to train on")
+        return first, last
 
     def train(self, devices: list[str] | None, first: pd.Timestamp | None, last: pd.Timestamp | None,
-              refresh: bool = True) -> list[dg.ExecuteInProcessResult]:
+              refresh: bool = True) -> list[RunReport]:
         """Bring the training window's aggregates up to date (unless ``refresh`` is False, when
         the caller just did), then retrain the devices' models."""
         if first is None or last is None:
-            hours = self.raw_hours()
-            if not hours:
-                raise ValueError("nothing to train on: no readings have been ingested")
-            last = last or hours[-1]
-            first = first or max(hours[0], last - pd.Timedelta(hours=self.resources["pipeline"].training_hours - 1))
-        if refresh:
-            self.ingest_hours(first, last)
+            default_first, default_last = self.default_training_hours()
+            first, last = first or default_first, last or default_last
+        done = [self.ingest_hours(first, last)] if refresh else []
         known = self.instance.get_dynamic_partitions(device_partitions_def.name)
         unknown = sorted(set(devices or []) - set(known))
         if unknown:
             raise ValueError(f"--device {', '.join(unknown)}: no windows for these devices")
+        if not known:
+            raise ValueError(f"no windows in {hour_key(first)}..{hour_key(last)} to train on")
         config = {"ops": {"device_models": {"config": {"from_hour": first.isoformat(), "to_hour": last.isoformat()}}}}
-        return [
-            _execute(self.defs, self.instance, "training_job", range_tags(a, b), config)
-            for a, b in contiguous_blocks(known, devices or known)
-        ]
+        for a, b in contiguous_blocks(known, devices or known):
+            done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
+        return done
 
     def import_models(self, directory) -> dict:
         """Store a folder's model files as the devices' current bundles; register new devices."""
@@ -158,21 +249,21 @@ class Operations:
         return bundles
 
     def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
-              refresh: bool = True):
+              refresh: bool = True) -> list[RunReport]:
         """Bring the hours' aggregates up to date (unless ``refresh`` is False, when the caller
         just did), then score them with the current models."""
         if refresh:
-            self.ingest_hours(first, last)
+            done = [self.ingest_hours(first, last)]
         else:
             check_hours(first, last, self.settings)
+            done = []
         known = self.instance.get_dynamic_partitions(sensor_partitions_def.name)
         unknown = sorted(set(sensors or []) - set(known))
         if unknown:
             raise ValueError(f"--sensor {', '.join(unknown)}: no windows for these sensors")
         if not known:
             raise ValueError(f"no windows in {hour_key(first)}..{hour_key(last)} to score")
-        return [
-            _execute(self.defs, self.instance, "scoring_job", hour_sensor_range_tags(first, last, [a, b]))
-            for a, b in contiguous_blocks(known, sensors or known)
-        ]
-
+        for a, b in contiguous_blocks(known, sensors or known):
+            done.append(_execute(self.defs, self.instance, "scoring_job", hour_sensor_range_tags(first, last, [a, b]),
+                                 done=done))
+        return done

@@ -25,11 +25,12 @@ class Settings:
     compute: str
     sql_url_from_env: bool = False  # then the URL may hold a password: resources refer to the variable
     allowed_lateness_minutes: int = 5
-    scoring_minute: int = 15
     retraining_cron: str = "30 0 * * *"
     training_hours: int = 24
     rescoring_hours: int = 6
     silent_after_hours: int = 2
+    scoring_deadline_minutes: int = 30
+    dagster_home_override: Path | None = None  # DAGSTER_HOME, when set: the CLI, daemon and UI share it
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -49,16 +50,19 @@ class Settings:
             events=env.get("BSCORE_EVENTS", "local"),
             compute=env.get("BSCORE_COMPUTE", "local"),
             allowed_lateness_minutes=int(env.get("BSCORE_ALLOWED_LATENESS_MINUTES", "5")),
-            scoring_minute=int(env.get("BSCORE_SCORING_MINUTE", "15")),
             retraining_cron=env.get("BSCORE_RETRAINING_CRON", "30 0 * * *"),
             training_hours=int(env.get("BSCORE_TRAINING_HOURS", "24")),
             rescoring_hours=int(env.get("BSCORE_RESCORING_HOURS", "6")),
             silent_after_hours=int(env.get("BSCORE_SILENT_AFTER_HOURS", "2")),
+            scoring_deadline_minutes=int(env.get("BSCORE_SCORING_DEADLINE_MINUTES", "30")),
+            dagster_home_override=Path(env["DAGSTER_HOME"]).resolve() if env.get("DAGSTER_HOME") else None,
         )
 
     @property
     def dagster_home(self) -> Path:
-        return self.home / "dagster"
+        """The Dagster instance: ``DAGSTER_HOME`` when set (the one the daemon and UI use), else
+        ``$BSCORE_HOME/dagster``."""
+        return self.dagster_home_override or self.home / "dagster"
 
     @property
     def landing(self) -> Path:
@@ -72,4 +76,5 @@ class PipelineSettings(dg.ConfigurableResource):
     anomaly_rate_warn: float = 0.02
     anomaly_rate_error: float = 0.10
     training_hours: int = 24
+    challenger_tolerance: float = 0.005  # a new model may flag at most this much more of the hold-out
     late_policy: str = "reopen"  # or "deadletter": readings for an already aggregated hour

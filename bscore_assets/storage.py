@@ -3,6 +3,8 @@ and writer of it."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 
 from resources.blob import BlobStore
@@ -15,17 +17,35 @@ def raw_prefix(hour: pd.Timestamp) -> str:
     return f"raw/{hour:{BLOB_HOUR_FORMAT}}/"
 
 
-def raw_part_key(hour: pd.Timestamp, label: str) -> str:
-    return f"{raw_prefix(hour)}part-{label}.parquet"
+def raw_part_key(hour: pd.Timestamp, digest: str, rows: int) -> str:
+    """A raw part named by its content (and row count), so the same readings always land under
+    the same name, whichever landing, hub or re-delivery brought them."""
+    return f"{raw_prefix(hour)}part-{digest}-{rows}.parquet"
 
 
-def aggregated_marker_key(hour: pd.Timestamp) -> str:
-    """Written when the hour's aggregates are stored; readings arriving after it are late."""
-    return f"{raw_prefix(hour)}_aggregated.json"
+def raw_parts(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
+    return [key for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")]
 
 
-def deadletter_key(label: str) -> str:
-    return f"deadletter/{label}.parquet"
+def part_rows(key: str) -> int:
+    """The row count a raw part's name records."""
+    return int(key.rsplit("-", 1)[1].removesuffix(".parquet"))
+
+
+def raw_version(part_keys: list[str]) -> str:
+    """Names an hour's raw content: parts are named by content, so the set of names is the content."""
+    names = sorted(key.rsplit("/", 1)[-1] for key in part_keys)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def content_digest(frame: pd.DataFrame) -> str:
+    """A digest of a table's rows (vectorized: one hash per row, then one over them)."""
+    row_hashes = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False).to_numpy()
+    return hashlib.sha256(row_hashes.tobytes()).hexdigest()[:20]
+
+
+def deadletter_key(digest: str) -> str:
+    return f"deadletter/{digest}.parquet"
 
 
 def prediction_key(hour: pd.Timestamp, sensor: str) -> str:
@@ -34,7 +54,7 @@ def prediction_key(hour: pd.Timestamp, sensor: str) -> str:
 
 def read_raw_hour(blob: BlobStore, hour: pd.Timestamp) -> pd.DataFrame:
     """Every reading stored for the hour, each (device, sensor, ts) once."""
-    parts = [blob.read_parquet(key) for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")]
+    parts = [blob.read_parquet(key) for key in raw_parts(blob, hour)]
     if not parts:
         return empty_readings()
     return drop_duplicate_readings(pd.concat(parts, ignore_index=True))

@@ -243,6 +243,15 @@ class SqlStore(dg.ConfigurableResource):
         frame = self._read(predictions, start, end, devices, sensors)
         return frame.astype({"value": "float64", "score": "float64", "is_anomaly": "bool"})
 
+    def window_stats(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """``(windows, readings)`` stored for the hours ``[start, end)``: how many windows, and the
+        sum of their reading counts (to reconcile with the raw readings they came from)."""
+        t = sensor_values.c
+        query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.readings), 0)).where(t.ts > start, t.ts <= end)
+        with self.engine.connect() as conn:
+            windows, readings = conn.execute(query).one()
+        return int(windows), int(readings)
+
     def duplicate_windows(self, start: datetime, end: datetime) -> int:
         """How many (device, sensor, ts) keys occur more than once in the hours (a PK breach)."""
         t = sensor_values.c

@@ -75,3 +75,8 @@ def load_current_bundles_or_refusals(blobs: Blobs, devices) -> tuple[dict[str, M
 
 def devices_with_models(blobs: Blobs) -> list[str]:
     return sorted({key.split("/")[1] for key in blobs.list(f"{PREFIX}/") if key.endswith("/current.json")})
+
+
+def make_current(blobs: Blobs, device: str, version: str) -> None:
+    """Register a stored version as the device's current one."""
+    blobs.write_bytes(f"{PREFIX}/{device}/current.json", json.dumps({"version": version}).encode())

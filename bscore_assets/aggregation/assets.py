@@ -1,18 +1,46 @@
-"""``sensor_aggregates``: tumbling-window averages per device and sensor in SQL ``sensor_values``."""
+"""``sensor_aggregates``: tumbling-window averages per device and sensor in SQL ``sensor_values``.
 
-import json
+An hour is aggregated again only when its raw content changed since its last aggregation (the
+raw version its latest materialization recorded) or SQL no longer holds what was stored then;
+otherwise the run says so and leaves SQL alone.
+"""
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from bscore_assets.aggregation.checks import aggregate_check_results, aggregate_check_specs
+from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import aggregated_marker_key, hours_between, read_raw_hour, window_bounds
+from bscore_assets.storage import hours_between, raw_parts, raw_version, read_raw_hour, window_bounds
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.windows import tumbling_window_means
+
+HOUR = pd.Timedelta(hours=1)
+CARRIED = ("windows", "readings", "devices", "sensors")
+
+
+def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int) -> dict:
+    """Aggregate one hour into SQL; return its metadata and what its checks need."""
+    readings = read_raw_hour(blob, hour)
+    windows = tumbling_window_means(readings, window_seconds)
+    sql.replace_sensor_values(windows, hour, hour + HOUR)
+    stored = sql.window_stats(hour, hour + HOUR)
+    have = set(windows["device"].unique())
+    return {
+        "aggregated": True,
+        "windows": len(windows),
+        "readings": len(readings),
+        "devices": len(have),
+        "sensors": int(windows["sensor"].nunique()),
+        "non_finite": int((~np.isfinite(windows["value"].to_numpy())).sum()),
+        "expected": [len(windows), len(readings)],
+        "stored": list(stored),
+        "devices_missing": sorted(set(readings["device"].unique()) - have),
+    }
 
 
 @dg.asset(
@@ -26,25 +54,27 @@ from scoring.windows import tumbling_window_means
 )
 def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: SqlStore, pipeline: PipelineSettings):
     with retry_on_outage(context):
-        start, end = window_bounds(context.partition_time_window)
-        per_hour, raw_devices = {}, {}
-        for hour in hours_between(start, end):
-            readings = read_raw_hour(blob, hour)
-            windows = tumbling_window_means(readings, pipeline.window_seconds)
-            sql.replace_sensor_values(windows, hour, hour + np.timedelta64(1, "h"))
-            blob.write_bytes(aggregated_marker_key(hour), json.dumps({"readings": len(readings)}).encode())
-            raw_devices[hour_key(hour)] = set(readings["device"].unique())
-            per_hour[hour_key(hour)] = {"windows": len(windows), "readings": len(readings)}
-            context.log.info(f"{hour_key(hour)}: {len(readings)} readings -> {len(windows)} windows")
-        stored = sql.read_sensor_values(start, end)
-        yield dg.MaterializeResult(
-            metadata={
-                "windows": len(stored),
-                "devices": int(stored["device"].nunique()),
-                "sensors": int(stored["sensor"].nunique()),
-                "window_seconds": pipeline.window_seconds,
-                "hours": dg.MetadataValue.json(per_hour),
-                "table": "sensor_values",
-            }
-        )
-        yield from aggregate_check_results(sql, stored, start, end, raw_devices)
+        hours = hours_between(*window_bounds(context.partition_time_window))
+        previous = latest_partition_metadata(context.instance, "sensor_aggregates", [hour_key(h) for h in hours])
+        found = {}
+        for hour in hours:
+            key, version = hour_key(hour), raw_version(raw_parts(blob, hour))
+            before = previous.get(key, {})
+            stored = list(sql.window_stats(hour, hour + HOUR))
+            unchanged = (before.get("raw_version") == version and before.get("window_seconds") == pipeline.window_seconds
+                         and stored == [before.get("windows"), before.get("readings")])
+            if unchanged:
+                found[key] = {"aggregated": False, **{k: before[k] for k in CARRIED if k in before},
+                              "expected": stored, "stored": stored}
+                context.log.info(f"{key}: raw readings unchanged since aggregation (raw version {version}); "
+                                 "not aggregated again")
+            else:
+                found[key] = aggregate_hour(blob, sql, hour, pipeline.window_seconds)
+                context.log.info(f"{key}: {found[key]['readings']} readings -> {found[key]['windows']} windows")
+            metadata = {k: found[key][k] for k in ("aggregated", *CARRIED) if k in found[key]}
+            context.add_asset_metadata({**metadata, "raw_version": version, "window_seconds": pipeline.window_seconds},
+                                       partition_key=key)
+        aggregated = sum(1 for h in found.values() if h["aggregated"])
+        context.log.info(f"{aggregated} hour(s) aggregated, {len(found) - aggregated} unchanged")
+        yield dg.MaterializeResult(metadata={"table": "sensor_values"})
+        yield from aggregate_check_results(found)

@@ -1,14 +1,26 @@
-"""``raw_readings``: every accepted reading of an hour, as Parquet parts under ``raw/<hour>/``."""
+"""``raw_readings``: every accepted reading of an hour, as Parquet parts under ``raw/<hour>/``.
+
+A run drains the event source (every pending event, whatever its hour), then records its own
+hours from the parts' names alone (parts are named by content and row count), without reading
+them back.
+"""
 
 import dagster as dg
 
+from bscore_assets.hours import latest_materializations
 from bscore_assets.ingestion.drain import drain_events
-from bscore_assets.partitions import hour_key, hourly_partitions_def
+from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import hours_between, read_raw_hour, window_bounds
+from bscore_assets.storage import hours_between, part_rows, raw_parts, raw_version, window_bounds
 from resources.blob import BlobStore
 from resources.events import EventSource
+
+
+def raw_hour_metadata(blob: BlobStore, hour) -> dict:
+    """What an hour's raw parts say about it, from one listing."""
+    parts = raw_parts(blob, hour)
+    return {"readings": sum(part_rows(key) for key in parts), "parts": len(parts), "raw_version": raw_version(parts)}
 
 
 @dg.asset(
@@ -23,38 +35,31 @@ from resources.events import EventSource
 )
 def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: BlobStore, pipeline: PipelineSettings):
     with retry_on_outage(context):
-        summary = drain_events(events, blob, late_policy=pipeline.late_policy, log=context.log)
-        per_hour = {}
-        for hour in hours_between(*window_bounds(context.partition_time_window)):
-            readings = read_raw_hour(blob, hour)
-            per_hour[hour_key(hour)] = {
-                "readings": len(readings),
-                "devices": int(readings["device"].nunique()),
-                "sensors": int(readings["sensor"].nunique()),
-            }
-        total = sum(h["readings"] for h in per_hour.values())
-        context.log.info(f"{total} readings in {len(per_hour)} hour(s); drained {summary.accepted} new events")
+        hours = hours_between(*window_bounds(context.partition_time_window))
+        recorded = {hour_of_key(key) for key in latest_materializations(context.instance, "raw_readings")}
+        summary = drain_events(events, blob, recorded - set(hours), late_policy=pipeline.late_policy,
+                               log=context.log)
+        total = 0
+        for hour in hours:
+            metadata = raw_hour_metadata(blob, hour)
+            context.add_asset_metadata(metadata, partition_key=hour_key(hour))
+            total += metadata["readings"]
         reopened = sorted(hour_key(h) for h in summary.reopened_hours)
-        yield dg.MaterializeResult(
-            metadata={
-                "readings": total,
-                "hours": dg.MetadataValue.json(per_hour),
-                "events_drained": summary.accepted,
-                "events_dead_lettered": summary.rejected,
-                "late_readings": summary.late,
-                "reopened_hours": dg.MetadataValue.json(reopened),
-                "storage": blob.describe(),
-            }
-        )
+        context.log.info(f"drained {summary.accepted} readings ({summary.rejected} dead-lettered, {summary.late} late"
+                         f"{', re-opening ' + ', '.join(reopened) if reopened else ''}); "
+                         f"{total} readings recorded in {len(hours)} hour(s)")
+        yield dg.MaterializeResult(metadata={"storage": blob.describe()})
         yield dg.AssetCheckResult(
             check_name="no_dead_letters",
             passed=summary.rejected == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "events_drained": summary.accepted + summary.rejected,
+                "readings_stored": summary.accepted,
                 "events_dead_lettered": summary.rejected,
                 "reasons": dg.MetadataValue.json(summary.reasons),
                 "late_readings": summary.late,
                 "late_policy": pipeline.late_policy,
+                "reopened_hours": dg.MetadataValue.json(reopened),
             },
         )

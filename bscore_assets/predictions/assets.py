@@ -8,9 +8,9 @@ and writes each partition's predictions to blob Parquet and SQL, replacing any e
 import dagster as dg
 import pandas as pd
 
-from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_key, hour_sensor_partitions_def
+from bscore_assets.partitions import hour_of_key, hour_sensor_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
-from bscore_assets.predictions.metadata import partition_metadata
+from bscore_assets.predictions.metadata import partition_metadata, partitions_to_plot
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import prediction_key
@@ -76,28 +76,15 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
             for sensor in sensors:
                 rows = scored_parts.get((hour, sensor), scored.iloc[0:0]).reset_index(drop=True)
                 blob.write_parquet(prediction_key(hour, sensor), rows)
-                partitions.append((hour, sensor, rows))
-                had = window_parts.get((hour, sensor), windows.iloc[0:0])
-                context.add_asset_metadata(partition_metadata(hour, sensor, rows, had), partition_key=hour_sensor_key(hour, sensor))
+                partitions.append((hour, sensor, rows, window_parts.get((hour, sensor), windows.iloc[0:0])))
                 hour_rows.append(rows)
             sql.replace_predictions(pd.concat(hour_rows, ignore_index=True), hour, hour + HOUR, sensors)
-        summary = pd.DataFrame(
-            [
-                {"hour": hour_key(h), "sensor": s, "rows": len(r),
-                 "anomalies": int(r["is_anomaly"].sum()) if len(r) else 0}
-                for h, s, r in partitions
-            ]
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "rows_scored": len(scored),
-                "anomalies": int(scored["is_anomaly"].sum()) if len(scored) else 0,
-                "partitions": dg.MetadataValue.md(summary.to_markdown(index=False)),
-                "model_versions": dg.MetadataValue.json(
-                    {d: b.version for d, b in sorted(bundles.items())}),
-                "devices_missing_model": dg.MetadataValue.json(
-                    sorted(missing["device"].unique().tolist()) if len(missing) else []),
-                "shards": len(shards),
-            }
-        )
-        yield from prediction_check_results(partitions, windows, missing, refused, pipeline)
+        plotted = partitions_to_plot(partitions, pipeline.anomaly_rate_warn)
+        for hour, sensor, rows, had in partitions:
+            context.add_asset_metadata(partition_metadata(hour, sensor, rows, had, plot=(hour, sensor) in plotted),
+                                       partition_key=hour_sensor_key(hour, sensor))
+        context.log.info(f"{len(scored)} windows scored, {int(scored['is_anomaly'].sum()) if len(scored) else 0} "
+                         f"anomalies, in {len(partitions)} partition(s); {len(missing)} device/sensor pair(s) "
+                         f"without a model, {len(refused)} device(s) refused")
+        yield dg.MaterializeResult(metadata={"storage": blob.describe()})
+        yield from prediction_check_results(partitions, missing, refused, pipeline)

@@ -7,6 +7,7 @@ from numpy.testing import assert_allclose
 
 from bscore_assets.storage import prediction_key, read_raw_hour
 from scoring.training import build_pipeline
+from bscore_assets.operations import ChecksFailed
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
 
 HOUR = pd.Timedelta(hours=1)
@@ -19,8 +20,8 @@ def independent_windows(readings: pd.DataFrame, seconds: int) -> pd.DataFrame:
     return out.rename(columns={"end": "ts", "mean": "value", "count": "readings"})
 
 
-def check_results(result) -> dict:
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+def check_results(report) -> dict:
+    return {check.name: check for check in report.checks}
 
 
 def test_aggregates_match_independent_windows(platform, simulated):
@@ -33,14 +34,16 @@ def test_aggregates_match_independent_windows(platform, simulated):
     assert_allclose(merged["value_stored"], merged["value_expected"], atol=1e-9)
     assert (merged["readings_stored"] == merged["readings_expected"]).all()
     assert all(check.passed for check in check_results(result).values())
-    assert set(check_results(result)) == {"no_duplicate_windows", "finite_values", "device_coverage", "no_dead_letters"}
+    assert set(check_results(result)) == {"readings_reconciled", "finite_values", "device_coverage", "no_dead_letters"}
+    assert result.totals == {"raw_readings.readings": 2 * 3 * 5 * 3600, "sensor_aggregates.windows": len(expected),
+                             "sensor_aggregates.readings": 2 * 3 * 5 * 3600}
     raw = read_raw_hour(platform.resources["blob"], TRAIN_START)
     assert len(raw) == 3 * 5 * 3600
 
 
 def test_predictions_equal_scikit_learn_predict(platform, simulated):
     platform.train(None, TRAIN_START, TRAIN_START)
-    [result] = platform.score(SCORE_START, SCORE_START)
+    ingest, result = platform.score(SCORE_START, SCORE_START)
     sql = platform.resources["sql"]
     predictions = sql.read_predictions(SCORE_START, SCORE_START + HOUR)
     training = sql.read_sensor_values(TRAIN_START, TRAIN_START + HOUR)
@@ -57,7 +60,10 @@ def test_predictions_equal_scikit_learn_predict(platform, simulated):
     assert len(blob_rows) == 3 * 720
     checks = check_results(result)
     assert checks["scoring_coverage"].passed
-    assert checks["anomaly_rate"].metadata["max_anomaly_rate"].value < 0.05
+    assert checks["anomaly_rate"].metadata["max_anomaly_rate"] < 0.05
+    # The run's totals are what it stored, summed over its partitions.
+    assert result.totals["sensor_predictions.rows_scored"] == len(predictions)
+    assert result.totals["sensor_predictions.anomalies"] == int(predictions["is_anomaly"].sum())
 
 
 def test_rerunning_partitions_leaves_row_counts_unchanged(platform, simulated):
@@ -77,21 +83,22 @@ def test_anomaly_rate_check_fails_above_error_threshold(platform, simulated):
 
     burst = simulate_readings(3, 5, SCORE_START + HOUR, 1, anomaly_rate=0.3, seed=13)
     land(platform, burst)
-    [result] = platform.score(SCORE_START + HOUR, SCORE_START + HOUR, sensors=["3"])
-    check = check_results(result)["anomaly_rate"]
+    with pytest.raises(ChecksFailed, match="sensor_predictions.anomaly_rate") as failed:
+        platform.score(SCORE_START + HOUR, SCORE_START + HOUR, sensors=["3"])
+    check = check_results(failed.value.reports[-1])["anomaly_rate"]
     assert not check.passed
-    assert check.severity.value == "ERROR"
-    assert check.metadata["max_anomaly_rate"].value > platform.resources["pipeline"].anomaly_rate_error
-    per_device = check.metadata["per_device_rate"].value
+    assert check.severity == "ERROR"
+    assert check.metadata["max_anomaly_rate"] > platform.resources["pipeline"].anomaly_rate_error
+    per_device = check.metadata["per_device_rate"]
     assert set(next(iter(per_device.values()))) == {"1", "2", "3"}
 
 
 def test_devices_without_model_are_reported(platform, simulated):
     platform.train(["1", "2"], TRAIN_START, TRAIN_START)
-    [result] = platform.score(SCORE_START, SCORE_START, sensors=["1"])
+    *_, result = platform.score(SCORE_START, SCORE_START, sensors=["1"])
     coverage = check_results(result)["scoring_coverage"]
-    assert not coverage.passed
-    assert coverage.metadata["devices_missing_model"].value == {"3": ["1"]}
+    assert not coverage.passed and coverage.severity == "WARN"
+    assert coverage.metadata["devices_missing_model"] == {"3": ["1"]}
     predictions = platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)
     assert sorted(predictions["device"].unique()) == ["1", "2"]
 
@@ -111,4 +118,7 @@ def test_default_training_window_ends_with_the_newest_aggregated_hour(platform, 
     meta = event.materialization.metadata
     assert meta["training_to"].value == (SCORE_START + HOUR).isoformat()
     assert meta["training_from"].value == (SCORE_START + HOUR - pd.Timedelta(hours=24)).isoformat()
-    assert meta["windows"].value == 2 * 3 * 5 * 720
+    assert meta["holdout_from"].value == SCORE_START.isoformat()
+    # Device 1's own metadata: trained on the hour before the hold-out hour, a first model.
+    assert meta["windows_trained"].value == 5 * 720
+    assert meta["status"].value == "promoted"

@@ -6,7 +6,8 @@
   readings) are requested by ``late_readings_sensor``, which only observes.
 - ``sensor_aggregates``: an hour once its raw readings are (re)recorded.
 - ``sensor_predictions``: an hour x sensor once its aggregates are there and their blocking
-  checks passed, and again when device models change (the look-back's hours are rescored).
+  checks passed and some device has a model, and again when device models change (the
+  look-back's hours are rescored). A device without a model does not hold the others back.
 - ``device_models``: every device on the retraining cron; the champion/challenger gate in
   the asset decides what becomes current.
 
@@ -22,6 +23,7 @@ import dagster as dg
 from bscore_assets.settings import Settings
 
 AUTOMATION_SENSOR = "bscore_automation_sensor"
+MODELS = dg.AssetSelection.assets("device_models")
 
 
 def _lookback(settings: Settings) -> dg.AutomationCondition:
@@ -40,10 +42,12 @@ def raw_readings_condition(settings: Settings) -> dg.AutomationCondition:
 
 
 def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
+    # A device without a model must not hold back the fleet's scoring: only the hour's own
+    # upstream (its aggregates) has to be there; devices' models are judged by the checks.
     return (
         _lookback(settings)
         & (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_missing().ignore(MODELS)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     )
@@ -57,8 +61,11 @@ def sensor_aggregates_condition(settings: Settings) -> dg.AutomationCondition:
 def sensor_predictions_condition(settings: Settings) -> dg.AutomationCondition:
     """Hours x sensors of the look-back when their aggregates or the models changed, unless an
     upstream blocking check failed."""
+    some_model = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing()).allow(MODELS)
     return (
-        _updated_since_handled(settings) & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        _updated_since_handled(settings)
+        & some_model.with_label("some device has a model")
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("aggregates or models changed")
 
 

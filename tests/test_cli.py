@@ -80,5 +80,6 @@ def test_workspace_loads_with_four_assets_and_their_checks(env):
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
-    assert {("sensor_aggregates", "no_duplicate_windows"), ("device_models", "every_sensor_has_model"),
+    assert {("sensor_aggregates", "readings_reconciled"), ("device_models", "every_sensor_has_model"),
+            ("device_models", "challenger_gate"),
             ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage")} <= checks

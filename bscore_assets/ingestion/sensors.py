@@ -15,7 +15,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from bscore_assets.hours import aggregated_hours, hour_blocks, latest_partition_metadata
+from bscore_assets.hours import aggregated_hours, hour_blocks, latest_materializations, latest_partition_metadata
 from bscore_assets.ingestion.fleet import fleet_partition_requests, silent_devices
 from bscore_assets.partitions import device_partitions_def, hour_key, hour_of_key
 from bscore_assets.runs import hour_range_tags
@@ -43,12 +43,12 @@ def build_late_readings_sensor(settings: Settings) -> dg.SensorDefinition:
     def late_readings_sensor(context: dg.SensorEvaluationContext, blob: BlobStore):
         """Request ``raw_readings`` again for recent hours whose raw content changed after they were
         recorded (readings that arrived late), so they are re-aggregated and re-scored."""
-        now = pd.Timestamp.now("UTC").tz_localize(None).floor("h")
-        recent = [h for h in pd.date_range(now - pd.Timedelta(hours=settings.rescoring_hours), now, freq="h",
-                                           inclusive="left") if h >= settings.start]
+        recorded = sorted(hour_of_key(key) for key in latest_materializations(context.instance, "raw_readings"))
+        recent = [h for h in recorded if h > recorded[-1] - pd.Timedelta(hours=settings.rescoring_hours)] \
+            if recorded else []
         changed = changed_raw_hours(context.instance, blob, recent)
         if not changed:
-            return dg.SkipReason(f"no recorded hour of the last {settings.rescoring_hours} changed since")
+            return dg.SkipReason(f"none of the {len(recent)} most recently recorded hour(s) changed since")
         context.log.info(f"raw readings changed after they were recorded: {', '.join(map(hour_key, changed))}")
         # One request per content version: the same change is never requested twice.
         return [dg.RunRequest(run_key="late-" + "-".join(f"{hour_key(h)}@{v}" for h, v in changed.items()

@@ -42,11 +42,14 @@ def raw_readings_condition(settings: Settings) -> dg.AutomationCondition:
 
 
 def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
-    # A device without a model must not hold back the fleet's scoring: only the hour's own
-    # upstream (its aggregates) has to be there; devices' models are judged by the checks.
+    # Missing partitions are requested until one run of them fails (no retry loop on a failure
+    # that would repeat); updated upstreams request them again. A device without a model must
+    # not hold back the fleet's scoring: only the hour's own upstream (its aggregates) has to
+    # be there; devices' models are judged by the checks.
+    missing = dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed()
     return (
         _lookback(settings)
-        & (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        & (missing.with_label("missing, not failed") | dg.AutomationCondition.any_deps_updated().since_last_handled())
         & ~dg.AutomationCondition.any_deps_missing().ignore(MODELS)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

@@ -79,7 +79,7 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                 partitions.append((hour, sensor, rows, window_parts.get((hour, sensor), windows.iloc[0:0])))
                 hour_rows.append(rows)
             sql.replace_predictions(pd.concat(hour_rows, ignore_index=True), hour, hour + HOUR, sensors)
-        plotted = partitions_to_plot(partitions, pipeline.anomaly_rate_warn)
+        plotted = partitions_to_plot(partitions)
         for hour, sensor, rows, had in partitions:
             context.add_asset_metadata(partition_metadata(hour, sensor, rows, had, plot=(hour, sensor) in plotted),
                                        partition_key=hour_sensor_key(hour, sensor))

@@ -11,15 +11,16 @@ from bscore_assets.predictions.plots import partition_plot_markdown
 MAX_PLOTS_PER_RUN = 12
 
 
-def partitions_to_plot(partitions, warn_rate: float, limit: int = MAX_PLOTS_PER_RUN) -> set[tuple]:
-    """The (hour, sensor) partitions worth a plot: those over the WARN rate, worst first, at most
-    ``limit``; a run of a single partition always gets its plot."""
+def partitions_to_plot(partitions, limit: int = MAX_PLOTS_PER_RUN) -> set[tuple]:
+    """The (hour, sensor) partitions worth a plot: the ``limit`` with the highest anomaly rates
+    (so every partition over the WARN rate comes first), among those with anomalies; a run of a
+    single partition always gets its plot. Drawing is the costly part of metadata."""
     if len(partitions) == 1:
         hour, sensor, rows, _ = partitions[0]
         return {(hour, sensor)} if len(rows) else set()
     rates = [(float(rows["is_anomaly"].mean()), hour, sensor) for hour, sensor, rows, _ in partitions if len(rows)]
-    over = sorted((r for r in rates if r[0] > warn_rate), key=lambda r: -r[0])
-    return {(hour, sensor) for _, hour, sensor in over[:limit]}
+    worst = sorted((r for r in rates if r[0] > 0), key=lambda r: -r[0])
+    return {(hour, sensor) for _, hour, sensor in worst[:limit]}
 
 
 def partition_metadata(hour: pd.Timestamp, sensor: str, rows: pd.DataFrame, windows: pd.DataFrame,
@@ -45,7 +46,7 @@ def partition_metadata(hour: pd.Timestamp, sensor: str, rows: pd.DataFrame, wind
         "anomalies": anomalies,
         "anomaly_rate": round(anomalies / len(rows), 4) if len(rows) else 0.0,
         "devices_scored": int(rows["device"].nunique()) if len(rows) else 0,
-        "devices_not_scored": dg.MetadataValue.json(missing),
+        "devices_missing_model": dg.MetadataValue.json(missing),
         "model_versions": dg.MetadataValue.json({str(d): str(v) for d, v in sorted(versions.items())}),
     }
     if plot:

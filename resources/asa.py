@@ -5,7 +5,9 @@ reads the Event Hub, stamps each event with its own time (``TIMESTAMP BY``), kee
 (device, sensor, time) once, averages and counts the readings of each tumbling window of
 ``window_seconds`` (windows are ``(start, end]`` and ``System.Timestamp()`` is the end, as
 ``scoring.windows``) into SQL ``sensor_values``, and archives every accepted event to Blob
-Storage as Parquet under ``raw/<yyyy-mm-ddTHH>/``. Events later than
+Storage as Parquet under ``raw/<yyyy-mm-ddTHH>/`` (the hour that holds its window), and
+writes a census per hour and device of the distinct readings it aggregated, under
+``asa-census/<hour>/``, which ``bscore_assets.aggregation.asa`` reconciles SQL against. Events later than
 ``BSCORE_ALLOWED_LATENESS_MINUTES`` are dropped: Stream Analytics cannot re-open a window it
 has written, so its path behaves like ``late_policy=deadletter`` (counted in the job's
 "Late input events" metric), and windows are written that long after they close.
@@ -26,11 +28,16 @@ from urllib.parse import urlparse
 INPUT = "readings"
 SQL_OUTPUT = "sensor-values"
 RAW_OUTPUT = "raw-archive"
+CENSUS_OUTPUT = "hour-census"
 SQL_TABLE = "sensor_values"
-# raw/<hour>/ as bscore_assets.storage.raw_prefix writes it: raw/%Y-%m-%dT%H/
-RAW_PATH_PATTERN = "raw/{date}T{time}"
-RAW_DATE_FORMAT = "yyyy-MM-dd"
-RAW_TIME_FORMAT = "HH"
+# raw/<hour>/ as bscore_assets.storage.raw_prefix writes it (raw/%Y-%m-%dT%H/), through a custom
+# partition column: {date}/{time} would file a reading at exactly 01:00:00 under hour 01, but
+# it belongs to hour 00, whose last window it closes.
+RAW_PATH_PATTERN = "raw/{hour}"
+# Per hour and device, the distinct readings the job accepted: what the observation sensor
+# reconciles SQL against without reading the raw archive.
+CENSUS_PATH_PATTERN = "asa-census/{hour}"
+HOUR_COLUMN = "hour"
 # The service's limits on the two tolerances (REST API 2020-03-01, portal: 9:59 and 20 days).
 MAX_OUT_OF_ORDER_SECONDS = 599
 MAX_LATE_ARRIVAL_SECONDS = 1_814_399
@@ -51,8 +58,13 @@ def _coalesce(field: str) -> str:
     return f"COALESCE({', '.join(f'[{n}]' for n in names)})"
 
 
+def _hour_of(timestamp: str) -> str:
+    """ASA expression: the ``yyyy-MM-ddTHH`` hour partition of a time, ``H`` for ``(H, H + 1h]``."""
+    return f"SUBSTRING(CAST(DATEADD(millisecond, -1, {timestamp}) AS nvarchar(max)), 1, 13)"
+
+
 def aggregation_query(window_seconds: int, input_name: str = INPUT, sql_output: str = SQL_OUTPUT,
-                      raw_output: str = RAW_OUTPUT) -> str:
+                      raw_output: str = RAW_OUTPUT, census_output: str = CENSUS_OUTPUT) -> str:
     """The Stream Analytics query that computes ``sensor_aggregates`` and the raw archive.
 
     Parameters
@@ -60,17 +72,18 @@ def aggregation_query(window_seconds: int, input_name: str = INPUT, sql_output: 
     window_seconds : int
         Tumbling window length; must divide 3600, as ``scoring.windows.tumbling_window_means``
         requires, so an hour holds whole windows.
-    input_name, sql_output, raw_output : str
+    input_name, sql_output, raw_output, census_output : str
         The job's input and output names.
 
     Returns
     -------
     str
-        Three steps: ``Accepted`` (either naming, typed, events without a device, sensor or
-        numeric value dropped), ``FirstReadings`` (each device, sensor and event time once, the first
-        enqueued, as ``drop_duplicate_readings`` keeps the first), then one ``SELECT`` per output:
-        window averages and reading counts stamped with the window's end into SQL, and every
-        accepted event into the raw archive.
+        Steps ``Accepted`` (either naming, typed; events without a device, sensor or numeric
+        value dropped) and ``FirstReadings`` (each device, sensor and event time once, the first
+        enqueued, as ``drop_duplicate_readings`` keeps the first); then one ``SELECT`` per
+        output: window averages and reading counts stamped with the window's end into SQL,
+        every accepted event into the raw archive under its hour, and per hour and device the
+        distinct readings (the census the observation sensor reconciles SQL against).
     """
     if not isinstance(window_seconds, int) or window_seconds <= 0 or 3600 % window_seconds:
         raise ValueError(f"window_seconds={window_seconds!r} must be a whole number of seconds dividing 3600")
@@ -101,9 +114,14 @@ INTO [{sql_output}]
 FROM FirstReadings
 GROUP BY device, sensor, {window}
 
-SELECT ts, device, sensor, value
+SELECT ts, device, sensor, value, {_hour_of('ts')} AS {HOUR_COLUMN}
 INTO [{raw_output}]
 FROM Accepted
+
+SELECT {_hour_of('System.Timestamp()')} AS {HOUR_COLUMN}, device, COUNT(*) AS readings
+INTO [{census_output}]
+FROM FirstReadings
+GROUP BY device, TumblingWindow(hour, 1)
 """
 
 
@@ -152,9 +170,16 @@ class AsaJobSpec:
         aggregation_query(self.window_seconds)
         lateness_policy(self.allowed_lateness_minutes)
 
+    def _under_prefix(self, pattern: str) -> str:
+        return f"{self.raw_prefix.strip('/')}/{pattern}" if self.raw_prefix.strip("/") else pattern
+
     @property
     def raw_path_pattern(self) -> str:
-        return f"{self.raw_prefix.strip('/')}/{RAW_PATH_PATTERN}" if self.raw_prefix.strip("/") else RAW_PATH_PATTERN
+        return self._under_prefix(RAW_PATH_PATTERN)
+
+    @property
+    def census_path_pattern(self) -> str:
+        return self._under_prefix(CENSUS_PATH_PATTERN)
 
     @classmethod
     def from_env(cls, window_seconds: int, allowed_lateness_minutes: int, env=None,
@@ -264,10 +289,12 @@ def streaming_job(spec: AsaJobSpec):
     ))
     sql_output = m.Output(name=SQL_OUTPUT, datasource=m.AzureSqlDatabaseOutputDataSource(
         server=spec.sql_server, database=spec.sql_database, table=SQL_TABLE, authentication_mode="Msi"))
-    raw_output = m.Output(name=RAW_OUTPUT, datasource=m.BlobOutputDataSource(
-        storage_accounts=[m.StorageAccount(account_name=spec.storage_account)], container=spec.container,
-        path_pattern=spec.raw_path_pattern, date_format=RAW_DATE_FORMAT, time_format=RAW_TIME_FORMAT,
-        authentication_mode="Msi"), serialization=m.ParquetSerialization())
+
+    def blob_output(name: str, path_pattern: str):
+        return m.Output(name=name, datasource=m.BlobOutputDataSource(
+            storage_accounts=[m.StorageAccount(account_name=spec.storage_account)], container=spec.container,
+            path_pattern=path_pattern, authentication_mode="Msi"), serialization=m.ParquetSerialization())
+
     return m.StreamingJob(
         location=spec.location,
         tags={"bscore": "sensor_aggregates", "window_seconds": str(spec.window_seconds),
@@ -282,7 +309,8 @@ def streaming_job(spec: AsaJobSpec):
         inputs=[reading_input],
         transformation=m.Transformation(name="aggregate", streaming_units=spec.streaming_units,
                                         query=aggregation_query(spec.window_seconds)),
-        outputs=[sql_output, raw_output],
+        outputs=[sql_output, blob_output(RAW_OUTPUT, spec.raw_path_pattern),
+                 blob_output(CENSUS_OUTPUT, spec.census_path_pattern)],
     )
 
 

@@ -57,10 +57,6 @@ def dry_run_body(output: str) -> dict:
     return json.loads(output[output.index("): request body\n") + len("): request body\n"):])
 
 
-def java_like_to_strftime(pattern: str) -> str:
-    return pattern.replace("yyyy", "%Y").replace("MM", "%m").replace("dd", "%d").replace("HH", "%H")
-
-
 def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     from bscore_assets.cli import main
 
@@ -74,7 +70,7 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
 
     # Windows: the local length, tumbling; stamped with their end; average and reading count
     # per device and sensor, in the columns of SQL sensor_values.
-    assert re.findall(r"TumblingWindow\((\w+), (\d+)\)", query) == [("second", str(window))] * 2
+    assert re.findall(r"TumblingWindow\((\w+), (\d+)\)", query) == [("second", str(window))] * 2 + [("hour", "1")]
     [into_sql] = re.findall(r"SELECT (.*)\nINTO \[sensor-values\]", query)
     columns = dict(reversed(part.rsplit(" AS ", 1)) if " AS " in part else (part, part)
                    for part in into_sql.split(", "))
@@ -101,7 +97,7 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert (source.properties.datasource.service_bus_namespace, source.properties.datasource.event_hub_name,
             source.properties.datasource.consumer_group_name) == ("bscore-ns", "readings", "bscore-asa")
     outputs = {o.name: o for o in job.outputs}
-    assert sorted(outputs) == ["raw-archive", "sensor-values"]
+    assert sorted(outputs) == ["hour-census", "raw-archive", "sensor-values"]
     sql = outputs["sensor-values"].datasource
     assert isinstance(sql, AzureSqlDatabaseOutputDataSource)
     assert (sql.server, sql.database, sql.table) == ("bscore-sql", "bscore", sensor_values.name)
@@ -109,16 +105,23 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert isinstance(raw, BlobOutputDataSource) and isinstance(outputs["raw-archive"].serialization,
                                                                 ParquetSerialization)
     assert (raw.storage_accounts[0].account_name, raw.container) == ("bscoreblobs", "data")
-    # The archive's folders are the blob store's raw/<hour>/ under its prefix.
+    # The archive's folders are the blob store's raw/<hour>/ under its prefix, the hour being
+    # H for readings in (H, H + 1h], as local raw parts are filed.
     hour = pd.Timestamp("2026-03-01T07:00")
-    rendered = (raw.path_pattern.replace("{date}", hour.strftime(java_like_to_strftime(raw.date_format)))
-                .replace("{time}", hour.strftime(java_like_to_strftime(raw.time_format))))
-    assert rendered + "/" == f"fleet-a/{raw_prefix(hour)}"
-    assert "SELECT ts, device, sensor, value\nINTO [raw-archive]\nFROM Accepted" in query
+    assert raw.path_pattern.replace("{hour}", hour.strftime("%Y-%m-%dT%H")) + "/" == f"fleet-a/{raw_prefix(hour)}"
+    assert re.search(r"SELECT ts, device, sensor, value, "
+                     r"SUBSTRING\(CAST\(DATEADD\(millisecond, -1, ts\) AS nvarchar\(max\)\), 1, 13\) AS hour\n"
+                     r"INTO \[raw-archive\]\nFROM Accepted", query)
+    # The census the observation sensor reconciles SQL against: distinct readings per hour and device.
+    census = outputs["hour-census"]
+    assert census.datasource.path_pattern == "fleet-a/asa-census/{hour}"
+    assert isinstance(census.serialization, ParquetSerialization)
+    assert re.search(r"AS hour, device, COUNT\(\*\) AS readings\nINTO \[hour-census\]\nFROM FirstReadings\n"
+                     r"GROUP BY device, TumblingWindow\(hour, 1\)", query)
     # Every connection is the job's managed identity: nothing secret in the definition.
     assert job.identity.type == "SystemAssigned"
     assert {source.properties.datasource.authentication_mode, sql.authentication_mode,
-            raw.authentication_mode} == {"Msi"}
+            raw.authentication_mode, census.datasource.authentication_mode} == {"Msi"}
     assert not re.search(r"(?i)password|accesskey|accountkey|sharedaccesspolicykey", result.output)
 
 
@@ -233,7 +236,7 @@ def test_provision_sends_the_job_through_the_management_sdk(arm):
     assert body == asa.job_body(asa.streaming_job(job_spec))  # what --dry-run prints is what is sent
     sent = StreamingJob.deserialize(copy.deepcopy(body))  # (deserializing consumes the dict)
     assert sent.transformation.query == asa.aggregation_query(PipelineSettings().window_seconds)
-    assert [o.name for o in sent.outputs] == ["sensor-values", "raw-archive"]
+    assert [o.name for o in sent.outputs] == ["sensor-values", "raw-archive", "hour-census"]
     assert sent.outputs[0].datasource.table == "sensor_values"
     assert sent.events_out_of_order_max_delay_in_seconds == 300
     assert (created.name, created.provisioning_state) == ("bscore-aggregation", "Succeeded")

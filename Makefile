@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. They install everything the project needs
-# (Python packages, npm packages, Debian's Chromium); the machine provides Python 3.11+ with
+# (Python packages, npm packages, Debian's Chromium and unixODBC); the machine provides Python 3.11+ with
 # venv, Node.js 20+ with npm, and the PostgreSQL server the tests use (see README).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -29,7 +29,12 @@ demo: install
 /usr/bin/chromium:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
-test: install node_modules/.installed /usr/bin/chromium
+# pyodbc (Azure SQL) links against unixODBC's driver manager; its tests need it to import.
+# An Azure SQL host also installs Microsoft's msodbcsql18, which depends on it (see README).
+/usr/bin/isql:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends unixodbc
+
+test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql
 	$(BIN)/python -m pytest
 
 ui: install

@@ -57,10 +57,19 @@ def build_resources(settings: Settings) -> dict:
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    if settings.aggregation == "local":
+        hourly = with_automation([raw_readings, sensor_aggregates], settings)
+        hourly_jobs, hourly_sensors = [ingest_job], [build_late_readings_sensor(settings)]
+    elif settings.aggregation == "asa":  # Stream Analytics writes both; a sensor records them
+        from bscore_assets.aggregation.asa import asa_aggregation_objects
+
+        (hourly, hourly_sensors), hourly_jobs = asa_aggregation_objects(settings), []
+    else:
+        raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
     return dg.Definitions(
-        assets=with_automation([raw_readings, sensor_aggregates, device_models, sensor_predictions], settings),
-        jobs=[ingest_job, training_job, scoring_job],
-        sensors=[automation_sensor(), build_late_readings_sensor(settings), build_fleet_partitions_sensor(settings)],
+        assets=[*hourly, *with_automation([device_models, sensor_predictions], settings)],
+        jobs=[*hourly_jobs, training_job, scoring_job],
+        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings)],
         resources=build_resources(settings),
     )
 

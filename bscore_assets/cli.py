@@ -293,5 +293,37 @@ def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environm
     click.echo(f"environment {env.name}:{env.version} (image built by Azure ML at its first job)")
 
 
+@main.group()
+def asa():
+    """Azure Stream Analytics: the job that aggregates on Azure (BSCORE_AGGREGATION=asa)."""
+
+
+@asa.command("provision")
+@click.option("--dry-run", is_flag=True, help="Print the job's query and request body without contacting Azure.")
+def asa_provision(dry_run):
+    """Create or update the Stream Analytics job from the local aggregation's window settings."""
+    from bscore_assets.settings import PipelineSettings
+    from resources import asa as prov
+
+    settings = Settings.from_env()
+    try:
+        spec = prov.AsaJobSpec.from_env(PipelineSettings().window_seconds, settings.allowed_lateness_minutes,
+                                        placeholders=dry_run)
+    except ValueError as exc:
+        _fail(exc)
+    if dry_run:
+        click.echo(prov.dry_run_text(spec), nl=False)
+        return
+    try:
+        job = prov.provision(prov.management_client(spec), spec)
+    except RuntimeError as exc:
+        _fail(exc)
+    click.echo(f"Stream Analytics job {job.name}: {job.provisioning_state}, {job.job_state}; "
+               f"{spec.window_seconds} s windows into SQL {prov.SQL_TABLE}, raw events to "
+               f"{spec.container}/{spec.raw_path_pattern}")
+    click.echo(f"start it: az stream-analytics job start -g {spec.resource_group} -n {spec.job_name} "
+               "--output-start-mode JobStartTime")
+
+
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ class Settings:
     blob_url: str
     events: str
     compute: str
+    aggregation: str = "local"  # or "asa": Stream Analytics aggregates, Dagster observes (see README)
     sql_url_from_env: bool = False  # then the URL may hold a password: resources refer to the variable
     allowed_lateness_minutes: int = 5
     retraining_cron: str = "30 0 * * *"
@@ -49,6 +50,7 @@ class Settings:
             blob_url=env.get("BSCORE_BLOB_URL", str(home / "blob")),
             events=env.get("BSCORE_EVENTS", "local"),
             compute=env.get("BSCORE_COMPUTE", "local"),
+            aggregation=env.get("BSCORE_AGGREGATION", "local"),
             allowed_lateness_minutes=int(env.get("BSCORE_ALLOWED_LATENESS_MINUTES", "5")),
             retraining_cron=env.get("BSCORE_RETRAINING_CRON", "30 0 * * *"),
             training_hours=int(env.get("BSCORE_TRAINING_HOURS", "24")),

@@ -104,7 +104,7 @@ def environment_entity(name: str, build_dir: Path):
         name=name,
         version=context_version(build_dir),
         description="bscore scoring job: python -m scoring.entrypoint (numpy, pandas, pyarrow, "
-                    "azure-storage-blob, dagster-pipes)",
+                    "scikit-learn, skops, azure-storage-blob, azure-identity, dagster-pipes)",
         build=BuildContext(path=str(build_dir), dockerfile_path="Dockerfile"),
     )
 

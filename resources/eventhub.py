@@ -1,13 +1,17 @@
 """The event source on Azure Event Hubs, the cloud twin of ``LocalEventSource``.
 
-``receive`` reads every partition from its checkpoint, one consumer per partition, for a
-bounded time, so a Dagster sensor tick or run ends; ``commit`` writes each
-partition's checkpoint to ``BlobCheckpointStore`` only after the batch is stored. A tick is
-a short-lived reader, not a long-running processor, so the source reads and writes
-checkpoints itself instead of claiming partition ownership, which is made for processors
-that live for hours. Two drains at once (a sensor tick and a run's own drain) can read the
-same events, and a slower commit can move a checkpoint back: both only re-deliver events,
-which readers of raw storage drop as repeats; nothing is lost.
+``receive`` first claims partitions in ``BlobCheckpointStore`` (the SDK's partition ownership:
+a blob per partition, written with the etag it was read with, so two claimers cannot both
+win), taking its fair share of the partitions that no live drainer holds: ``ceil(partitions /
+live owners)``, where an owner is live while its claim is younger than
+``ownership_expiry_seconds``. It then reads the claimed partitions concurrently, one receiver
+thread each, from their checkpoints, for a bounded time, so a run's drain ends. ``commit``
+writes each partition's checkpoint only after the batch is stored, then releases the claims,
+so several Dagster hosts draining one hub read disjoint partitions and every event is stored
+once; a drainer that crashes between the two leaves its claims to expire, and the next
+drainer re-reads from the checkpoint (at-least-once, as Event Hubs is; readers of raw storage
+drop repeats). Claims are per receive/commit cycle rather than held for hours as the SDK's
+long-running ``EventProcessor`` does, because a drain is a short-lived step of a run.
 
 Secrets are read from the environment variables whose *names* the resource holds, or come
 from ``DefaultAzureCredential``; they never enter resource config, logs or errors.
@@ -16,9 +20,13 @@ from ``DefaultAzureCredential``; they never enter resource config, logs or error
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import random
+import socket
 import threading
 import time
+import uuid
 
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient, parse_connection_string
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
@@ -43,7 +51,7 @@ def _text(event: EventData) -> str:
 class _Collector:
     """Gathers each partition's events until enough arrived or every partition is idle."""
 
-    def __init__(self, partitions: list[str], max_events: int):
+    def __init__(self, partitions, max_events: int):
         self.partitions, self.max_events = set(partitions), max_events
         self.events: dict[str, list[EventData]] = {}
         self.idle: set[str] = set()
@@ -96,7 +104,10 @@ class EventHubSource(EventSource):
     storage_connection_string_env: str = CONNECTION_STRING_ENV
     max_wait_seconds: float = 10.0
     idle_seconds: float = 1.0
-    max_batch_size: int = 1000
+    max_batch_size: int = 1000  # events per receive callback (the SDK's max_batch_size)
+    prefetch: int = 1000  # events each partition's link buffers ahead of the callbacks
+    max_events: int = 100_000  # events per receive, across partitions: bounds a batch's memory
+    ownership_expiry_seconds: float = 60.0  # a claim older than this is free to take
 
     @classmethod
     def from_env(cls, env=None) -> "EventHubSource":
@@ -131,6 +142,10 @@ class EventHubSource(EventSource):
             fully_qualified_namespace=namespace,
             storage_account_url=account_url,
             max_wait_seconds=float(env.get("EVENTHUB_MAX_WAIT_SECONDS", 10.0)),
+            max_batch_size=int(env.get("EVENTHUB_MAX_BATCH_SIZE", 1000)),
+            prefetch=int(env.get("EVENTHUB_PREFETCH", 1000)),
+            max_events=int(env.get("EVENTHUB_MAX_EVENTS", 100_000)),
+            ownership_expiry_seconds=float(env.get("EVENTHUB_OWNERSHIP_EXPIRY_SECONDS", 60.0)),
         )
 
     @property
@@ -188,30 +203,94 @@ class EventHubSource(EventSource):
                 sent += len(batch)
         return sent
 
-    def receive(self, max_events: int = 100_000) -> EventBatch | None:
-        """Events after each partition's checkpoint that arrive within ``max_wait_seconds``.
+    def _ownership(self, partition: str, owner: str, etag: str | None) -> dict:
+        claim = {"fully_qualified_namespace": self.namespace, "eventhub_name": self.eventhub_name,
+                 "consumer_group": self.consumer_group, "partition_id": partition, "owner_id": owner}
+        return {**claim, "etag": etag} if etag else claim
 
-        Returns early once ``max_events`` arrived or every partition was idle for
-        ``idle_seconds``; returns None when nothing arrived.
+    def claim_partitions(self, store: BlobCheckpointStore, partitions: list[str], owner: str) -> dict[str, dict]:
+        """Claim this drainer's fair share of the partitions no live owner holds.
+
+        Returns the claims won (partition -> ownership with its new etag). Losing a race for a
+        partition (another drainer wrote its blob first) just leaves it out.
         """
-        positions = {pid: c["offset"] for pid, c in self.checkpoints().items()}
+        current = self._ownerships(store)
+        missing = [p for p in partitions if p not in current]
+        if missing:
+            # Unowned records first, so that every claim below is conditional on an etag: a claim
+            # without one is a create, which Azurite (unlike the service) lets two drainers win.
+            store.claim_ownership([self._ownership(p, "", None) for p in missing])
+            current = self._ownerships(store)
+        now = time.time()
+        live = {p: o for p, o in current.items()
+                if o.get("owner_id") and now - o["last_modified_time"] < self.ownership_expiry_seconds}
+        owners = {o["owner_id"] for o in live.values()} | {owner}
+        share = math.ceil(len(partitions) / len(owners))
+        free = [p for p in partitions if p not in live and p in current]
+        random.shuffle(free)  # drainers starting together seldom race for the same partitions
+        wanted = {p: current[p]["etag"] for p in free[:share]}
+        won = store.claim_ownership([self._ownership(p, owner, etag) for p, etag in wanted.items()]) if wanted else []
+        # The SDK keeps a claim whose write failed for an unexpected reason; only a new etag is a win.
+        return {o["partition_id"]: o for o in won
+                if o["owner_id"] == owner and o.get("etag") != wanted[o["partition_id"]]}
+
+    def _ownerships(self, store: BlobCheckpointStore) -> dict[str, dict]:
+        found = store.list_ownership(self.namespace, self.eventhub_name, self.consumer_group)
+        return {o["partition_id"]: o for o in found}
+
+    def release_partitions(self, store: BlobCheckpointStore, claims: dict[str, dict]) -> None:
+        """Give claimed partitions back (an empty owner), so other drainers need not wait for expiry.
+
+        A claim someone took over meanwhile keeps its new owner: the etag no longer matches.
+        """
+        if claims:
+            store.claim_ownership([self._ownership(p, "", c.get("etag")) for p, c in claims.items()])
+
+    def receive(self, max_events: int = 100_000) -> EventBatch | None:
+        """Events after each claimed partition's checkpoint that arrive within ``max_wait_seconds``.
+
+        Returns early once ``max_events`` (at most ``self.max_events``) arrived or every claimed
+        partition was idle for ``idle_seconds``; returns None, with the claims released, when
+        nothing arrived or every partition is held by other live drainers.
+        """
+        max_events = min(max_events, self.max_events)
+        owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         client = self._consumer_client()
-        partitions = client.get_partition_ids()
+        with self._checkpoint_store() as store:
+            claims = self.claim_partitions(store, client.get_partition_ids(), owner)
+            if not claims:
+                client.close()
+                return None
+            try:
+                committed = {c["partition_id"]: c for c in store.list_checkpoints(
+                    self.namespace, self.eventhub_name, self.consumer_group)}
+                events = self._receive_partitions(client, sorted(claims), committed, max_events)
+            except BaseException:
+                self.release_partitions(store, claims)
+                raise
+            if not events:
+                self.release_partitions(store, claims)
+                return None
+        return self._batch(events, claims)
+
+    def _receive_partitions(self, client, partitions: list[str], committed: dict, max_events: int):
+        """Each partition on a thread of its own, from its checkpoint, until enough or all idle."""
         collector = _Collector(partitions, max_events)
         failure: list[BaseException] = []
 
         def consume(partition: str):
+            position = committed.get(partition, {}).get("offset", "-1")
             try:
                 client.receive_batch(
                     collector.on_event_batch, on_error=collector.on_error, partition_id=partition,
-                    starting_position=positions.get(partition, "-1"), starting_position_inclusive=False,
-                    max_batch_size=self.max_batch_size, max_wait_time=self.idle_seconds)
+                    starting_position=position, starting_position_inclusive=False,
+                    max_batch_size=self.max_batch_size, max_wait_time=self.idle_seconds, prefetch=self.prefetch)
             except BaseException as exc:  # surfaced below, in the caller's thread
                 failure.append(exc)
                 collector.done.set()
 
-        # One receiver per partition, each in its own thread: the SDK's all-partitions receive
-        # waits on idle partitions one after another, which would not fit in a sensor tick.
+        # The SDK's all-partitions receive waits on idle partitions one after another, which
+        # would not fit in a bounded drain; a receiver per partition waits on them together.
         workers = [threading.Thread(target=consume, args=(p,), name=f"eventhub-{p}", daemon=True) for p in partitions]
         for worker in workers:
             worker.start()
@@ -223,10 +302,9 @@ class EventHubSource(EventSource):
                                    f"{type(failure[0]).__name__}") from failure[0]
             if collector.errors:
                 raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: {collector.errors[0]}")
-            return None
-        return self._batch(collector.events)
+        return collector.events
 
-    def _batch(self, events: dict[str, list[EventData]]) -> EventBatch:
+    def _batch(self, events: dict[str, list[EventData]], claims: dict[str, dict]) -> EventBatch:
         partitions = sorted(events, key=lambda p: (len(p), p))
         # The label is a digest of what was read, so a re-delivery of the same events names the
         # same raw parts; the enqueued time tells a recreated hub's restarted sequence numbers apart.
@@ -235,21 +313,24 @@ class EventHubSource(EventSource):
             for p in partitions
         ]
         digest = hashlib.sha256(repr(spans).encode()).hexdigest()[:16]
-        checkpoint = {p: {"offset": events[p][-1].offset, "sequence_number": events[p][-1].sequence_number}
-                      for p in partitions}
+        positions = {p: {"offset": events[p][-1].offset, "sequence_number": events[p][-1].sequence_number}
+                     for p in partitions}
         bodies = [_text(event) for p in partitions for event in events[p]]
-        return EventBatch(bodies, f"eh-p{'.'.join(partitions)}-{digest}", checkpoint)
+        return EventBatch(bodies, f"eh-p{'.'.join(partitions)}-{digest}",
+                          {"partitions": positions, "claims": claims})
 
     def commit(self, batch: EventBatch) -> None:
-        committed = {p: c["sequence_number"] for p, c in self.checkpoints().items()}
         with self._checkpoint_store() as store:
-            for partition, position in batch.checkpoint.items():
+            committed = {c["partition_id"]: c["sequence_number"] for c in store.list_checkpoints(
+                self.namespace, self.eventhub_name, self.consumer_group)}
+            for partition, position in batch.checkpoint["partitions"].items():
                 if position["sequence_number"] <= committed.get(partition, -1):
                     continue  # a late commit of an older batch must not move the checkpoint back
                 store.update_checkpoint({
                     "fully_qualified_namespace": self.namespace, "eventhub_name": self.eventhub_name,
                     "consumer_group": self.consumer_group, "partition_id": partition, **position,
                 })
+            self.release_partitions(store, batch.checkpoint.get("claims", {}))
 
     def describe(self) -> str:
         return (f"Event Hub {self.eventhub_name} in {self.namespace} (consumer group {self.consumer_group}, "

@@ -9,6 +9,7 @@ PostgreSQL, ``fast_executemany`` on pyodbc, one executemany elsewhere.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime
 
@@ -72,6 +73,23 @@ def engine_options(url: str) -> dict:
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 60}}  # a concurrent replace waits for the write lock
     return {}
+
+
+def missing_odbc_driver(error: Exception, url: str) -> str | None:
+    """A clear message when the ODBC driver manager cannot find the URL's driver, else None.
+
+    unixODBC reports it as "Can't open lib '<driver>' : file not found" (or, with no driver
+    named, "Data source name not found"); the fix is installing Microsoft's driver, not
+    anything in bscore.
+    """
+    text = str(getattr(error, "orig", None) or error)
+    if "Can't open lib" not in text and "IM002" not in text:
+        return None
+    # Only the driver's name is shown: other query values of the URL may hold a password.
+    driver = sa.make_url(url).query.get("driver") or "(none named in BSCORE_SQL_URL)"
+    said = re.sub(r"^\('[0-9A-Z]+', \"|\"\)$", "", text)
+    return (f"ODBC driver {driver!r} is not installed on this host: install msodbcsql18 (Microsoft's "
+            f"ODBC Driver 18 for SQL Server, see README 'SQL'); the ODBC driver manager said: {said}")
 
 
 def lock_table_for_replace(conn: sa.Connection, table: sa.Table) -> None:
@@ -178,7 +196,13 @@ class SqlStore(dg.ConfigurableResource):
             engine = _engines.get(self.url)
             if engine is None:
                 engine = sa.create_engine(self.url, pool_pre_ping=True, **engine_options(self.url))
-                ensure_schema(engine)
+                try:
+                    ensure_schema(engine)  # the first connection
+                except sa.exc.DBAPIError as exc:
+                    missing = missing_odbc_driver(exc, self.url)
+                    if missing is None:
+                        raise
+                    raise RuntimeError(missing) from None
                 _engines[self.url] = engine
             return engine
 

@@ -3,10 +3,13 @@
 The orchestrator stages a shard under a prefix of a blob container: its windows as
 ``rows.parquet`` and its devices' model bundles in the model store layout (``models/``).
 The job opens a Dagster Pipes session on the same storage account, scores the shard with
-``scoring.engine.score_shard``, writes ``predictions.parquet`` and ``missing_models.parquet``
-beside its input, and reports row counts, anomaly counts and timings as a custom message.
-Needs only this package, numpy, pandas, pyarrow, azure-storage-blob, dagster-pipes (and
-azure-identity when the job authenticates with the compute's managed identity).
+``scoring.engine.score_shard``, writes ``predictions.parquet``, ``missing_models.parquet`` and
+``refused_models.parquet`` beside its input, and reports row counts, anomaly counts, refused
+devices and timings as a custom message. A bundle that does not load (malformed, a hash that
+does not match, a detector the image cannot build) refuses its own device only; the rest of
+the shard is scored. Needs only this package and ``docker/requirements.txt`` (numpy, pandas,
+pyarrow, scikit-learn and skops for the non-SVM detectors, azure-storage-blob, azure-identity,
+dagster-pipes).
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import time
 import pandas as pd
 
 from scoring.engine import ShardScores, score_shard
-from scoring.model_store import load_current_bundles, save_bundle
+from scoring.model_store import load_current_bundles_or_refusals, save_bundle
 from scoring.parquet import from_parquet_bytes, to_parquet_bytes
 from scoring.shards import Shard
 
 ROWS = "rows.parquet"
 PREDICTIONS = "predictions.parquet"
 MISSING = "missing_models.parquet"
+REFUSED = "refused_models.parquet"
+REFUSED_COLUMNS = ["device", "reason", "rows"]
 ACCOUNT_URL_VAR = "BSCORE_AML_STORAGE_ACCOUNT_URL"
 MESSAGE_INTERVAL_SECONDS = 5.0
 
@@ -75,16 +80,40 @@ def read_shard_scores(stage: ContainerBlobs) -> ShardScores:
     return ShardScores(stage.read_parquet(PREDICTIONS), stage.read_parquet(MISSING))
 
 
+def read_shard_refusals(stage: ContainerBlobs) -> dict[str, str]:
+    """Devices whose bundle the job refused, with the reason (empty when it wrote none)."""
+    if not stage.exists(REFUSED):
+        return {}
+    frame = stage.read_parquet(REFUSED)
+    return dict(zip(frame["device"].astype(str), frame["reason"].astype(str)))
+
+
+def refusal_table(rows: pd.DataFrame, refused: dict[str, str]) -> pd.DataFrame:
+    """One row per refused device: its reason and how many of the shard's rows it left unscored."""
+    counts = rows["device"].astype(str).value_counts()
+    return pd.DataFrame({
+        "device": pd.Series(sorted(refused), dtype=object),
+        "reason": pd.Series([refused[d] for d in sorted(refused)], dtype=object),
+        "rows": pd.Series([int(counts.get(d, 0)) for d in sorted(refused)], dtype="int64"),
+    })[REFUSED_COLUMNS]
+
+
 def score_staged_shard(stage: ContainerBlobs) -> dict:
     """Score the shard staged at ``stage``, write its outputs there, return what to report."""
     started = time.perf_counter()
     rows = stage.read_parquet(ROWS)
-    bundles = load_current_bundles(stage, sorted(rows["device"].astype(str).unique()))
+    devices = rows["device"].astype(str)
+    bundles, refused = load_current_bundles_or_refusals(stage, sorted(devices.unique()))
     loaded = time.perf_counter()
-    scores = score_shard(rows, bundles)
+    # A refused device's rows are not scored, and not reported as missing a model either:
+    # they are in the refusals, with the reason.
+    kept = rows if not refused else rows[~devices.isin(list(refused))].reset_index(drop=True)
+    scores = score_shard(kept, bundles)
     scored = time.perf_counter()
+    refusals = refusal_table(rows, refused)
     stage.write_parquet(PREDICTIONS, scores.predictions)
     stage.write_parquet(MISSING, scores.missing_models)
+    stage.write_parquet(REFUSED, refusals)
     written = time.perf_counter()
     return {
         "rows": len(rows),
@@ -92,6 +121,8 @@ def score_staged_shard(stage: ContainerBlobs) -> dict:
         "anomalies": int(scores.predictions["is_anomaly"].sum()),
         "rows_missing_model": int(scores.missing_models["rows"].sum()) if len(scores.missing_models) else 0,
         "models": sum(len(b.models) for b in bundles.values()),
+        "devices_refused": dict(sorted(refused.items())),
+        "rows_refused": int(refusals["rows"].sum()),
         "load_seconds": round(loaded - started, 3),
         "score_seconds": round(scored - loaded, 3),
         "write_seconds": round(written - scored, 3),
@@ -128,7 +159,10 @@ def main() -> None:
         stage = ContainerBlobs(client.get_container_client(container), prefix)
         pipes.log.info(f"{shard}: scoring the shard staged at {container}/{prefix}")
         report = {"shard": shard, **score_staged_shard(stage)}
-        pipes.log.info(f"{shard}: {report['rows_scored']} rows scored, {report['anomalies']} anomalies")
+        for device, reason in report["devices_refused"].items():
+            pipes.log.error(f"{shard}: device {device}: model refused, not scored: {reason}")
+        pipes.log.info(f"{shard}: {report['rows_scored']} rows scored, {report['anomalies']} anomalies, "
+                       f"{len(report['devices_refused'])} device(s) refused")
         pipes.report_custom_message(report)
 
 

@@ -55,8 +55,9 @@ class StandInConsumer:
         return list(self.hub.partitions)
 
     def receive_batch(self, on_event_batch, *, partition_id, starting_position, max_batch_size, max_wait_time,
-                      starting_position_inclusive=False, **_):
+                      starting_position_inclusive=False, prefetch=None, **_):
         assert starting_position_inclusive is False  # a checkpoint names the last event stored
+        assert (max_batch_size, prefetch) == (self.source.max_batch_size, self.source.prefetch)  # as configured
         events = self.hub.partitions[partition_id]
         context = PartitionContext(NAMESPACE, self.source.eventhub_name, self.source.consumer_group, partition_id)
         after, quiet_since = int(starting_position), time.monotonic()
@@ -138,15 +139,20 @@ def test_receive_commit_receive_until_drained_with_checkpoints_in_blob_storage(s
     source.publish([reading(i) for i in range(90)])
     first = source.receive(max_events=50)
     assert len(first.bodies) == 50
-    again = source.receive(max_events=50)  # nothing committed: the same events, under the same label
-    assert (again.label, again.bodies, again.checkpoint) == (first.label, first.bodies, first.checkpoint)
-    source.commit(first)
+    # Uncommitted, the partitions stay claimed: another drainer gets none of them...
+    assert source.receive(max_events=50) is None
+    # ... until the claims expire (a crashed drainer's), then the same events come again, same label.
+    expired = source.model_copy(update={"ownership_expiry_seconds": 0.0})
+    again = expired.receive(max_events=50)
+    assert (again.label, again.bodies, again.checkpoint["partitions"]) == (
+        first.label, first.bodies, first.checkpoint["partitions"])
+    expired.commit(again)
     stored = source.checkpoints()
     assert {p: c["sequence_number"] for p, c in stored.items()} == {
-        p: c["sequence_number"] for p, c in first.checkpoint.items()}
+        p: c["sequence_number"] for p, c in first.checkpoint["partitions"].items()}
     assert all(c["offset"] == str(c["sequence_number"] * 512) for c in stored.values())
 
-    second = source.receive(max_events=50)
+    second = source.receive(max_events=50)  # the commit released the claims
     assert len(second.bodies) == 40 and second.label != first.label
     assert sorted(first.bodies + second.bodies) == sorted(reading(i) for i in range(90))
     source.commit(second)
@@ -187,6 +193,12 @@ def test_from_env_and_describe_keep_secrets_out(monkeypatch):
         monkeypatch.setenv(name, value)
     source = EventHubSource.from_env(env)
     assert (source.eventhub_name, source.consumer_group, source.checkpoint_container) == ("readings", "$Default", "cp")
+    assert (source.max_batch_size, source.prefetch, source.max_events, source.ownership_expiry_seconds) == (
+        1000, 1000, 100_000, 60.0)
+    tuned = EventHubSource.from_env({**env, "EVENTHUB_MAX_BATCH_SIZE": "250", "EVENTHUB_PREFETCH": "4000",
+                                     "EVENTHUB_MAX_EVENTS": "500000", "EVENTHUB_OWNERSHIP_EXPIRY_SECONDS": "30"})
+    assert (tuned.max_batch_size, tuned.prefetch, tuned.max_events, tuned.ownership_expiry_seconds) == (
+        250, 4000, 500_000, 30.0)
     assert source.namespace == "ns1.servicebus.windows.net"
     shown = source.describe() + repr(source) + json.dumps(source.model_dump())
     assert secret not in shown and "k2" not in shown
@@ -218,3 +230,57 @@ def test_simulate_to_eventhub_without_eventhub_configured_fails_clearly(bscore_h
     assert result.exit_code == 2
     assert "--to eventhub needs BSCORE_EVENTS=eventhub" in result.output
     assert not (bscore_home / "landing").exists()  # nothing went to the local landing instead
+
+
+def test_soak_32_partitions_two_concurrent_drainers_store_every_event_once(azurite, monkeypatch, tmp_path):
+    from bscore_assets.storage import part_rows
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    name, container = f"hub-{azurite.new_container_name()}", azurite.new_container_name()
+    HUBS[name] = hub = StandInHub(partitions=32)
+    try:
+        per_partition = 250
+        for i in range(32 * per_partition):
+            hub.append(reading(i).encode())
+        blob = LocalBlobStore(root=str(tmp_path / "blob"))
+        drainers = [StandInEventHubSource(eventhub_name=name, fully_qualified_namespace=NAMESPACE,
+                                          checkpoint_container=container, idle_seconds=0.2, max_wait_seconds=5,
+                                          max_events=1000, max_batch_size=100, prefetch=200) for _ in range(2)]
+        accepted = [0, 0]
+        errors: list[BaseException] = []
+        deadline = time.monotonic() + 90
+
+        def drained() -> bool:
+            return {p: c["sequence_number"] for p, c in drainers[0].checkpoints().items()} == {
+                str(p): per_partition - 1 for p in range(32)}
+
+        def run(i: int):
+            try:
+                while not drained() and time.monotonic() < deadline:
+                    accepted[i] += drain_events(drainers[i], blob).accepted
+            except BaseException as exc:
+                errors.append(exc)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        assert not errors, errors
+        assert drained() and elapsed < 90
+        # Every event stored once across both drainers: no batch was read by both.
+        assert sum(accepted) == 32 * per_partition and min(accepted) > 0, accepted
+        hours = [pd.Timestamp("2026-01-01T00") + pd.Timedelta(hours=h) for h in range(3)]
+        parts = [key for hour in hours for key in blob.list(f"raw/{hour:%Y-%m-%dT%H}/") if key.endswith(".parquet")]
+        assert sum(part_rows(key) for key in parts) == 32 * per_partition
+        raw = pd.concat([read_raw_hour(blob, hour) for hour in hours], ignore_index=True)
+        assert sorted(raw["value"]) == [float(i) for i in range(32 * per_partition)]
+        # Every claim was given back: the next drainer need not wait for expiry.
+        with drainers[0]._checkpoint_store() as store:
+            owners = {o["owner_id"] for o in store.list_ownership(NAMESPACE, name, "$Default")}
+        assert owners and not any(owners)  # released: an empty owner
+        print(f"soak: {32 * per_partition} events, 32 partitions, 2 drainers {accepted}, {elapsed:.1f} s")
+    finally:
+        del HUBS[name]

@@ -202,11 +202,14 @@ class Operations:
             for key, resource in defs.resources.items()
         }
 
-    def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> RunReport:
+    def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> RunReport | None:
         """Drain the event source and bring the hours ``first..last`` up to date in one run (only
-        hours whose raw readings changed are aggregated again)."""
+        hours whose raw readings changed are aggregated again). With Stream Analytics doing
+        that (``BSCORE_AGGREGATION=asa``) there is no run: its sensor records the hours."""
         check_hours(first, last, self.settings)
-        report = _execute(self.defs, self.instance, "ingest_job", hour_range_tags(first, last))
+        report = None
+        if self.settings.aggregation == "local":
+            report = _execute(self.defs, self.instance, "ingest_job", hour_range_tags(first, last))
         register_fleet(self.instance, self.resources["sql"])
         return report
 
@@ -225,7 +228,7 @@ class Operations:
         if first is None or last is None:
             default_first, default_last = self.default_training_hours()
             first, last = first or default_first, last or default_last
-        done = [self.ingest_hours(first, last)] if refresh else []
+        done = [r for r in [self.ingest_hours(first, last) if refresh else None] if r]
         known = self.instance.get_dynamic_partitions(device_partitions_def.name)
         unknown = sorted(set(devices or []) - set(known))
         if unknown:
@@ -253,7 +256,7 @@ class Operations:
         """Bring the hours' aggregates up to date (unless ``refresh`` is False, when the caller
         just did), then score them with the current models."""
         if refresh:
-            done = [self.ingest_hours(first, last)]
+            done = [r for r in [self.ingest_hours(first, last)] if r]
         else:
             check_hours(first, last, self.settings)
             done = []

@@ -3,7 +3,9 @@ device; the rest of the fleet is still scored. (Pickles and skops files that wou
 are refused at import: tests/scoring/test_legacy.py, test_detectors.py, test_model_import.py.)"""
 
 import pandas as pd
+import pytest
 
+from bscore_assets.operations import ChecksFailed
 from scoring.model_store import current_version
 from tests.assets.conftest import SCORE_START, TRAIN_START
 
@@ -17,10 +19,11 @@ def test_tampered_bundle_is_refused_and_reported_not_skipped_silently(platform, 
     data = bytearray(blob.read_bytes(key))
     data[-100] ^= 0xFF
     blob.write_bytes(key, bytes(data))
-    [result] = platform.score(SCORE_START, SCORE_START)
-    coverage = next(c for c in result.get_asset_check_evaluations() if c.check_name == "scoring_coverage")
-    assert not coverage.passed and coverage.severity.value == "ERROR"
-    refused = coverage.metadata["devices_model_refused"].value
+    with pytest.raises(ChecksFailed, match="scoring_coverage") as failed:  # the CLI exits 1 naming it
+        platform.score(SCORE_START, SCORE_START)
+    coverage = failed.value.reports[-1].check("scoring_coverage")
+    assert not coverage.passed and coverage.severity == "ERROR"
+    refused = coverage.metadata["devices_model_refused"]
     assert list(refused) == ["2"] and "hashes to" in refused["2"]
     predictions = platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)
     assert sorted(predictions["device"].unique()) == ["1", "3"]

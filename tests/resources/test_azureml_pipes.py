@@ -146,7 +146,7 @@ def test_azureml_pipes_round_trip_reports_metadata_and_matches_local(platform, a
 
     container = azurite.new_container_name()
     backend = stand_in_backend(azurite, tmp_path, container)
-    [result] = on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+    *_, result = on_azureml(platform, backend).score(SCORE_START, SCORE_START)
     remote = sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR))
 
     assert len(local) == DEVICES * SENSORS * 720
@@ -157,7 +157,8 @@ def test_azureml_pipes_round_trip_reports_metadata_and_matches_local(platform, a
     for name in jobs.started:
         assert jobs.get(name).status == "Completed"
         assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(jobs.environment(name))
-    materializations = [e.materialization for e in result.get_asset_materialization_events()]
+    records = platform.instance.fetch_materializations(dg.AssetKey("sensor_predictions"), limit=100).records
+    materializations = [r.asset_materialization for r in records if r.run_id == result.run_id]
     assert len(materializations) == SENSORS  # one hour x each sensor
     for materialization in materializations:
         meta = {k: v.value for k, v in materialization.metadata.items()}

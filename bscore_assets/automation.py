@@ -47,9 +47,15 @@ def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
     # not hold back the fleet's scoring: only the hour's own upstream (its aggregates) has to
     # be there; devices' models are judged by the checks.
     missing = dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed()
+    upstream = dg.AutomationCondition.any_deps_updated().ignore(MODELS).since_last_handled()
+    # New models are handled only by a request of ours: a partition that finished scoring just
+    # after the models changed was scored with the old ones, and must not count as handled.
+    new_models = dg.AutomationCondition.any_deps_updated().allow(MODELS).since(
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation())
     return (
         _lookback(settings)
-        & (missing.with_label("missing, not failed") | dg.AutomationCondition.any_deps_updated().since_last_handled())
+        & (missing.with_label("missing, not failed") | upstream.with_label("upstream updated")
+           | new_models.with_label("models changed since last requested"))
         & ~dg.AutomationCondition.any_deps_missing().ignore(MODELS)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

@@ -30,8 +30,15 @@ def _lookback(settings: Settings) -> dg.AutomationCondition:
     return dg.AutomationCondition.in_latest_time_window(timedelta(hours=max(settings.rescoring_hours, 1)))
 
 
+def _minute(value: int, variable: str) -> int:
+    if not 0 <= value <= 59:
+        raise ValueError(f"{variable}={value} must be a minute past the hour, 0 to 59")
+    return value
+
+
 def raw_readings_condition(settings: Settings) -> dg.AutomationCondition:
     """Missing hours of the look-back, at the first tick after each hour's lateness has passed."""
+    _minute(settings.allowed_lateness_minutes, "BSCORE_ALLOWED_LATENESS_MINUTES")
     ready_tick = dg.AutomationCondition.cron_tick_passed(f"{settings.allowed_lateness_minutes} * * * *", "UTC")
     return (
         _lookback(settings)
@@ -96,6 +103,7 @@ CONDITIONS = {
 
 def scoring_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
     """Each hour scored within ``BSCORE_SCORING_DEADLINE_MINUTES`` of its close."""
+    _minute(settings.scoring_deadline_minutes, "BSCORE_SCORING_DEADLINE_MINUTES")
     return dg.FreshnessPolicy.cron(deadline_cron=f"{settings.scoring_deadline_minutes} * * * *",
                                    lower_bound_delta=timedelta(hours=1), timezone="UTC")
 

@@ -146,3 +146,18 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
     assert {k.split("|")[0] for k in requested["sensor_predictions"]} == {hour_key(DAY + HOUR)}
     rescored = sql.read_predictions(DAY + HOUR, DAY + 2 * HOUR).merge(windows, on=["device", "sensor", "ts"])
     assert len(rescored) == 2 * 2 * 720 and (rescored["value_x"] == rescored["value_y"]).all()
+
+
+def test_every_asset_has_its_condition_and_scoring_has_a_freshness_deadline(bscore_home, monkeypatch):
+    from definitions import build_defs
+
+    graph = build_defs().resolve_asset_graph()
+    labels = {key.to_user_string(): graph.get(key).automation_condition.get_label() for key in graph.get_all_asset_keys()}
+    assert labels == {"raw_readings": "ready hour not recorded", "sensor_aggregates": "raw readings recorded",
+                      "sensor_predictions": "aggregates or models changed",
+                      "device_models": "retraining cron 30 0 * * *"}
+    policy = graph.get(dg.AssetKey("sensor_predictions")).freshness_policy
+    assert policy.deadline_cron == "30 * * * *"
+    monkeypatch.setenv("BSCORE_ALLOWED_LATENESS_MINUTES", "75")
+    with pytest.raises(ValueError, match="BSCORE_ALLOWED_LATENESS_MINUTES=75"):
+        build_defs()

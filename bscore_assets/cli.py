@@ -15,7 +15,14 @@ from bscore_assets.settings import Settings
 CHUNK = 50_000
 
 
-def _ops():
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        _fail(exc)
+
+
+def _ops(settings: Settings | None = None):
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -23,8 +30,12 @@ def _ops():
     from bscore_assets.operations import Operations, local_instance
     from definitions import build_defs
 
-    settings = Settings.from_env()
-    return Operations(settings, build_defs(settings), local_instance(settings))
+    settings = settings or _settings()
+    try:
+        defs = build_defs(settings)
+    except ValueError as exc:
+        _fail(exc)
+    return Operations(settings, defs, local_instance(settings))
 
 
 def _fail(exc: Exception):
@@ -92,35 +103,61 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
                 bar.update(events.publish(readings_to_event_bodies(readings.iloc[i : i + CHUNK])))
         click.echo(f"{len(readings):,} readings sent to {events.describe()}")
     else:
+        # The file holds what ingest accepts; the ground truth goes beside it.
         path = Path(target)
+        truth = path.with_name(f"{path.stem}.planted.csv")
         with open(path, "w", encoding="utf-8") as out, tqdm(total=len(readings), unit="reading", desc=path.name) as bar:
             for i in range(0, len(readings), CHUNK):
                 chunk = readings.iloc[i : i + CHUNK]
                 if path.suffix == ".csv":
-                    chunk.to_csv(out, index=False, header=i == 0, date_format="%Y-%m-%dT%H:%M:%S.%f")
+                    chunk.drop(columns="planted").to_csv(out, index=False, header=i == 0,
+                                                         date_format="%Y-%m-%dT%H:%M:%S.%f")
                 else:
                     out.write("\n".join(readings_to_event_bodies(chunk)) + "\n")
                 bar.update(len(chunk))
-        click.echo(f"{len(readings):,} readings written to {path} ({int(readings['planted'].sum())} planted anomalies)")
+        planted = readings.loc[readings["planted"], ["ts", "device", "sensor"]]
+        planted.to_csv(truth, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f")
+        click.echo(f"{len(readings):,} readings written to {path}; the {len(planted):,} readings of planted "
+                   f"anomalies are listed in {truth}")
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def ingest(files):
-    """CSV or JSON-lines readings (either field naming) into the event source's landing."""
-    from scoring.readings import read_readings_file
+@click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
+@click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
+def ingest(files, device, decimal_comma):
+    """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
-    events = _ops().resources["events"]
-    total = 0
-    for name in files:
-        try:
-            bodies = read_readings_file(name)
-        except (ValueError, UnicodeDecodeError) as exc:
-            _fail(exc)
-        with tqdm(total=len(bodies), unit="event", desc=Path(name).name) as bar:
-            for i in range(0, len(bodies), CHUNK):
-                bar.update(events.publish(bodies[i : i + CHUNK]))
-        total += len(bodies)
+    Every file is checked first; if any event would be refused, nothing is landed.
+    """
+    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_mapping
+    from scoring.input_files import IdMapping, InputError
+
+    settings = _settings()
+    ids = IdMapping(known=load_mapping(settings.home))
+    try:
+        checks = check_files(files, ids, settings.start, device, decimal_comma)
+    except (InputError, OSError) as exc:
+        _fail(ValueError(f"{exc}; nothing was landed"))
+    refused = sum(check.refused for check in checks)
+    for check in checks:
+        click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
+                   + (f", {check.refused:,} refused" if check.refused else ""))
+    if refused:
+        for check in checks:
+            for error in check.errors:
+                click.echo(f"  {error}", err=True)
+        _fail(ValueError(f"{refused:,} event(s) refused (the first ones above); nothing was landed. "
+                         "Fix them and run again: README.md, 'Input contract', says what is accepted"))
+    if ids.new:
+        click.echo("names that ids cannot hold are stored under these ids "
+                   f"(kept in {settings.home / 'id_mapping.csv'}):")
+        width = max(len(name) for name in ids.new)
+        for name, ident in sorted(ids.new.items()):
+            click.echo(f"  {name:<{width}}  ->  {ident}")
+    events = _ops(settings).resources["events"]
+    total = publish_files(checks, events, ids, decimal_comma)
+    save_mapping(settings.home, ids.new)
     click.echo(f"{total:,} events landed in {events.describe()}")
 
 

@@ -226,6 +226,68 @@ def export(out, fmt, first, last):
 
 
 @main.group()
+def deadletter():
+    """Events the drain refused: list them, re-submit them once they can be accepted."""
+
+
+@deadletter.command("list")
+def deadletter_list():
+    """Dead letters per reason, and in which blobs."""
+    from bscore_assets.deadletters import list_dead_letters
+
+    blob = _ops().resources["blob"]
+    table = list_dead_letters(blob)
+    if table.empty:
+        click.echo(f"no dead letters in {blob.describe()}")
+        return
+    click.echo("dead letters per reason:")
+    for reason, count in table.groupby("reason")["count"].sum().sort_values(ascending=False).items():
+        click.echo(f"  {count:>10,}  {reason}")
+    click.echo(f"in {table['key'].nunique()} blob(s) under deadletter/ of {blob.describe()}:")
+    for key, group in table.groupby("key", sort=True):
+        click.echo(f"  {key}: " + ", ".join(f"{r} {c:,}" for r, c in zip(group["reason"], group["count"])))
+    click.echo(f"{int(table['count'].sum()):,} dead letter(s) in all")
+
+
+@deadletter.command("replay")
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'.")
+@click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
+def deadletter_replay(reason, fix_ids):
+    """Re-publish dead letters that are accepted now; each is sent once, then taken out."""
+    from bscore_assets.deadletters import replay_dead_letters
+    from bscore_assets.file_ingest import load_mapping, save_mapping
+    from scoring.input_files import IdMapping, InputError
+
+    settings = _settings()
+    ops = _ops(settings)
+    ids = IdMapping(known=load_mapping(settings.home)) if fix_ids else None
+    try:
+        summary = replay_dead_letters(ops.resources["blob"], ops.resources["events"], reason, ids)
+    except InputError as exc:
+        _fail(exc)
+    if ids is not None:
+        save_mapping(settings.home, ids.new)
+        for name, ident in sorted(ids.new.items()):
+            click.echo(f"  {name}  ->  {ident}")
+    click.echo(f"{summary.sent:,} of {summary.selected:,} dead letter(s) re-published to "
+               f"{ops.resources['events'].describe()}")
+    for category, count in sorted(summary.still_refused.items()):
+        click.echo(f"  {count:,} still refused ({category}); they stay in deadletter/")
+
+
+@deadletter.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it).")
+def deadletter_export(out, reason):
+    """Move dead letters into a JSON-lines file, to fix by hand and `bscore ingest`."""
+    from bscore_assets.deadletters import export_dead_letters
+
+    count = export_dead_letters(_ops().resources["blob"], Path(out), reason)
+    click.echo(f"{count:,} dead letter(s) written to {out} and taken out of deadletter/; "
+               f"fix them, then `bscore ingest {out}`")
+
+
+@main.group()
 def models():
     """Work with device model bundles."""
 

@@ -35,7 +35,7 @@ import pandas as pd
 from scoring.readings import FIELD_ALIASES, ID_PATTERN, MAX_EVENT_BYTES, READING_COLUMNS, parse_event_bodies
 
 DELIMITERS = ",;\t|"
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 1 << 20
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 # CSV headers are matched without regard to case, and a few more names for the time column
@@ -298,12 +298,12 @@ def _json_chunk(path, first: int, lines: list[bytes], ids: IdMapping) -> EventCh
             text = text.lstrip("\ufeff")
         if not text:
             continue
-        bodies.append(_map_event_ids(text, ids, path, first + i))
+        bodies.append(map_event_ids(text, ids, path, first + i))
         numbers.append(first + i)
     return EventChunk(bodies, numbers)
 
 
-def _map_event_ids(text: str, ids: IdMapping, path, line: int) -> str:
+def map_event_ids(text: str, ids: IdMapping, path, line: int) -> str:
     """The body with device and sensor names mapped to ids when they cannot be ids themselves."""
     try:
         event = json.loads(text)

@@ -211,7 +211,7 @@ def predictions():
 @click.option("--from", "first", default=None)
 @click.option("--to", "last", default=None)
 def export(out, fmt, first, last):
-    """One file per device and sensor in the reference's layout: TS, Device, Sensor, Val, Prediction."""
+    """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score."""
     from bscore_assets.export import export_predictions
     from bscore_assets.operations import parse_hour
 

@@ -48,10 +48,11 @@ def test_reference_data_ingest_train_score_export(env, bscore_home, reference_di
     out = run(["score", "--from", "2018-08-29T01", "--to", "2018-08-29T03", "--sensor", "1", "--sensor", "2"], env).stdout
     assert "windows scored" in out
     run(["predictions", "export", "--out", str(tmp_path / "out")], env)
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == [f"preds_{d}_{s}.csv" for d in "123" for s in "12"]
-    exported = pd.read_csv(tmp_path / "out" / "preds_2_1.csv")
-    assert list(exported.columns) == ["TS", "Device", "Sensor", "Val", "Prediction"]
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.csv"))
+    assert files == [f"{d}/preds_{d}_{s}.csv" for d in "123" for s in "12"]
+    exported = pd.read_csv(tmp_path / "out" / "2" / "preds_2_1.csv")
+    assert list(exported.columns) == ["TS", "Device", "Sensor", "Val", "Prediction", "Score"]
+    assert ((exported["Score"] <= 0) == (exported["Prediction"] == 1)).all()
     reference = pd.read_csv(reference_dir / "sensor_data.csv", parse_dates=["TS"])
     expected = reference[(reference.Device == 2) & (reference.Sensor == 1)
                          & (reference.TS > "2018-08-29 01:00") & (reference.TS <= "2018-08-29 04:00")]

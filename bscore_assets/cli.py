@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sys
 import warnings
 from pathlib import Path
@@ -35,7 +36,16 @@ def _ops(settings: Settings | None = None):
         defs = build_defs(settings)
     except ValueError as exc:
         _fail(exc)
-    return Operations(settings, defs, local_instance(settings))
+    # Two commands on a fresh BSCORE_HOME would both create the instance's SQLite schemas
+    # (and race on alembic_version): the first creates them while the other waits.
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / ".instance.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = local_instance(settings)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return Operations(settings, defs, instance)
 
 
 def _fail(exc: Exception):
@@ -46,6 +56,7 @@ def _fail(exc: Exception):
 @click.group()
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
+    _settings()  # every variable checked before anything reads it (some modules do at import)
 
 
 @main.command()

@@ -1,13 +1,13 @@
 # The two commands: `make demo` and `make test`. They install everything the project needs
-# (Python packages, npm packages, Debian's Chromium and unixODBC); the machine provides Python 3.11+ with
-# venv, Node.js 20+ with npm, and the PostgreSQL server the tests use (see README).
+# (Python packages, npm packages, Debian's Chromium, unixODBC and PostgreSQL); the machine
+# provides Python 3.11+ with venv and Node.js 20+ with npm.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export BSCORE_HOME ?= $(CURDIR)/.bscore
 
-.PHONY: demo test ui install clean
+.PHONY: demo test ui install clean postgresql-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
@@ -34,7 +34,13 @@ demo: install
 /usr/bin/isql:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends unixodbc
 
-test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql
+# The tests use the PostgreSQL server at BSCORE_TEST_PG (default 127.0.0.1:5432) when one
+# answers, and otherwise start their own from Debian's postgresql package (tests/conftest.py).
+postgresql-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
+
+test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql postgresql-server
 	$(BIN)/python -m pytest
 
 ui: install

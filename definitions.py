@@ -26,6 +26,9 @@ def build_resources(settings: Settings) -> dict:
         from resources.azure_blob import AzureBlobStore
 
         blob = AzureBlobStore.from_url(settings.blob_url)
+    elif "://" in settings.blob_url:
+        raise ValueError(f"BSCORE_BLOB_URL: scheme {settings.blob_url.split('://')[0] + '://'!r} is not supported; "
+                         "give a folder, az://<container>[/<prefix>] or https://<account>.blob.core.windows.net/<container>")
     else:
         blob = LocalBlobStore(root=settings.blob_url)
     if settings.events == "local":

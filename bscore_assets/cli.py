@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +16,14 @@ from bscore_assets.settings import Settings
 CHUNK = 50_000
 
 
-def _ops():
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        _fail(exc)
+
+
+def _ops(settings: Settings | None = None):
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -23,8 +31,21 @@ def _ops():
     from bscore_assets.operations import Operations, local_instance
     from definitions import build_defs
 
-    settings = Settings.from_env()
-    return Operations(settings, build_defs(settings), local_instance(settings))
+    settings = settings or _settings()
+    try:
+        defs = build_defs(settings)
+    except ValueError as exc:
+        _fail(exc)
+    # Two commands on a fresh BSCORE_HOME would both create the instance's SQLite schemas
+    # (and race on alembic_version): the first creates them while the other waits.
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / ".instance.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = local_instance(settings)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return Operations(settings, defs, instance)
 
 
 def _fail(exc: Exception):
@@ -90,6 +111,7 @@ def _run(operation):
 @click.group()
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
+    _settings()  # every variable checked before anything reads it (some modules do at import)
 
 
 @main.command()
@@ -147,35 +169,61 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
                 bar.update(events.publish(readings_to_event_bodies(readings.iloc[i : i + CHUNK])))
         click.echo(f"{len(readings):,} readings sent to {events.describe()}")
     else:
+        # The file holds what ingest accepts; the ground truth goes beside it.
         path = Path(target)
+        truth = path.with_name(f"{path.stem}.planted.csv")
         with open(path, "w", encoding="utf-8") as out, tqdm(total=len(readings), unit="reading", desc=path.name) as bar:
             for i in range(0, len(readings), CHUNK):
                 chunk = readings.iloc[i : i + CHUNK]
                 if path.suffix == ".csv":
-                    chunk.to_csv(out, index=False, header=i == 0, date_format="%Y-%m-%dT%H:%M:%S.%f")
+                    chunk.drop(columns="planted").to_csv(out, index=False, header=i == 0,
+                                                         date_format="%Y-%m-%dT%H:%M:%S.%f")
                 else:
                     out.write("\n".join(readings_to_event_bodies(chunk)) + "\n")
                 bar.update(len(chunk))
-        click.echo(f"{len(readings):,} readings written to {path} ({int(readings['planted'].sum())} planted anomalies)")
+        planted = readings.loc[readings["planted"], ["ts", "device", "sensor"]]
+        planted.to_csv(truth, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f")
+        click.echo(f"{len(readings):,} readings written to {path}; the {len(planted):,} readings of planted "
+                   f"anomalies are listed in {truth}")
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def ingest(files):
-    """CSV or JSON-lines readings (either field naming) into the event source's landing."""
-    from scoring.readings import read_readings_file
+@click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
+@click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
+def ingest(files, device, decimal_comma):
+    """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
-    events = _ops().resources["events"]
-    total = 0
-    for name in files:
-        try:
-            bodies = read_readings_file(name)
-        except (ValueError, UnicodeDecodeError) as exc:
-            _fail(exc)
-        with tqdm(total=len(bodies), unit="event", desc=Path(name).name) as bar:
-            for i in range(0, len(bodies), CHUNK):
-                bar.update(events.publish(bodies[i : i + CHUNK]))
-        total += len(bodies)
+    Every file is checked first; if any event would be refused, nothing is landed.
+    """
+    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_mapping
+    from scoring.input_files import IdMapping, InputError
+
+    settings = _settings()
+    ids = IdMapping(known=load_mapping(settings.home))
+    try:
+        checks = check_files(files, ids, settings.start, device, decimal_comma)
+    except (InputError, OSError) as exc:
+        _fail(ValueError(f"{exc}; nothing was landed"))
+    refused = sum(check.refused for check in checks)
+    for check in checks:
+        click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
+                   + (f", {check.refused:,} refused" if check.refused else ""))
+    if refused:
+        for check in checks:
+            for error in check.errors:
+                click.echo(f"  {error}", err=True)
+        _fail(ValueError(f"{refused:,} event(s) refused (the first ones above); nothing was landed. "
+                         "Fix them and run again: README.md, 'Input contract', says what is accepted"))
+    if ids.new:
+        click.echo("names that ids cannot hold are stored under these ids "
+                   f"(kept in {settings.home / 'id_mapping.csv'}):")
+        width = max(len(name) for name in ids.new)
+        for name, ident in sorted(ids.new.items()):
+            click.echo(f"  {name:<{width}}  ->  {ident}")
+    events = _ops(settings).resources["events"]
+    total = publish_files(checks, events, ids, decimal_comma)
+    save_mapping(settings.home, ids.new)
     click.echo(f"{total:,} events landed in {events.describe()}")
 
 
@@ -223,7 +271,7 @@ def predictions():
 @click.option("--from", "first", default=None)
 @click.option("--to", "last", default=None)
 def export(out, fmt, first, last):
-    """One file per device and sensor in the reference's layout: TS, Device, Sensor, Val, Prediction."""
+    """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score."""
     from bscore_assets.export import export_predictions
     from bscore_assets.operations import parse_hour
 
@@ -235,6 +283,68 @@ def export(out, fmt, first, last):
     except ValueError as exc:
         _fail(exc)
     click.echo(f"{len(files)} file(s) written to {out}")
+
+
+@main.group()
+def deadletter():
+    """Events the drain refused: list them, re-submit them once they can be accepted."""
+
+
+@deadletter.command("list")
+def deadletter_list():
+    """Dead letters per reason, and in which blobs."""
+    from bscore_assets.deadletters import list_dead_letters
+
+    blob = _ops().resources["blob"]
+    table = list_dead_letters(blob)
+    if table.empty:
+        click.echo(f"no dead letters in {blob.describe()}")
+        return
+    click.echo("dead letters per reason:")
+    for reason, count in table.groupby("reason")["count"].sum().sort_values(ascending=False).items():
+        click.echo(f"  {count:>10,}  {reason}")
+    click.echo(f"in {table['key'].nunique()} blob(s) under deadletter/ of {blob.describe()}:")
+    for key, group in table.groupby("key", sort=True):
+        click.echo(f"  {key}: " + ", ".join(f"{r} {c:,}" for r, c in zip(group["reason"], group["count"])))
+    click.echo(f"{int(table['count'].sum()):,} dead letter(s) in all")
+
+
+@deadletter.command("replay")
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'.")
+@click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
+def deadletter_replay(reason, fix_ids):
+    """Re-publish dead letters that are accepted now; each is sent once, then taken out."""
+    from bscore_assets.deadletters import replay_dead_letters
+    from bscore_assets.file_ingest import load_mapping, save_mapping
+    from scoring.input_files import IdMapping, InputError
+
+    settings = _settings()
+    ops = _ops(settings)
+    ids = IdMapping(known=load_mapping(settings.home)) if fix_ids else None
+    try:
+        summary = replay_dead_letters(ops.resources["blob"], ops.resources["events"], reason, ids)
+    except InputError as exc:
+        _fail(exc)
+    if ids is not None:
+        save_mapping(settings.home, ids.new)
+        for name, ident in sorted(ids.new.items()):
+            click.echo(f"  {name}  ->  {ident}")
+    click.echo(f"{summary.sent:,} of {summary.selected:,} dead letter(s) re-published to "
+               f"{ops.resources['events'].describe()}")
+    for category, count in sorted(summary.still_refused.items()):
+        click.echo(f"  {count:,} still refused ({category}); they stay in deadletter/")
+
+
+@deadletter.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it).")
+def deadletter_export(out, reason):
+    """Move dead letters into a JSON-lines file, to fix by hand and `bscore ingest`."""
+    from bscore_assets.deadletters import export_dead_letters
+
+    count = export_dead_letters(_ops().resources["blob"], Path(out), reason)
+    click.echo(f"{count:,} dead letter(s) written to {out} and taken out of deadletter/; "
+               f"fix them, then `bscore ingest {out}`")
 
 
 @main.group()

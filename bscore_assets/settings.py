@@ -12,7 +12,65 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from resources.sql import validate_sql_url
+
 DEFAULT_START = "2026-01-01T00:00"
+BLOB_SCHEMES = ("az", "https")
+
+
+def _start(env) -> pd.Timestamp:
+    raw = env.get("BSCORE_START", DEFAULT_START)
+    expected = "a UTC hour in ISO-8601 without a zone, such as 2026-01-01T00:00"
+    try:
+        start = pd.Timestamp(raw.strip())
+    except (ValueError, TypeError):
+        raise ValueError(f"BSCORE_START={raw!r} is not {expected}") from None
+    if start is pd.NaT:
+        raise ValueError(f"BSCORE_START={raw!r} is empty: unset it, or set it to {expected}")
+    if start.tzinfo is not None:
+        raise ValueError(f"BSCORE_START={raw!r} has a time zone; partitions are in UTC: give {expected}")
+    return start.floor("h")
+
+
+def _integer(env, name: str, default: int, minimum: int, unit: str, maximum: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    bounds = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a whole number of {unit} ({bounds}), such as {default}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name}={raw!r} must be a whole number of {unit} ({bounds}), such as {default}")
+    return value
+
+
+def _choice(env, name: str, default: str, allowed: tuple) -> str:
+    value = env.get(name, default)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _cron(env, name: str, default: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    value = env.get(name, default)
+    if not is_valid_cron_string(value):
+        raise ValueError(f"{name}={value!r} is not a cron expression such as {default!r} (minute hour day month weekday)")
+    return value
+
+
+def validate_blob_url(url: str) -> None:
+    """A folder, ``az://<container>[/<prefix>]`` or ``https://<account>.blob.core.windows.net/<container>``."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else None
+    if scheme is not None and scheme not in BLOB_SCHEMES:
+        raise ValueError(f"BSCORE_BLOB_URL: scheme {scheme + '://'!r} is not supported; give a folder, "
+                         "az://<container>[/<prefix>] (with AZURE_STORAGE_CONNECTION_STRING) or "
+                         "https://<account>.blob.core.windows.net/<container>[/<prefix>]")
+    if not url.strip():
+        raise ValueError("BSCORE_BLOB_URL is empty: unset it for the local folder, or give a folder or an az:// or https:// URL")
 
 
 @dataclass(frozen=True)
@@ -35,28 +93,30 @@ class Settings:
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
+        """Read and validate every ``BSCORE_*`` variable; a bad one raises ``ValueError`` naming
+        the variable and the form expected (never its value when it may hold a secret)."""
         env = os.environ if env is None else env
         home = Path(env.get("BSCORE_HOME", "./.bscore")).resolve()
-        raw_start = env.get("BSCORE_START", DEFAULT_START)
-        try:
-            start = pd.Timestamp(raw_start).floor("h")
-        except ValueError:
-            raise ValueError(f"BSCORE_START={raw_start!r} is not an ISO-8601 hour such as 2026-01-01T00:00") from None
+        sql_url = env.get("BSCORE_SQL_URL", f"sqlite:///{home / 'bscore.db'}")
+        validate_sql_url(sql_url, "BSCORE_SQL_URL")
+        blob_url = env.get("BSCORE_BLOB_URL", str(home / "blob"))
+        validate_blob_url(blob_url)
         return cls(
             home=home,
-            start=start,
-            sql_url=env.get("BSCORE_SQL_URL", f"sqlite:///{home / 'bscore.db'}"),
+            start=_start(env),
+            sql_url=sql_url,
             sql_url_from_env="BSCORE_SQL_URL" in env,
-            blob_url=env.get("BSCORE_BLOB_URL", str(home / "blob")),
-            events=env.get("BSCORE_EVENTS", "local"),
-            compute=env.get("BSCORE_COMPUTE", "local"),
-            aggregation=env.get("BSCORE_AGGREGATION", "local"),
-            allowed_lateness_minutes=int(env.get("BSCORE_ALLOWED_LATENESS_MINUTES", "5")),
-            retraining_cron=env.get("BSCORE_RETRAINING_CRON", "30 0 * * *"),
-            training_hours=int(env.get("BSCORE_TRAINING_HOURS", "24")),
-            rescoring_hours=int(env.get("BSCORE_RESCORING_HOURS", "6")),
-            silent_after_hours=int(env.get("BSCORE_SILENT_AFTER_HOURS", "2")),
-            scoring_deadline_minutes=int(env.get("BSCORE_SCORING_DEADLINE_MINUTES", "30")),
+            blob_url=blob_url,
+            events=_choice(env, "BSCORE_EVENTS", "local", ("local", "eventhub")),
+            compute=_choice(env, "BSCORE_COMPUTE", "local", ("local", "azureml")),
+            aggregation=_choice(env, "BSCORE_AGGREGATION", "local", ("local", "asa")),
+            allowed_lateness_minutes=_integer(env, "BSCORE_ALLOWED_LATENESS_MINUTES", 5, 0, "minutes", maximum=59),
+            retraining_cron=_cron(env, "BSCORE_RETRAINING_CRON", "30 0 * * *"),
+            training_hours=_integer(env, "BSCORE_TRAINING_HOURS", 24, 1, "hours"),
+            rescoring_hours=_integer(env, "BSCORE_RESCORING_HOURS", 6, 0, "hours"),
+            silent_after_hours=_integer(env, "BSCORE_SILENT_AFTER_HOURS", 2, 1, "hours"),
+            scoring_deadline_minutes=_integer(env, "BSCORE_SCORING_DEADLINE_MINUTES", 30, 0, "minute past the hour",
+                                              maximum=59),
             dagster_home_override=Path(env["DAGSTER_HOME"]).resolve() if env.get("DAGSTER_HOME") else None,
         )
 

@@ -9,9 +9,12 @@ PostgreSQL, ``fast_executemany`` on pyodbc, one executemany elsewhere.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import threading
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -92,24 +95,107 @@ def missing_odbc_driver(error: Exception, url: str) -> str | None:
             f"ODBC Driver 18 for SQL Server, see README 'SQL'); the ODBC driver manager said: {said}")
 
 
-def lock_table_for_replace(conn: sa.Connection, table: sa.Table) -> None:
+LOCK_TIMEOUT_SECONDS = 120
+
+
+class TableLockTimeout(TimeoutError):
+    """Another writer held a table's replace lock too long; retrying later is safe."""
+
+
+def validate_sql_url(url: str, variable: str = "BSCORE_SQL_URL") -> sa.URL:
+    """Parse a SQLAlchemy URL, refusing one whose password would be misread.
+
+    An unencoded ``@`` in the password makes the text after it part of the host name, which
+    then shows in messages and logs; the error names the variable, never the URL.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ValueError(f"{variable} is not a database URL such as postgresql+psycopg://user:password@host:5432/db "
+                         "(special characters in the user or password must be URL-encoded)") from None
+    if parsed.host and any(c in parsed.host for c in "@/ "):
+        raise ValueError(f"{variable}: the host part holds '@', so the password has an unencoded '@' (or ':' "
+                         "'/' '?' '#'); URL-encode the password, e.g. with "
+                         "python -c 'import urllib.parse,getpass; print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'")
+    return parsed
+
+
+def lock_table_for_replace(conn: sa.Connection, table: sa.Table, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> None:
     """Make concurrent replaces of ``table`` take turns until the transaction ends.
 
     Under READ COMMITTED a second replace's DELETE does not see the first one's uncommitted
     rows and its INSERT then breaks the primary key; an exclusive transaction-scoped lock
-    serializes them. SQLite serializes writers itself.
+    serializes them. SQLite serializes writers itself (with its busy timeout). A lock held
+    longer than ``timeout_seconds`` raises :class:`TableLockTimeout` naming the table, which
+    the assets retry as an outage.
     """
     name = f"bscore.{table.name}"
+    busy = TableLockTimeout(f"table {table.name} is locked by another bscore writer for more than "
+                            f"{timeout_seconds:g}s; retry when it has finished")
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = '{int(timeout_seconds * 1000)}ms'"))
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                raise busy from None
+            raise
+        conn.execute(sa.text("SET LOCAL lock_timeout TO DEFAULT"))
     elif conn.dialect.name == "mssql":
-        conn.execute(sa.text("EXEC sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
-                             "@LockOwner = 'Transaction'"), {"name": name})
+        result = conn.execute(sa.text("DECLARE @r int; EXEC @r = sp_getapplock @Resource = :name, "
+                                      "@LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = :ms; "
+                                      "SELECT @r"), {"name": name, "ms": int(timeout_seconds * 1000)}).scalar()
+        if result is not None and result < 0:
+            raise busy
+
+
+@contextmanager
+def _schema_lock(engine: sa.Engine):
+    """Serialize schema creation between processes: an advisory lock on PostgreSQL, an
+    application lock on SQL Server, a file lock beside a SQLite file."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        path = Path(f"{database}.schema-lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext('bscore.schema'))"))
+        elif engine.dialect.name == "mssql":
+            conn.execute(sa.text("EXEC sp_getapplock @Resource = 'bscore.schema', @LockMode = 'Exclusive', "
+                                 "@LockOwner = 'Session'"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext('bscore.schema'))"))
+            elif engine.dialect.name == "mssql":
+                conn.execute(sa.text("EXEC sp_releaseapplock @Resource = 'bscore.schema', @LockOwner = 'Session'"))
+            conn.commit()
 
 
 def ensure_schema(engine: sa.Engine) -> None:
-    """Create missing tables; fail clearly when an existing one lacks columns or keys."""
-    metadata.create_all(engine)
+    """Create missing tables; fail clearly when an existing one lacks columns or keys.
+
+    Safe when several processes start at once on a fresh database: they take turns under a
+    lock, and one that still finds its CREATE beaten by another re-inspects and goes on.
+    """
+    with _schema_lock(engine):
+        try:
+            metadata.create_all(engine)
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            metadata.create_all(engine)  # created meanwhile by a process outside the lock
     inspector = sa.inspect(engine)
     for table in metadata.sorted_tables:
         present = {column["name"] for column in inspector.get_columns(table.name)}
@@ -189,12 +275,14 @@ class SqlStore(dg.ConfigurableResource):
     """Aggregates (``sensor_values``) and predictions (``predictions``) in a SQL database."""
 
     url: str
+    lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
 
     @property
     def engine(self) -> sa.Engine:
         with _engines_lock:
             engine = _engines.get(self.url)
             if engine is None:
+                validate_sql_url(self.url)
                 engine = sa.create_engine(self.url, pool_pre_ping=True, **engine_options(self.url))
                 try:
                     ensure_schema(engine)  # the first connection
@@ -208,7 +296,10 @@ class SqlStore(dg.ConfigurableResource):
 
     def describe(self) -> str:
         """The URL for people: the password, and query values that may hold one, masked."""
-        url = sa.make_url(self.url)
+        try:
+            url = validate_sql_url(self.url)
+        except ValueError:
+            return "(an invalid database URL; see BSCORE_SQL_URL)"
         secret_keys = {"password", "pwd", "odbc_connect"}
         url = url.set(query={k: ("***" if k.lower() in secret_keys else v) for k, v in url.query.items()})
         return url.render_as_string(hide_password=True)
@@ -218,7 +309,7 @@ class SqlStore(dg.ConfigurableResource):
             raise ValueError(f"{outside} of {len(frame)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
         with self.engine.begin() as conn:
-            lock_table_for_replace(conn, table)
+            lock_table_for_replace(conn, table, self.lock_timeout_seconds)
             conn.execute(table.delete().where(where))
             if len(frame):
                 bulk_insert(conn, table, frame)

@@ -164,31 +164,16 @@ def readings_to_event_bodies(readings: pd.DataFrame) -> list[str]:
 
 
 def read_readings_file(path) -> list[str]:
-    """Read a CSV or JSON-lines file of readings (either field naming) as event bodies.
+    """Read a CSV (long or wide) or JSON-lines file of readings as event bodies.
 
-    A CSV must have a header naming the four fields; a JSON-lines file has one object per
-    line. Raises ``ValueError`` naming the file and what is wrong.
+    The whole file in one list: for tests and small files. ``bscore ingest`` streams files
+    through :mod:`scoring.input_files` instead. Raises ``ValueError`` naming the file, the
+    line and what is wrong.
     """
-    path = str(path)
-    if path.endswith((".jsonl", ".json", ".ndjson")):
-        with open(path, encoding="utf-8") as handle:
-            return [line for line in (raw.strip() for raw in handle) if line]
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    names = {FIELD_ALIASES.get(column) for column in frame.columns}
-    unknown = [column for column in frame.columns if column not in FIELD_ALIASES]
-    missing = [name for name in READING_COLUMNS if name not in names]
-    if unknown or missing:
-        raise ValueError(
-            f"{path}: CSV header {list(frame.columns)} must name ts/TS, device/Device, "
-            f"sensor/Sensor/Tag and value/Value"
-            + (f"; unknown {unknown}" if unknown else "")
-            + (f"; missing {missing}" if missing else "")
-        )
-    frame = frame.rename(columns=FIELD_ALIASES)
-    return [
-        json.dumps({"ts": t, "device": d, "sensor": s, "value": v})
-        for t, d, s, v in zip(frame["ts"], frame["device"], frame["sensor"], frame["value"])
-    ]
+    from scoring.input_files import IdMapping, inspect_file, iter_event_chunks
+
+    layout = inspect_file(path)
+    return [body for chunk in iter_event_chunks(path, layout, IdMapping()) for body in chunk.bodies]
 
 
 def drop_duplicate_readings(readings: pd.DataFrame) -> pd.DataFrame:

@@ -1,15 +1,23 @@
 """Shared fixtures: a temporary BSCORE_HOME, and the real services tests talk to.
 
 Azurite (Azure Blob Storage) is started from the project's npm install on a free loopback
-port for the session; PostgreSQL is the server on 127.0.0.1:5432, where each test session
-gets a database of its own that is dropped afterwards.
+port for the session. PostgreSQL is the server at ``BSCORE_TEST_PG`` (default
+127.0.0.1:5432, trust auth) when one answers there; otherwise the session starts its own from
+Debian's ``postgresql`` package (``initdb`` in a temporary folder, run as the package's
+``postgres`` user, on a free loopback port) and stops it at the end. Each test session gets a
+database of its own that is dropped afterwards.
 """
 
 from __future__ import annotations
 
+import atexit
+import glob
 import os
+import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -20,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-PG_ADMIN_URL = os.environ.get("BSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONFIGURED_PG = os.environ.get("BSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def free_port() -> int:
@@ -100,28 +108,93 @@ def azurite(tmp_path_factory):
     stop_azurite(service)
 
 
+def _pg_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def start_postgres() -> tuple[str, callable]:
+    """A PostgreSQL server of the session's own; returns its admin URL and how to stop it."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise RuntimeError("initdb not found: install Debian's postgresql package (make test does)")
+    bindir = Path(found[-1]).parent
+    datadir = Path(tempfile.mkdtemp(prefix="bscore-pg-"))
+    run_as = []
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        user = "postgres"
+        pwd.getpwnam(user)  # created by the package
+        shutil.chown(datadir, user)
+        run_as = ["runuser", "-u", user, "--"]
+    port = free_port()
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(datadir / "data"), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    options = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-o", options,
+                    "-l", str(datadir / "log"), "-w", "start"], check=True, capture_output=True)
+
+    def stop():
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(datadir, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+def _postgres_admin_url() -> str:
+    """The configured server when it answers; otherwise one started for this session."""
+    if _pg_answers(CONFIGURED_PG):
+        return CONFIGURED_PG
+    url, stop = start_postgres()
+    atexit.register(stop)
+    return url
+
+
+_pg_url: str | None = None
+
+
+def pg_admin_url() -> str:
+    """The admin URL of the session's PostgreSQL (started on first use when none answers)."""
+    global _pg_url
+    if _pg_url is None:
+        _pg_url = _postgres_admin_url()
+    return _pg_url
+
+
+def postgres_url_for(database: str, driver: str = "postgresql") -> str:
+    """A URL of ``database`` on the session's PostgreSQL server."""
+    import sqlalchemy as sa
+
+    return sa.make_url(pg_admin_url()).set(drivername=driver, database=database).render_as_string(hide_password=False)
+
+
 @contextmanager
 def postgres_database(prefix: str = "bscore_test"):
-    """A database of its own on the local PostgreSQL server, dropped afterwards; yields its name."""
+    """A database of its own on the session's PostgreSQL server, dropped afterwards; yields its name."""
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sqlalchemy_postgres_url(database: str) -> str:
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+    return postgres_url_for(database, "postgresql+psycopg")
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A database of its own on the local PostgreSQL server for the session."""
+    """A database of its own on the session's PostgreSQL server."""
     with postgres_database() as name:
         yield sqlalchemy_postgres_url(name)
 

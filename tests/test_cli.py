@@ -1,6 +1,7 @@
 """The ``bscore`` command line end to end, as users run it (a subprocess per command)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,10 +49,11 @@ def test_reference_data_ingest_train_score_export(env, bscore_home, reference_di
     out = run(["score", "--from", "2018-08-29T01", "--to", "2018-08-29T03", "--sensor", "1", "--sensor", "2"], env).stdout
     assert "windows scored" in out
     run(["predictions", "export", "--out", str(tmp_path / "out")], env)
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == [f"preds_{d}_{s}.csv" for d in "123" for s in "12"]
-    exported = pd.read_csv(tmp_path / "out" / "preds_2_1.csv")
-    assert list(exported.columns) == ["TS", "Device", "Sensor", "Val", "Prediction"]
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.csv"))
+    assert files == [f"{d}/preds_{d}_{s}.csv" for d in "123" for s in "12"]
+    exported = pd.read_csv(tmp_path / "out" / "2" / "preds_2_1.csv")
+    assert list(exported.columns) == ["TS", "Device", "Sensor", "Val", "Prediction", "Score"]
+    assert ((exported["Score"] <= 0) == (exported["Prediction"] == 1)).all()
     reference = pd.read_csv(reference_dir / "sensor_data.csv", parse_dates=["TS"])
     expected = reference[(reference.Device == 2) & (reference.Sensor == 1)
                          & (reference.TS > "2018-08-29 01:00") & (reference.TS <= "2018-08-29 04:00")]
@@ -83,3 +85,35 @@ def test_workspace_loads_with_four_assets_and_their_checks(env):
     assert {("sensor_aggregates", "readings_reconciled"), ("device_models", "every_sensor_has_model"),
             ("device_models", "challenger_gate"),
             ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage")} <= checks
+
+
+def write_testbed_export(path: Path, start: pd.Timestamp, hours: int) -> None:
+    """A wide, ;-separated export as a testbed's logger writes it: local times with their
+    offset, decimal commas, one column per sensor named for people."""
+    from scoring.simulate import simulate_readings
+
+    readings = simulate_readings(1, 3, start, hours, anomaly_rate=0.0, seed=3)
+    wide = readings.pivot(index="ts", columns="sensor", values="value")
+    wide.columns = ["Flow Rate (l/min)", "Pressure (bar)", "Motor Temp °C"]
+    stamps = wide.index.tz_localize("UTC").tz_convert("Europe/Berlin").strftime("%Y-%m-%d %H:%M:%S%z")
+    values = wide.round(3).astype(str).apply(lambda column: column.str.replace(".", ",", regex=False))
+    values.insert(0, "Timestamp", stamps)
+    values.to_csv(path, sep=";", index=False)
+
+
+def test_wide_testbed_export_through_ingest_train_score_export(env, tmp_path):
+    """The closing walk-through of issue 11, as a new user runs it."""
+    testbed = tmp_path / "testbed.csv"
+    write_testbed_export(testbed, pd.Timestamp("2026-03-01T00:00"), 2)
+    out = run(["ingest", str(testbed), "--device", "Testbed 1", "--decimal-comma"], env).stdout
+    assert "wide CSV, delimiter ';'" in out and "21,600 events landed" in out
+    assert re.search(r"Flow Rate \(l/min\) +-> +Flow_Rate_l_min", out) and re.search(r"Testbed 1 +-> +Testbed_1", out)
+    run(["train", "--from", "2026-03-01T00", "--to", "2026-03-01T00"], env)
+    out = run(["score", "--from", "2026-03-01T01", "--to", "2026-03-01T01"], env).stdout
+    assert "windows scored" in out
+    run(["predictions", "export", "--out", str(tmp_path / "out")], env)
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.csv"))
+    assert files == [f"Testbed_1/preds_Testbed_1_{s}.csv" for s in ("Flow_Rate_l_min", "Motor_Temp_C", "Pressure_bar")]
+    flow = pd.read_csv(tmp_path / "out" / files[0])
+    assert len(flow) == 720 and list(flow.columns) == ["TS", "Device", "Sensor", "Val", "Prediction", "Score"]
+    assert flow["TS"].iloc[-1] == "2026-03-01 02:00:00.000"  # UTC, from 03:00+01:00

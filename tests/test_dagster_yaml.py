@@ -18,7 +18,7 @@ from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from tests.conftest import postgres_database
+from tests.conftest import postgres_database, postgres_url_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "azure" / "dagster.yaml"
 
@@ -27,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "azure" / "dagster.ya
 def dagster_pg_url():
     """A database of its own for Dagster's tables, dropped afterwards."""
     with postgres_database("bscore_dagster") as name:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield postgres_url_for(name)
 
 
 @pytest.fixture

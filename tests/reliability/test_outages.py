@@ -13,7 +13,7 @@ from bscore_assets.operations import Operations, local_instance
 from bscore_assets.settings import Settings
 from scoring.simulate import simulate_readings
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
-from tests.conftest import (PG_ADMIN_URL, postgres_database, sqlalchemy_postgres_url, start_azurite,
+from tests.conftest import (pg_admin_url, postgres_database, sqlalchemy_postgres_url, start_azurite,
                             stop_azurite)
 
 HOUR = pd.Timedelta(hours=1)
@@ -58,7 +58,7 @@ def test_database_connections_dropped_mid_run_are_retried(own_database):
     stop = threading.Event()
 
     def drop_connections():
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(pg_admin_url(), autocommit=True) as admin:
             deadline = time.monotonic() + 1.5
             while time.monotonic() < deadline and not stop.is_set():
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

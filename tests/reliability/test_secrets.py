@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
 
@@ -34,7 +35,8 @@ def test_secrets_stay_out_of_logs_metadata_errors_and_the_ui(bscore_home, azurit
     secrets = [AZURITE_KEY, DB_PASSWORD]
     output = bscore(["demo", "--devices", "2", "--sensors", "2", "--train-hours", "1", "--score-hours", "1"], env)
     output += bscore(["score", "--from", "2017-01-01T00", "--to", "2017-01-01T00"], env, check=False)  # an error
-    broken = {**env, "BSCORE_SQL_URL": secret_sql_url.replace("127.0.0.1:5432", "127.0.0.1:9")}
+    unreachable = sa.make_url(secret_sql_url).set(port=9).render_as_string(hide_password=False)
+    broken = {**env, "BSCORE_SQL_URL": unreachable}
     output += bscore(["train"], broken, check=False)  # database unreachable: an exception's message
 
     instance = dg.DagsterInstance.from_config(str(bscore_home / "dagster"))

@@ -73,7 +73,8 @@ class GateDecision:
 
 def gate(challenger: ModelBundle, champion: ModelBundle | None, holdout: pd.DataFrame, warn_rate: float,
          tolerance: float) -> GateDecision:
-    """Whether ``challenger`` may replace ``champion``, judged on the ``holdout`` windows.
+    """Whether ``challenger`` may replace ``champion``, judged on the ``holdout`` windows. With no
+    champion the challenger is promoted (a first model; its hold-out rate is reported).
 
     Parameters
     ----------
@@ -84,10 +85,12 @@ def gate(challenger: ModelBundle, champion: ModelBundle | None, holdout: pd.Data
     """
     holdout = holdout[holdout["sensor"].astype(str).isin(list(challenger.models))]
     challenger_rate = anomaly_rate(challenger, holdout)
-    champion_rate = anomaly_rate(champion, holdout) if champion is not None else None
+    if champion is None:  # nothing to keep instead: promote, and say how it does on the hold-out
+        note = "" if challenger_rate is None or challenger_rate <= warn_rate else (
+            f"; it flags {challenger_rate:.2%} of the window's last hour, over the WARN rate {warn_rate:.2%}")
+        return GateDecision(True, f"first model, trained on the named window{note}", challenger_rate, None)
+    champion_rate = anomaly_rate(champion, holdout)
     if challenger_rate is None:
-        if champion is None:
-            return GateDecision(True, "first model: trained on the named window, nothing to hold out", None, None)
         return GateDecision(False, "no hold-out windows to compare it with the current model", None, champion_rate)
     if challenger_rate > warn_rate:
         return GateDecision(False, f"flags {challenger_rate:.2%} of the hold-out windows, over the WARN rate "
@@ -95,5 +98,4 @@ def gate(challenger: ModelBundle, champion: ModelBundle | None, holdout: pd.Data
     if champion_rate is not None and challenger_rate > champion_rate + tolerance:
         return GateDecision(False, f"flags {challenger_rate:.2%} of the hold-out windows, materially more than the "
                                    f"current model's {champion_rate:.2%}", challenger_rate, champion_rate)
-    return GateDecision(True, "passed the hold-out" if champion is not None else "first model, passed the hold-out",
-                        challenger_rate, champion_rate)
+    return GateDecision(True, "passed the hold-out", challenger_rate, champion_rate)

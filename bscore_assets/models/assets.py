@@ -57,8 +57,15 @@ def training_window(config: TrainingConfig, sql: SqlStore, hours: int) -> tuple[
 
 def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd.Timestamp,
                  params: SvmParams, pipeline: PipelineSettings) -> dict:
-    """Train one device's challenger and judge it; returns what happened (and the bundle, if any)."""
-    training, holdout = windows[windows["ts"] <= holdout_start], windows[windows["ts"] > holdout_start]
+    """Train one device's challenger and judge it; returns what happened (and the bundle, if any).
+
+    With a current model, the challenger learns the hours before the hold-out hour, less what
+    the current model flags, and must pass the hold-out hour. A first model learns the whole
+    window it was given (the user's or the cron's), and its rate on the window's last hour is
+    reported, not judged: there is nothing better to keep.
+    """
+    holdout = windows[windows["ts"] > holdout_start]
+    training = windows[windows["ts"] <= holdout_start] if champion is not None else windows
     if training.empty:  # a one-hour window: train and judge on it
         training = windows
     selection = windows_champion_accepts(training, champion, pipeline.anomaly_rate_warn)
@@ -134,7 +141,9 @@ def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql
                                   metadata={"devices_refused": dg.MetadataValue.json(refused),
                                             "sensors_without_model": dg.MetadataValue.json(no_model),
                                             "current_models_unreadable": dg.MetadataValue.json(unreadable)})
-        rejected = {d: o["reason"] for d, o in outcomes.items() if o["status"] == "rejected"}
+        rejected = {d: o["reason"] for d, o in outcomes.items()
+                    if o["status"] == "rejected" or (o.get("champion_rate") is None and
+                                                     (o.get("challenger_rate") or 0) > pipeline.anomaly_rate_warn)}
         yield dg.AssetCheckResult(check_name="challenger_gate", passed=not rejected, severity=dg.AssetCheckSeverity.WARN,
                                   metadata={"promoted": dg.MetadataValue.json(promoted),
                                             "rejected": dg.MetadataValue.json(rejected),

@@ -119,6 +119,6 @@ def test_default_training_window_ends_with_the_newest_aggregated_hour(platform, 
     assert meta["training_to"].value == (SCORE_START + HOUR).isoformat()
     assert meta["training_from"].value == (SCORE_START + HOUR - pd.Timedelta(hours=24)).isoformat()
     assert meta["holdout_from"].value == SCORE_START.isoformat()
-    # Device 1's own metadata: trained on the hour before the hold-out hour, a first model.
-    assert meta["windows_trained"].value == 5 * 720
+    # Device 1's own metadata: a first model, trained on the whole window it was given.
+    assert meta["windows_trained"].value == 2 * 5 * 720
     assert meta["status"].value == "promoted"

@@ -18,7 +18,7 @@ def test_bundle_models_carry_metadata_and_match_their_pipelines():
 
     bundle, skipped = train_device_bundle("dev", aggregates, SvmParams())
 
-    assert skipped == ["3"] and sorted(bundle.models) == ["1", "2"]
+    assert list(skipped) == ["3"] and "fewer than min_samples=10" in skipped["3"] and sorted(bundle.models) == ["1", "2"]
     meta = bundle.models["1"].metadata
     assert set(METADATA_KEYS) <= set(meta)
     assert (meta["n_samples"], meta["trained_from"], meta["trained_to"]) == (60, ts[0].isoformat(), ts[-1].isoformat())

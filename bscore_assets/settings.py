@@ -12,7 +12,21 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from scoring.fleet import parse_sensor_list
+
 DEFAULT_START = "2026-01-01T00:00"
+
+
+def _whole_number_at_least_one(env, name: str, default: int) -> int:
+    """A whole number of at least 1 from ``env[name]``; a clear error naming the variable otherwise."""
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} is not a whole number of at least 1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class Settings:
     training_hours: int = 24
     rescoring_hours: int = 6
     silent_after_hours: int = 2
+    sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
+    sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -54,6 +70,8 @@ class Settings:
             training_hours=int(env.get("BSCORE_TRAINING_HOURS", "24")),
             rescoring_hours=int(env.get("BSCORE_RESCORING_HOURS", "6")),
             silent_after_hours=int(env.get("BSCORE_SILENT_AFTER_HOURS", "2")),
+            sensor_min_devices=_whole_number_at_least_one(env, "BSCORE_SENSOR_MIN_DEVICES", 2),
+            sensors=parse_sensor_list(env.get("BSCORE_SENSORS")),
         )
 
     @property

@@ -29,7 +29,7 @@ def test_read_model_dir_builds_one_bundle_per_device(reference_dir):
 
 def test_skops_detector_files_are_imported(tmp_path):
     lof = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(np.random.default_rng(0).normal(size=(50, 1)))
-    (tmp_path / "model_dev_a_7.skops").write_bytes(sio.dumps(lof))
+    (tmp_path / "model_dev%5Fa_7.skops").write_bytes(sio.dumps(lof))  # a _ in a device id is written %5F
     (tmp_path / "notes.txt").write_text("not a model")
 
     bundles = read_model_dir(tmp_path)

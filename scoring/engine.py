@@ -225,9 +225,11 @@ class CompiledModels:
                 tasks.extend((group, block) for block in _blocks(members, runs.length[members]))
 
         def score_blocks(share):
-            for group, block in share:
-                rows = runs.rows(block)
-                score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
+            # Overflow gives a non-finite score, which refuses its device (score_shard): no warning needed.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for group, block in share:
+                    rows = runs.rows(block)
+                    score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
 
         threads = max(1, min(threads, len(tasks)))
         if threads > 1:
@@ -327,11 +329,11 @@ class BundleModels:
             # Rare: find the devices at fault one at a time, then compile the others together.
             usable = {}
             for device, bundle in bundles.items():
-                try:
-                    BundleModels.__new__(BundleModels)._compile({device: bundle})
+                reason = _compile_error(bundle)
+                if reason is None:
                     usable[device] = bundle
-                except Exception as exc:
-                    self.refused[str(device)] = f"model cannot be scored: {type(exc).__name__}: {str(exc)[:200]}"
+                else:
+                    self.refused[str(device)] = reason
             self._compile(usable)
 
     def _compile(self, bundles: dict[str, ModelBundle]) -> None:
@@ -357,6 +359,20 @@ class BundleModels:
         known = (d >= 0) & (s >= 0)
         table[d[known], s[known]] = np.flatnonzero(known)
         return table
+
+
+def _compile_error(bundle: ModelBundle) -> str | None:
+    """Why ``bundle`` cannot be compiled (naming the sensor), or ``None``."""
+    for sensor, model in bundle.models.items():
+        try:
+            CompiledModels([model])
+        except Exception as exc:
+            return f"sensor {sensor}: model cannot be scored: {type(exc).__name__}: {str(exc)[:200]}"
+    try:
+        BundleModels.__new__(BundleModels)._compile({bundle.device: bundle})
+    except Exception as exc:
+        return f"model cannot be scored: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
 
 
 def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleModels,

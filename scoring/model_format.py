@@ -397,6 +397,13 @@ def _model_from_spec(name: str, sensor: str, spec: dict, arrays: dict):
         return DetectorModel(estimator, spec.get("metadata", {}))
     if kind != "svm":
         raise ModelFormatError(f"{name}: sensor {sensor} has unknown model type {kind!r}")
+    try:
+        return _svm_from_spec(sensor, spec, arrays)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{name}: sensor {sensor}: {exc}") from None
+
+
+def _svm_from_spec(sensor: str, spec: dict, arrays: dict) -> SensorModel:
     return SensorModel(
         **{key: arrays[f"{sensor}/{key}"] for key in _ARRAYS},
         intercept=float(spec["intercept"]),

@@ -161,7 +161,7 @@ class SensorModel:
         fitted = {
             "_sparse": False, "n_features_in_": n_features, "_gamma": float(self.gamma),
             "support_": np.arange(n_sv, dtype=np.int32),
-            "support_vectors_": np.ascontiguousarray(self.support_vectors, dtype=float),
+            "support_vectors_": np.array(self.support_vectors, dtype=float, order="C"),
             "_n_support": np.array([n_sv, 0], dtype=np.int32),
             "dual_coef_": np.array(self.dual_coef, dtype=float).reshape(1, -1),
             "intercept_": np.array([self.intercept]), "_probA": np.empty(0), "_probB": np.empty(0),

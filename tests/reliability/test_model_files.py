@@ -89,7 +89,9 @@ def test_on_postgresql_a_nan_parameter_is_refused_at_import_and_at_load(pg_platf
 
 
 DAMAGE = {
-    "damaged current.json": lambda blob, bundle: blob.write_bytes("models/2/current.json", b'{"version": '),
+    "current.json naming a version whose files are gone": lambda blob, bundle: blob.write_bytes(
+        "models/2/current.json", b'{"version": "v-gone"}'),
+    "truncated current.json": lambda blob, bundle: blob.write_bytes("models/2/current.json", b'{"version": '),
     "two features": lambda blob, bundle: write_forged(blob, bundle, "1", {
         "support_vectors": np.zeros((3, 2)), "mean": np.zeros(2), "scale": np.ones(2), "dual_coef": np.ones(3)}),
     "huge poly degree": lambda blob, bundle: write_forged(blob, bundle, "1", spec={"kernel": "poly", "degree": 10**9}),

@@ -54,7 +54,7 @@ def build_resources(settings: Settings) -> dict:
         "blob": blob,
         "events": events,
         "compute": compute,
-        "pipeline": PipelineSettings(training_hours=settings.training_hours),
+        "pipeline": PipelineSettings(training_hours=settings.training_hours, declared_sensors=list(settings.sensors)),
     }
 
 

@@ -355,14 +355,31 @@ def models():
 @models.command("import")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def models_import(directory):
-    """Model files named model_<device>_<sensor> (pickles, including scikit-learn 0.19) as current bundles."""
+    """Model files named model_<device>_<sensor>[.pkl|.pickle|.skops] as current bundles.
+
+    The name is split at the first _ after model_ (write a _ inside a device id as %5F).
+    Every file is imported or refused with its reason; a device with a refused file keeps
+    its current bundle, and the command then exits 2.
+    """
     try:
-        bundles = _ops().import_models(Path(directory))
+        found = _ops().import_models(Path(directory))
     except ValueError as exc:
         _fail(exc)
-    for device, bundle in sorted(bundles.items()):
+    for device, bundle in sorted(found.bundles.items()):
         click.echo(f"device {device}: {len(bundle.models)} model(s), version {bundle.version}")
-    click.echo(f"{len(bundles)} device bundle(s) imported and registered as current")
+    for name, reason in sorted(found.not_models.items()):
+        click.echo(f"skipped {name}: {reason}")
+    for name, reason in sorted(found.refused.items()):
+        click.echo(f"refused {reason}", err=True)
+    for device, files in sorted(found.devices_refused.items()):
+        click.echo(f"device {device}: not imported (refused: {', '.join(sorted(files))}); its current bundle is unchanged",
+                   err=True)
+    if not found.bundles and not found.refused:
+        _fail(f"no model_<device>_<sensor> files in {directory}")
+    click.echo(f"{len(found.bundles)} device bundle(s) imported and registered as current"
+               + (f"; {len(found.refused)} file(s) refused" if found.refused else ""))
+    if found.refused:
+        sys.exit(2)
 
 
 @main.group()

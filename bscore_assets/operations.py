@@ -210,7 +210,7 @@ class Operations:
         report = None
         if self.settings.aggregation == "local":
             report = _execute(self.defs, self.instance, "ingest_job", hour_range_tags(first, last))
-        register_fleet(self.instance, self.resources["sql"])
+        register_fleet(self.instance, self.resources["sql"], self.settings)
         return report
 
     def default_training_hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -240,16 +240,17 @@ class Operations:
             done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
         return done
 
-    def import_models(self, directory) -> dict:
-        """Store a folder's model files as the devices' current bundles; register new devices."""
+    def import_models(self, directory):
+        """Store a folder's model files as the devices' current bundles (every device whose
+        files are all good); register new devices. Returns the ``ModelDir`` scanned."""
         from scoring.model_import import import_model_dir
 
-        bundles = import_model_dir(self.resources["blob"], directory)
+        found = import_model_dir(self.resources["blob"], directory)
         known = set(self.instance.get_dynamic_partitions(device_partitions_def.name))
-        new = sorted(set(bundles) - known)
+        new = sorted(set(found.bundles) - known)
         if new:
             self.instance.add_dynamic_partitions(device_partitions_def.name, new)
-        return bundles
+        return found
 
     def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
               refresh: bool = True) -> list[RunReport]:

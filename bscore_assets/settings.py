@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from resources.sql import validate_sql_url
+from scoring.fleet import parse_sensor_list
 
 DEFAULT_START = "2026-01-01T00:00"
 BLOB_SCHEMES = ("az", "https")
@@ -73,6 +74,18 @@ def validate_blob_url(url: str) -> None:
         raise ValueError("BSCORE_BLOB_URL is empty: unset it for the local folder, or give a folder or an az:// or https:// URL")
 
 
+def _whole_number_at_least_one(env, name: str, default: int) -> int:
+    """A whole number of at least 1 from ``env[name]``; a clear error naming the variable otherwise."""
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} is not a whole number of at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -90,6 +103,8 @@ class Settings:
     silent_after_hours: int = 2
     scoring_deadline_minutes: int = 30
     dagster_home_override: Path | None = None  # DAGSTER_HOME, when set: the CLI, daemon and UI share it
+    sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
+    sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -118,6 +133,8 @@ class Settings:
             scoring_deadline_minutes=_integer(env, "BSCORE_SCORING_DEADLINE_MINUTES", 30, 0, "minute past the hour",
                                               maximum=59),
             dagster_home_override=Path(env["DAGSTER_HOME"]).resolve() if env.get("DAGSTER_HOME") else None,
+            sensor_min_devices=_whole_number_at_least_one(env, "BSCORE_SENSOR_MIN_DEVICES", 2),
+            sensors=parse_sensor_list(env.get("BSCORE_SENSORS")),
         )
 
     @property
@@ -139,4 +156,5 @@ class PipelineSettings(dg.ConfigurableResource):
     anomaly_rate_error: float = 0.10
     training_hours: int = 24
     challenger_tolerance: float = 0.005  # a new model may flag at most this much more of the hold-out
+    declared_sensors: list[str] = []  # BSCORE_SENSORS: readings of other sensors are dead-lettered
     late_policy: str = "reopen"  # or "deadletter": readings for an already aggregated hour

@@ -7,13 +7,18 @@ defaults and ``TRUSTED_TYPES``. What it trusts it then constructs, whatever the 
 graph; only afterwards is the loaded object checked to be one of the supported detectors,
 and the node arrays of its trees (scikit-learn's ``Tree``, ``KDTree`` and ``BallTree`` do not
 check them when loaded, and out-of-range indices crash the process when scoring) are
-checked to stay in range. They are scored one model at a time (``DetectorModel.score``);
+checked to stay in range. Before anything is unpacked, the archive is checked to stay
+within ``MAX_UNPACKED_BYTES`` counting every read its schema asks for (one file may be named
+many times); afterwards the detector must score one feature, stay within ``MAX_TREES``,
+``MAX_TREE_NODES`` and ``MAX_SAMPLES``, and hold finite parameters. They are scored one model at a time (``DetectorModel.score``);
 only the one-class SVM has the vectorized path.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree._tree import Tree
 
-from scoring.model_format import ModelFormatError
+from scoring.model_format import MAX_MODEL_FILE_BYTES, MAX_UNPACKED_BYTES, ModelFormatError, check_archive
 
 DETECTORS = (IsolationForest, EllipticEnvelope, LocalOutlierFactor)
 # Types skops does not trust by default but the supported detectors are made of.
@@ -37,6 +42,11 @@ TRUSTED_TYPES = [
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
 ]
+# Sizes no sensor's detector needs (scikit-learn's defaults: 100 trees of at most 511 nodes).
+MAX_TREES = 1_000
+MAX_TREE_NODES = 2_000_000  # all trees together
+MAX_SAMPLES = 200_000  # training samples a LocalOutlierFactor or EllipticEnvelope keeps
+MAX_SCHEMA_BYTES = 16 << 20  # skops' schema.json, parsed as JSON before anything is built
 
 
 def _detector_of(estimator):
@@ -64,12 +74,17 @@ class DetectorModel:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if _detector_of(self.estimator) is None:
+        detector = _detector_of(self.estimator)
+        if detector is None:
             raise ModelFormatError(
                 f"{type(self.estimator).__name__} is not a supported detector: one of "
                 f"{', '.join(d.__name__ for d in DETECTORS)} (LocalOutlierFactor with novelty=True), "
                 "bare or after a StandardScaler"
             )
+        n_features = getattr(detector, "n_features_in_", None)
+        if n_features != 1:
+            raise ModelFormatError(f"{type(detector).__name__} has {n_features} features; "
+                                   "a sensor model scores one value per reading")
 
     @property
     def detector(self) -> str:
@@ -110,6 +125,7 @@ def load_detector(data: bytes, source: str = "skops data"):
         defaults and ``TRUSTED_TYPES``, an object that is not a supported detector, or
         trees whose node arrays are out of range.
     """
+    _check_skops_archive(data, source)
     try:
         estimator = sio.loads(data, trusted=TRUSTED_TYPES)  # audits all types before constructing any
     except UntrustedTypesFoundException as exc:
@@ -127,11 +143,110 @@ def load_detector(data: bytes, source: str = "skops data"):
         raise ModelFormatError(f"{source}: {type(estimator).__name__} is not a supported detector")
     try:
         _check_trees(detector)
+        _check_parameters(estimator, detector)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{source}: {exc}") from None
     except Exception as exc:  # a missing or mistyped attribute
         raise ModelFormatError(f"{source}: malformed {type(detector).__name__} ({type(exc).__name__}: {exc})") from None
     return estimator
+
+
+def _check_skops_archive(data: bytes, source: str) -> None:
+    """Refuse an archive whose unpacking would not stay within ``MAX_UNPACKED_BYTES``.
+
+    skops reads a member each time its schema names it, so the schema is read first
+    (bounded by ``MAX_SCHEMA_BYTES``) and every read it asks for is counted.
+    """
+    if len(data) > MAX_MODEL_FILE_BYTES:
+        raise ModelFormatError(f"{source}: {len(data):,} bytes, over the limit of {MAX_MODEL_FILE_BYTES:,} bytes "
+                               "for a model file (MAX_MODEL_FILE_BYTES)")
+    archive = check_archive(source, data, what="a skops archive")
+    try:
+        info = archive.getinfo("schema.json")
+    except KeyError:
+        raise ModelFormatError(f"{source}: not a skops archive (no schema.json)") from None
+    if info.file_size > MAX_SCHEMA_BYTES:
+        raise ModelFormatError(f"{source}: schema.json is {info.file_size:,} bytes, over the limit of "
+                               f"{MAX_SCHEMA_BYTES:,} bytes (MAX_SCHEMA_BYTES)")
+    try:
+        schema = json.loads(archive.read(info))
+    except (ValueError, RecursionError) as exc:
+        raise ModelFormatError(f"{source}: schema.json is not JSON ({type(exc).__name__}: {exc})") from None
+    reads, stack = Counter(), [schema]
+    while stack:  # iterative: the nesting depth comes from the file
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                reads[node["file"]] += 1
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    sizes = {member.filename: member.file_size for member in archive.infolist()}
+    total = info.file_size + sum(sizes.get(name, 0) * count for name, count in reads.items())
+    if total > MAX_UNPACKED_BYTES:
+        raise ModelFormatError(f"{source}: unpacks to {total:,} bytes (its schema reads some members "
+                               f"many times), over the limit of {MAX_UNPACKED_BYTES:,} bytes (MAX_UNPACKED_BYTES)")
+
+
+def _finite(name: str, value) -> None:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf" or not np.isfinite(array).all():
+        raise ModelFormatError(f"{name} holds NaN, infinite or non-numeric values")
+
+
+def _check_parameters(estimator, detector) -> None:
+    """One feature, sizes within the limits, finite fitted parameters."""
+    kind = type(detector).__name__
+    if getattr(detector, "n_features_in_", None) != 1:
+        raise ModelFormatError(f"{kind} has {getattr(detector, 'n_features_in_', None)} features; "
+                               "a sensor model scores one value per reading")
+    if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+        scaler = estimator.steps[0][1]
+        if getattr(scaler, "n_features_in_", None) != 1:
+            raise ModelFormatError("the StandardScaler does not take one feature")
+        for name in ("mean_", "scale_"):
+            if getattr(scaler, name, None) is not None:
+                _finite(f"StandardScaler {name}", getattr(scaler, name))
+                if np.shape(getattr(scaler, name)) != (1,):
+                    raise ModelFormatError(f"StandardScaler {name} is not one value")
+    _finite(f"{kind} offset_", detector.offset_)
+    if isinstance(detector, IsolationForest):
+        trees = [estimator.tree_ for estimator in detector.estimators_]
+        if not 1 <= len(trees) <= MAX_TREES:
+            raise ModelFormatError(f"IsolationForest has {len(trees)} trees, outside 1..{MAX_TREES} (MAX_TREES)")
+        nodes = sum(tree.node_count for tree in trees)
+        if nodes > MAX_TREE_NODES:
+            raise ModelFormatError(f"IsolationForest has {nodes:,} tree nodes, over {MAX_TREE_NODES:,} (MAX_TREE_NODES)")
+        per_tree = (detector._average_path_length_per_tree, detector._decision_path_lengths)
+        for i, tree in enumerate(trees):
+            _finite(f"IsolationForest tree {i} threshold", tree.threshold)
+            _finite(f"IsolationForest tree {i} value", tree.value)
+            for lengths in per_tree:
+                if np.shape(lengths[i]) != (tree.node_count,):
+                    raise ModelFormatError(f"IsolationForest tree {i}: path lengths are not node_count long")
+                _finite(f"IsolationForest tree {i} path lengths", lengths[i])
+        if any(len(lengths) != len(trees) for lengths in per_tree):
+            raise ModelFormatError("IsolationForest path lengths are not one per tree")
+    elif isinstance(detector, EllipticEnvelope):
+        if len(detector.support_) > MAX_SAMPLES:
+            raise ModelFormatError(f"EllipticEnvelope kept {len(detector.support_):,} samples, over {MAX_SAMPLES:,} "
+                                   "(MAX_SAMPLES)")
+        for name in ("location_", "covariance_", "precision_"):
+            _finite(f"EllipticEnvelope {name}", getattr(detector, name))
+        if np.shape(detector.location_) != (1,) or np.shape(detector.precision_) != (1, 1):
+            raise ModelFormatError("EllipticEnvelope location_/precision_ are not of one feature")
+    elif isinstance(detector, LocalOutlierFactor):
+        n = int(detector.n_samples_fit_)
+        if not 1 <= n <= MAX_SAMPLES:
+            raise ModelFormatError(f"LocalOutlierFactor kept {n:,} samples, outside 1..{MAX_SAMPLES:,} (MAX_SAMPLES)")
+        if not 1 <= int(detector.n_neighbors_) <= n:
+            raise ModelFormatError(f"LocalOutlierFactor n_neighbors_ {detector.n_neighbors_} outside 1..{n}")
+        if np.shape(detector._fit_X) != (n, 1) or np.shape(detector._lrd) != (n,) \
+                or np.ndim(detector._distances_fit_X_) != 2 or len(detector._distances_fit_X_) != n \
+                or np.shape(detector._distances_fit_X_)[1] < detector.n_neighbors_:
+            raise ModelFormatError("LocalOutlierFactor arrays do not match n_samples_fit_ and n_neighbors_")
+        for name in ("_fit_X", "_lrd", "_distances_fit_X_"):
+            _finite(f"LocalOutlierFactor {name}", getattr(detector, name))
 
 
 def _in_range(values, low, high) -> bool:

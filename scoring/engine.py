@@ -9,13 +9,17 @@ the hour's windows, as rows sorted by device and sensor from the SQL store do) i
 form a grid and each model's parameters broadcast along its row; otherwise they are
 repeated over the runs. Blocks run on ``THREADS`` threads (numpy releases the GIL). Other
 detectors (``scoring.detectors``) are scored one model at a time.
+
+One device's model never takes the shard down: a bundle that cannot be compiled, a
+detector that raises, or parameters that give a non-finite score refuse that device (all
+its rows), with the reason, in ``ShardScores.refused``; every other device is scored.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,12 +32,18 @@ THREADS = min(2, os.cpu_count() or 1)
 NARROW_SV = 16
 
 
+def _no_refusals() -> pd.DataFrame:
+    return pd.DataFrame({"device": pd.Series(dtype=object), "reason": pd.Series(dtype=object)})
+
+
 @dataclass(frozen=True)
 class ShardScores:
-    """Scored rows, and the rows that had no model (counted per device and sensor)."""
+    """Scored rows, the rows that had no model (counted per device and sensor), and the
+    devices whose model was refused while scoring (none of their rows are in ``predictions``)."""
 
     predictions: pd.DataFrame
     missing_models: pd.DataFrame  # columns: device, sensor, rows
+    refused: pd.DataFrame = field(default_factory=_no_refusals)  # columns: device, reason
 
 
 @dataclass(frozen=True)
@@ -196,8 +206,12 @@ class CompiledModels:
             self.local[np.asarray(svm)[members]] = np.arange(len(members))
             self.groups.append(_SvmGroup(kernel, degree, group))
 
-    def decision(self, values: np.ndarray, runs: Runs, threads: int = THREADS) -> tuple[np.ndarray, np.ndarray]:
-        """Decision values and anomaly flags of every row of a run with a model (others: NaN)."""
+    def decision(self, values: np.ndarray, runs: Runs, threads: int = THREADS,
+                 errors: dict[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Decision values and anomaly flags of every row of a run with a model (others: NaN).
+
+        A detector that raises scores NaN; its model number and the error go to ``errors``.
+        """
         values = np.asarray(values, dtype=np.float64)
         score = np.empty(len(values))
         anomaly = np.zeros(len(values), dtype=bool)
@@ -211,9 +225,11 @@ class CompiledModels:
                 tasks.extend((group, block) for block in _blocks(members, runs.length[members]))
 
         def score_blocks(share):
-            for group, block in share:
-                rows = runs.rows(block)
-                score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
+            # Overflow gives a non-finite score, which refuses its device (score_shard): no warning needed.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for group, block in share:
+                    rows = runs.rows(block)
+                    score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
 
         threads = max(1, min(threads, len(tasks)))
         if threads > 1:
@@ -229,7 +245,13 @@ class CompiledModels:
         np.less_equal(score, 0, out=anomaly)  # libsvm: an SVM's label is +1 only where decision > 0
         for run_ids in _detector_runs(runs, run_group):
             rows = runs.rows(run_ids)
-            score[rows], anomaly[rows] = self.models[runs.model[run_ids[0]]].score(values[rows])
+            model = runs.model[run_ids[0]]
+            try:
+                score[rows], anomaly[rows] = self.models[model].score(values[rows])
+            except Exception as exc:  # a loaded detector that fails fails its device, not the shard
+                score[rows], anomaly[rows] = np.nan, False
+                if errors is not None:
+                    errors[int(model)] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return score, anomaly
 
 
@@ -294,9 +316,27 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 class BundleModels:
-    """The models of many device bundles, compiled once, with their keys and versions."""
+    """The models of many device bundles, compiled once, with their keys and versions.
+
+    A device whose models cannot be compiled is left out and its reason kept in ``refused``.
+    """
 
     def __init__(self, bundles: dict[str, ModelBundle]):
+        self.refused: dict[str, str] = {}
+        try:
+            self._compile(bundles)
+        except Exception:
+            # Rare: find the devices at fault one at a time, then compile the others together.
+            usable = {}
+            for device, bundle in bundles.items():
+                reason = _compile_error(bundle)
+                if reason is None:
+                    usable[device] = bundle
+                else:
+                    self.refused[str(device)] = reason
+            self._compile(usable)
+
+    def _compile(self, bundles: dict[str, ModelBundle]) -> None:
         devices, sensors, models, versions = [], [], [], []
         for device, bundle in bundles.items():
             for sensor, model in bundle.models.items():
@@ -321,6 +361,20 @@ class BundleModels:
         return table
 
 
+def _compile_error(bundle: ModelBundle) -> str | None:
+    """Why ``bundle`` cannot be compiled (naming the sensor), or ``None``."""
+    for sensor, model in bundle.models.items():
+        try:
+            CompiledModels([model])
+        except Exception as exc:
+            return f"sensor {sensor}: model cannot be scored: {type(exc).__name__}: {str(exc)[:200]}"
+    try:
+        BundleModels.__new__(BundleModels)._compile({bundle.device: bundle})
+    except Exception as exc:
+        return f"model cannot be scored: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
 def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleModels,
                 threads: int = THREADS) -> ShardScores:
     """Score every row of a shard with its device's model for its sensor.
@@ -340,16 +394,25 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
     ShardScores
         ``predictions`` (``ts, device, sensor, value, score, is_anomaly, model_version``,
         where ``score`` is the decision value; an SVM's anomaly has ``score <= 0``, another
-        detector's ``score < 0``) and the rows without a model, counted per device and sensor.
+        detector's ``score < 0``), the rows without a model, counted per device and sensor,
+        and ``refused`` (``device, reason``): devices whose model could not be compiled,
+        raised, or gave a non-finite score; none of their rows are in ``predictions``.
     """
     compiled = bundles if isinstance(bundles, BundleModels) else BundleModels(bundles)
     device_codes, device_labels = _codes(rows["device"])
     sensor_codes, sensor_labels = _codes(rows["sensor"])
     runs, first = Runs.of(device_codes, sensor_codes)
     runs = runs.with_model(compiled.model_of(device_labels, sensor_labels)[device_codes[first], sensor_codes[first]])
-    score, anomaly = compiled.compiled.decision(rows["value"].to_numpy(dtype=np.float64), runs, threads)
+    errors: dict[int, str] = {}
+    score, anomaly = compiled.compiled.decision(rows["value"].to_numpy(dtype=np.float64), runs, threads, errors)
 
+    refused = _refusals(runs, first, score, errors, compiled, device_labels, device_codes, sensor_labels, sensor_codes)
     has_run = runs.model >= 0
+    missing_runs = ~has_run
+    if len(refused):
+        refused_device = np.asarray(device_labels.isin(refused["device"]))[device_codes[first]]
+        has_run &= ~refused_device
+        missing_runs &= ~refused_device
     keep = slice(None) if has_run.all() else np.repeat(has_run, runs.length)
     version_codes = np.repeat(compiled.version_codes[runs.model[has_run]], runs.length[has_run])
     columns = {name: rows[name].array[keep] for name in ("ts", "device", "sensor", "value")}
@@ -359,12 +422,45 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
         "is_anomaly": anomaly[keep],
         "model_version": pd.Categorical.from_codes(version_codes, categories=compiled.version_labels, validate=False),
     }, copy=False)
-    return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows))
+    return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows, missing_runs), refused)
 
 
-def _missing(runs: Runs, first: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows without a model, counted per device and sensor."""
-    missing = runs.model < 0
+def _refusals(runs: Runs, first: np.ndarray, score: np.ndarray, errors: dict[int, str], compiled: BundleModels,
+              device_labels: pd.Index, device_codes: np.ndarray, sensor_labels: pd.Index,
+              sensor_codes: np.ndarray) -> pd.DataFrame:
+    """Devices refused while scoring, one reason each: a model that could not be compiled, a
+    detector that raised, or non-finite scores of a model's runs."""
+    reasons: dict[str, list[str]] = {}
+    present = set(device_labels)
+    for device, reason in compiled.refused.items():
+        if device in present:
+            reasons.setdefault(device, []).append(reason)
+    bad = ~np.isfinite(score)
+    scored = runs.model >= 0
+    # Rows without a model are NaN by design; only more non-finite rows than those need a look.
+    if len(runs.start) and np.count_nonzero(bad) > int(runs.length[~scored].sum()):
+        bad_runs = np.flatnonzero(np.logical_or.reduceat(bad, runs.start) & scored)
+        seen = set()
+        for run in bad_runs:
+            device = str(device_labels[device_codes[first[run]]])
+            sensor = str(sensor_labels[sensor_codes[first[run]]])
+            if (device, sensor) in seen:  # rows not sorted: one model's rows in several runs
+                continue
+            seen.add((device, sensor))
+            rows = runs.rows(np.array([run]))
+            why = errors.get(int(runs.model[run]))
+            n_bad = int(np.count_nonzero(bad[rows]))
+            reasons.setdefault(device, []).append(
+                f"sensor {sensor}: model version {compiled.version_labels[compiled.version_codes[runs.model[run]]]} "
+                + (f"failed to score: {why}" if why else
+                   f"gave non-finite scores for {n_bad} of {int(runs.length[run])} windows"))
+    if not reasons:
+        return _no_refusals()
+    return pd.DataFrame({"device": list(reasons), "reason": ["; ".join(r) for r in reasons.values()]})
+
+
+def _missing(runs: Runs, first: np.ndarray, rows: pd.DataFrame, missing: np.ndarray) -> pd.DataFrame:
+    """Rows of the ``missing`` runs (no model), counted per device and sensor."""
     frame = pd.DataFrame({
         "device": rows["device"].iloc[first[missing]].to_numpy(),
         "sensor": rows["sensor"].iloc[first[missing]].to_numpy(),

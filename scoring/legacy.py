@@ -18,17 +18,22 @@ it, so it is never called. The BUILD opcode (``__setstate__``) is admitted only 
 instances, ndarrays and dtypes, with a dtype's state restricted to a plain byte order, so a
 pickle cannot change the holder classes, the admitted functions or a dtype's kind. The
 captured attributes become a ``SensorModel``.
+
+A pickle can name one memoized buffer many times, so a small file could unpack to any size:
+every array and byte string the admitted functions make counts against
+``MAX_UNPACKED_BYTES``, and files over ``MAX_MODEL_FILE_BYTES`` are refused unread.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from scoring.model_format import SensorModel, model_metadata
+from scoring.model_format import MAX_MODEL_FILE_BYTES, MAX_UNPACKED_BYTES, ModelFormatError, SensorModel, model_metadata
 
 
 class LegacyModelError(ValueError):
@@ -108,8 +113,10 @@ def _reconstruct(cls, shape, dtype_code):
     return np.ndarray.__new__(np.ndarray, (0,), _dtype(dtype_code))
 
 
-def _frombuffer(buffer, dtype, shape, order):
-    return np.frombuffer(buffer, dtype=_dtype(dtype)).reshape(shape, order=order).copy()
+def _frombuffer(buffer, dtype, shape, order, *, take):
+    array = np.frombuffer(buffer, dtype=_dtype(dtype)).reshape(shape, order=order)
+    take(array.nbytes)  # before the copy: the copy is what a repeated buffer would multiply
+    return array.copy()
 
 
 def _scalar(dtype, data=None):
@@ -117,10 +124,11 @@ def _scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
 
 
-def _encode(text, encoding):
+def _encode(text, encoding, *, take):
     """How protocol-2 pickles carry bytes; only that use is admitted."""
     if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
         raise pickle.UnpicklingError(f"refused _codecs.encode with {encoding!r}")
+    take(len(text))
     return text.encode("latin-1")
 
 
@@ -151,6 +159,7 @@ ALLOWED_GLOBALS = {
 }
 
 
+_COUNTED = (_frombuffer, _encode)  # admitted functions that make data: they count it
 _PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)  # no subarray, fields, sizes or flags
 
 
@@ -170,6 +179,7 @@ def _load_build(self):
         if not (type(state) is tuple and len(state) == 5):
             raise pickle.UnpicklingError("refused array state")
         _check_dtype(state[2])
+        self.take(len(state[4]) if isinstance(state[4], (bytes, bytearray)) else 0)
         inst.__setstate__(state)  # checks the data length against shape and dtype
     elif isinstance(inst, _Pickled):
         inst.__setstate__(state)
@@ -186,18 +196,26 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BUILD[0]] = _load_build
 
-    def __init__(self, file, source: str):
+    def __init__(self, file, source: str, max_bytes: int = MAX_UNPACKED_BYTES):
         super().__init__(file)
-        self.source = source
+        self.source, self.max_bytes, self.unpacked = source, max_bytes, 0
+
+    def take(self, nbytes: int) -> None:
+        """Count bytes the pickle makes; refuse it once they pass ``max_bytes``."""
+        self.unpacked += int(nbytes)
+        if self.unpacked > self.max_bytes:
+            raise LegacyModelError(f"{self.source}: unpacks to more than {self.max_bytes:,} bytes of arrays, over "
+                                   "the limit for a model (MAX_UNPACKED_BYTES)")
 
     def find_class(self, module: str, name: str):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            found = ALLOWED_GLOBALS[(module, name)]
         except (KeyError, TypeError):  # TypeError: an unhashable name from STACK_GLOBAL
             raise LegacyModelError(
                 f"{self.source}: refused global {module}.{name}; a model pickle may only use "
                 "scikit-learn's Pipeline, StandardScaler and OneClassSVM and numpy arrays"
             ) from None
+        return functools.partial(found, take=self.take) if found in _COUNTED else found
 
     def persistent_load(self, pid):
         raise LegacyModelError(f"{self.source}: refused persistent id {pid!r}")
@@ -234,7 +252,9 @@ def sensor_model_from_state(state: _Pickled, source: str = "pickle") -> SensorMo
         n_samples = (vars(scaler).get("n_samples_seen_") if scaler is not None else None) or attrs["shape_fit_"][0]
         metadata = model_metadata(attrs.get("_sklearn_version"), int(np.ravel(n_samples)[0]), source=Path(source).name)
         return SensorModel.from_pipeline(_Attributes(scaler, svm), metadata)
-    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
+    except ModelFormatError as exc:  # parameters the scorer cannot use (non-finite, two features, ...)
+        raise LegacyModelError(f"{source}: {exc}") from None
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, OverflowError) as exc:
         raise LegacyModelError(f"{source}: incomplete one-class SVM state ({exc})") from None
 
 
@@ -260,4 +280,8 @@ def read_legacy_model(path: str | Path) -> SensorModel:
         When the pickle asks for any other global (nothing of it runs) or is not such a model.
     """
     path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_MODEL_FILE_BYTES:
+        raise LegacyModelError(f"{path}: {size:,} bytes, over the limit of {MAX_MODEL_FILE_BYTES:,} bytes for a "
+                               "model file (MAX_MODEL_FILE_BYTES)")
     return sensor_model_from_state(load_pickled_state(path.read_bytes(), str(path)), str(path))

@@ -8,6 +8,12 @@ files: ``params.npz`` (arrays only, loaded with ``allow_pickle=False``) and ``bu
 (metadata: each model's scikit-learn version, training range, sample count and content
 hash, and the SHA-256 of the arrays file). Loading runs no code and refuses arrays whose
 hashes do not match the metadata.
+
+Every model is validated where it is built, whether trained, imported or loaded: finite
+parameters, one feature (the scorer scores one value per reading) and sane sizes
+(``MAX_SUPPORT_VECTORS``, ``MAX_POLY_DEGREE``). Every archive is checked before it is
+unpacked (``check_archive``): at most ``MAX_UNPACKED_BYTES`` once decompressed, and no array
+header claiming more data than its member holds.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import re
 import zipfile
 from dataclasses import dataclass, field
 
@@ -24,6 +32,14 @@ import pandas as pd
 FORMAT_VERSION = 1
 KERNELS = ("rbf", "linear", "poly", "sigmoid")
 METADATA_KEYS = ("sklearn_version", "n_samples", "trained_from", "trained_to")
+
+# Sizes no sensor model needs; a file beyond them is damaged or hostile. A day of 5 s
+# windows is 17,280 samples, and a one-class SVM has at most as many support vectors.
+MAX_SUPPORT_VECTORS = 200_000
+MAX_POLY_DEGREE = 10
+MAX_MODEL_FILE_BYTES = 64 << 20  # a model file offered to import
+MAX_UNPACKED_BYTES = 128 << 20  # what one archive or pickle may unpack to
+MAX_ARCHIVE_MEMBERS = 10_000
 
 
 class ModelFormatError(ValueError):
@@ -65,15 +81,41 @@ class SensorModel:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        """Refuse parameters the scorer cannot score: every way a file can be wrong lands here."""
         if self.kernel not in KERNELS:
             raise ModelFormatError(f"kernel {self.kernel!r} is not one of {KERNELS}")
+        for name in _ARRAYS:
+            value = np.asarray(getattr(self, name))
+            if value.dtype.kind not in "biuf":
+                raise ModelFormatError(f"{name} holds {value.dtype} values, not numbers")
+            if value.dtype != np.float64:
+                object.__setattr__(self, name, value.astype(np.float64))
         if np.ndim(self.support_vectors) != 2:
             raise ModelFormatError(f"support vectors must be 2-D, not {np.shape(self.support_vectors)}")
         n_sv, n_features = np.shape(self.support_vectors)
+        if n_features != 1:
+            raise ModelFormatError(f"the model has {n_features} features; a sensor model scores one value per reading")
+        if not 1 <= n_sv <= MAX_SUPPORT_VECTORS:
+            raise ModelFormatError(f"{n_sv} support vectors, outside 1..{MAX_SUPPORT_VECTORS} (MAX_SUPPORT_VECTORS)")
         if np.shape(self.dual_coef) != (n_sv,):
             raise ModelFormatError(f"dual_coef shape {np.shape(self.dual_coef)} != ({n_sv},)")
         if np.shape(self.mean) != (n_features,) or np.shape(self.scale) != (n_features,):
             raise ModelFormatError("scaler mean/scale do not match the support vectors' features")
+        for name in _ARRAYS:
+            if not np.isfinite(getattr(self, name)).all():
+                raise ModelFormatError(f"{name} holds NaN or infinite values")
+        if not (self.scale > 0).all():
+            raise ModelFormatError(f"scaler scale {self.scale.tolist()} is not positive")
+        for name in ("intercept", "gamma", "coef0"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+                raise ModelFormatError(f"{name} {value!r} is not a finite number")
+        if self.gamma < 0:
+            raise ModelFormatError(f"gamma {self.gamma} is negative")
+        top = MAX_POLY_DEGREE if self.kernel == "poly" else np.iinfo(np.int32).max
+        if not isinstance(self.degree, (int, np.integer)) or not 0 <= self.degree <= top:
+            raise ModelFormatError(f"degree {self.degree!r} is outside 0..{top}"
+                                   + (" (MAX_POLY_DEGREE)" if self.kernel == "poly" else ""))
 
     @property
     def n_features(self) -> int:
@@ -119,7 +161,7 @@ class SensorModel:
         fitted = {
             "_sparse": False, "n_features_in_": n_features, "_gamma": float(self.gamma),
             "support_": np.arange(n_sv, dtype=np.int32),
-            "support_vectors_": np.ascontiguousarray(self.support_vectors, dtype=float),
+            "support_vectors_": np.array(self.support_vectors, dtype=float, order="C"),
             "_n_support": np.array([n_sv, 0], dtype=np.int32),
             "dual_coef_": np.array(self.dual_coef, dtype=float).reshape(1, -1),
             "intercept_": np.array([self.intercept]), "_probA": np.empty(0), "_probB": np.empty(0),
@@ -232,12 +274,7 @@ def _bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
     digest = hashlib.sha256(params).hexdigest()
     if digest != meta.get("params_sha256"):
         raise ModelFormatError(f"{name}: params.npz hashes to {digest}, metadata says {meta.get('params_sha256')}")
-    _check_array_sizes(name, params)
-    try:
-        with np.load(io.BytesIO(params), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as exc:
-        raise ModelFormatError(f"{name}: params.npz is not a plain-array archive: {exc}") from None
+    arrays = _read_npz(f"{name} params.npz", params)
     models = {}
     for sensor, spec in meta["sensors"].items():
         own = [arrays[key] for key in arrays if key.rsplit("/", 1)[0] == sensor]
@@ -247,17 +284,108 @@ def _bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
     return ModelBundle(meta["device"], meta["version"], models, meta.get("metadata", {}))
 
 
-def _check_array_sizes(name: str, params: bytes) -> None:
-    """Refuse archive members whose header claims more data than the member holds."""
-    with zipfile.ZipFile(io.BytesIO(params)) as archive:
-        for info in archive.infolist():
-            with archive.open(info) as member:
-                major, _ = np.lib.format.read_magic(member)
-                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read_header(member)
-                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
-                    raise ModelFormatError(f"{name}: {info.filename} claims shape {shape} of {dtype}, "
-                                           f"more than its {info.file_size} bytes")
+def check_archive(name: str, data: bytes, max_bytes: int = MAX_UNPACKED_BYTES, what: str = "a zip archive",
+                  headers: bool = True) -> zipfile.ZipFile:
+    """Open a zip archive (``params.npz``, a skops file) only if unpacking it stays bounded.
+
+    Parameters
+    ----------
+    name : str
+        Names the archive in errors.
+    data : bytes
+        The archive.
+    max_bytes : int
+        Most bytes its members may decompress to, all together (``MAX_UNPACKED_BYTES``).
+        Python's ``zipfile`` never returns more than a member's declared size (it fails
+        the CRC instead), so checking the declared sizes bounds what a reader unpacks
+        reading each member once.
+    what : str
+        What the archive should be, for the error when it is not a zip archive.
+    headers : bool
+        Also read each ``.npy`` member's header and refuse one claiming more data than
+        the member holds (a reader that reads the headers itself passes False).
+
+    Raises
+    ------
+    ModelFormatError
+        Naming the archive and the limit it exceeds, or an array header that claims more
+        data than its member holds.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ModelFormatError(f"{name}: not {what} ({exc})") from None
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFormatError(f"{name}: {len(infos):,} members, over the limit of {MAX_ARCHIVE_MEMBERS:,} "
+                               "(MAX_ARCHIVE_MEMBERS)")
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise ModelFormatError(f"{name}: unpacks to {total:,} bytes, over the limit of {max_bytes:,} bytes "
+                               "(MAX_UNPACKED_BYTES)")
+    for info in infos if headers else ():
+        if info.filename.endswith(".npy"):
+            _check_array_header(name, archive, info)
+    return archive
+
+
+def _read_npz(name: str, data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, each header read once, plain numbers only (no pickle)."""
+    archive = check_archive(name, data, headers=False)
+    arrays = {}
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise ModelFormatError(f"{name}: {info.filename} is not an array")
+        member = archive.read(info)
+        try:
+            shape, fortran_order, dtype, offset = _npy_header(member)
+        except ValueError as exc:
+            raise ModelFormatError(f"{name}: {info.filename} is not a plain array ({exc})") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise ModelFormatError(f"{name}: {info.filename} holds {dtype} values, not plain numbers")
+        count = int(np.prod(shape, dtype=np.float64))
+        if count * dtype.itemsize != len(member) - offset:
+            raise ModelFormatError(f"{name}: {info.filename} claims shape {shape} of {dtype}, "
+                                   f"not the {len(member) - offset} bytes it holds")
+        array = np.frombuffer(member, dtype=dtype, count=count, offset=offset)
+        arrays[info.filename[:-4]] = array.reshape(shape, order="F" if fortran_order else "C")
+    return arrays
+
+
+# The header numpy writes for a plain array, e.g. {'descr': '<f8', 'fortran_order': False, 'shape': (3, 1), }
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[biuf][0-9]{1,2})', 'fortran_order': (True|False), "
+                         r"'shape': \(((?:[0-9]{1,18}, )*[0-9]{1,18},?)?\), \} *\n")
+
+
+def _npy_header(member: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a ``.npy`` file's bytes.
+
+    Bundles hold thousands of tiny arrays: numpy's own reader (``ast.literal_eval`` per
+    header) is the slowest part of loading them, so the header numpy writes is matched
+    directly and anything else goes to numpy's reader.
+    """
+    if member[:8] == b"\x93NUMPY\x01\x00" and len(member) >= 10:
+        length = int.from_bytes(member[8:10], "little")
+        match = _NPY_HEADER.fullmatch(member[10:10 + length].decode("latin1"))
+        if match:
+            shape = tuple(int(n) for n in match[3].split(",") if n.strip()) if match[3] else ()
+            return shape, match[2] == "True", np.dtype(match[1]), 10 + length
+    stream = io.BytesIO(member)
+    major, _ = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(stream)
+    return shape, fortran_order, dtype, stream.tell()
+
+
+def _check_array_header(name: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a ``.npy`` member whose header claims more data than the member holds."""
+    with archive.open(info) as member:
+        major, _ = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+            raise ModelFormatError(f"{name}: {info.filename} claims shape {shape} of {dtype}, "
+                                   f"more than its {info.file_size} bytes")
 
 
 def _model_from_spec(name: str, sensor: str, spec: dict, arrays: dict):
@@ -269,6 +397,13 @@ def _model_from_spec(name: str, sensor: str, spec: dict, arrays: dict):
         return DetectorModel(estimator, spec.get("metadata", {}))
     if kind != "svm":
         raise ModelFormatError(f"{name}: sensor {sensor} has unknown model type {kind!r}")
+    try:
+        return _svm_from_spec(sensor, spec, arrays)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{name}: sensor {sensor}: {exc}") from None
+
+
+def _svm_from_spec(sensor: str, spec: dict, arrays: dict) -> SensorModel:
     return SensorModel(
         **{key: arrays[f"{sensor}/{key}"] for key in _ARRAYS},
         intercept=float(spec["intercept"]),

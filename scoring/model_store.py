@@ -4,16 +4,23 @@ Layout: ``models/<device>/<version>/params.npz`` and ``.../bundle.json``, writte
 order (the metadata is the commit marker), then ``models/<device>/current.json`` names the
 current version. Works on any store with ``read_bytes``, ``write_bytes``, ``exists`` and
 ``list`` (the project's blob resources, or a bare Azure container client wrapper).
+
+A scoring run loads many devices' bundles at once: one listing of ``models/`` says which
+devices have a current version and which files exist, then the bundles are read
+concurrently. A device whose ``current.json`` or bundle is damaged, missing or invalid is
+refused with its reason; only an outage of the store itself fails the whole load.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from scoring.model_format import ModelBundle, ModelFormatError, bundle_from_files, bundle_to_files
 
 PREFIX = "models"
+READ_THREADS = 16  # blob reads in flight while loading bundles: the reads wait on the store, not the CPU
 
 
 class Blobs(Protocol):
@@ -34,14 +41,22 @@ def save_bundle(blobs: Blobs, bundle: ModelBundle, make_current: bool = True) ->
     return base
 
 
+def _version_of(key: str, data: bytes) -> str:
+    """The version a ``current.json`` names."""
+    try:
+        version = json.loads(data)["version"]
+    except (ValueError, KeyError, TypeError) as exc:  # ValueError covers bad JSON and bad UTF-8
+        raise ModelFormatError(f"{key} does not name a version: {type(exc).__name__}: {exc}") from None
+    if not isinstance(version, str) or not version or "/" in version or version in (".", ".."):
+        raise ModelFormatError(f"{key} does not name a version: {version!r}")
+    return version
+
+
 def current_version(blobs: Blobs, device: str) -> str | None:
     key = f"{PREFIX}/{device}/current.json"
     if not blobs.exists(key):
         return None
-    try:
-        return str(json.loads(blobs.read_bytes(key))["version"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFormatError(f"{key} does not name a version: {type(exc).__name__}: {exc}") from None
+    return _version_of(key, blobs.read_bytes(key))
 
 
 def load_bundle(blobs: Blobs, device: str, version: str) -> ModelBundle:
@@ -50,27 +65,80 @@ def load_bundle(blobs: Blobs, device: str, version: str) -> ModelBundle:
 
 
 def load_current_bundles(blobs: Blobs, devices) -> dict[str, ModelBundle]:
-    """The current bundle of each device that has one."""
-    bundles = {}
-    for device in devices:
-        version = current_version(blobs, device)
-        if version is not None:
-            bundles[device] = load_bundle(blobs, device, version)
+    """The current bundle of each device that has one; any refused bundle raises ``ModelFormatError``.
+
+    Callers that must keep going when one device's bundle is bad use
+    ``load_current_bundles_or_refusals``.
+    """
+    bundles, refused = load_current_bundles_or_refusals(blobs, devices)
+    if refused:
+        device, reason = next(iter(sorted(refused.items())))
+        raise ModelFormatError(f"device {device}: {reason}" + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""))
     return bundles
 
 
-def load_current_bundles_or_refusals(blobs: Blobs, devices) -> tuple[dict[str, ModelBundle], dict[str, str]]:
-    """Like ``load_current_bundles``, but a bundle that fails its checks (a hash that does not
-    match, a malformed file) is refused and its reason returned, so the rest can still be used."""
-    bundles, refused = {}, {}
-    for device in devices:
+def load_current_bundles_or_refusals(blobs: Blobs, devices, threads: int = READ_THREADS
+                                     ) -> tuple[dict[str, ModelBundle], dict[str, str]]:
+    """The current bundle of each device that has one, and the reason for each refused.
+
+    One listing of ``models/`` finds the devices with a ``current.json`` and the files that
+    exist; the devices' bundles are then read on ``threads`` threads.
+
+    Parameters
+    ----------
+    blobs : Blobs
+        The model store.
+    devices : iterable of str
+        The devices to load; those without ``current.json`` have no model and are in neither result.
+    threads : int
+        Concurrent reads.
+
+    Returns
+    -------
+    (dict, dict)
+        Device to its current ``ModelBundle``; device to why its model was refused: a
+        ``current.json`` that names no version or a version without both files, a bundle
+        that fails its hash or its parameters' checks, or that names another device.
+
+    Raises
+    ------
+    Exception
+        Only what the store raises when it cannot be reached (an outage is not a device's fault).
+    """
+    keys = set(blobs.list(f"{PREFIX}/"))
+    wanted = [str(device) for device in dict.fromkeys(devices) if f"{PREFIX}/{device}/current.json" in keys]
+
+    def load(device: str) -> ModelBundle | str:
         try:
-            version = current_version(blobs, device)
-            if version is not None:
-                bundles[device] = load_bundle(blobs, device, version)
+            return _load_current(blobs, keys, device)
         except ModelFormatError as exc:
-            refused[device] = str(exc)
+            return str(exc)
+        except FileNotFoundError as exc:  # removed between the listing and the read
+            return f"{type(exc).__name__}: {exc}"
+
+    if len(wanted) > 1 and threads > 1:
+        with ThreadPoolExecutor(min(threads, len(wanted))) as pool:
+            loaded = list(pool.map(load, wanted))
+    else:
+        loaded = [load(device) for device in wanted]
+    bundles = {d: b for d, b in zip(wanted, loaded) if isinstance(b, ModelBundle)}
+    refused = {d: b for d, b in zip(wanted, loaded) if isinstance(b, str)}
     return bundles, refused
+
+
+def _load_current(blobs: Blobs, keys: set[str], device: str) -> ModelBundle:
+    """Read and check one device's current bundle; what is wrong with it raises ``ModelFormatError``."""
+    key = f"{PREFIX}/{device}/current.json"
+    version = _version_of(key, blobs.read_bytes(key))
+    base = f"{PREFIX}/{device}/{version}"
+    absent = [name for name in ("params.npz", "bundle.json") if f"{base}/{name}" not in keys]
+    if absent:
+        raise ModelFormatError(f"{key} names version {version}, which has no {' or '.join(absent)}")
+    bundle = bundle_from_files(blobs.read_bytes(f"{base}/params.npz"), blobs.read_bytes(f"{base}/bundle.json"))
+    if bundle.device != device or bundle.version != version:
+        raise ModelFormatError(f"{base}/bundle.json is the bundle of device {bundle.device!r} version "
+                               f"{bundle.version!r}, not of device {device!r} version {version!r}")
+    return bundle
 
 
 def devices_with_models(blobs: Blobs) -> list[str]:

@@ -38,7 +38,7 @@ def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: B
         hours = hours_between(*window_bounds(context.partition_time_window))
         recorded = {hour_of_key(key) for key in latest_materializations(context.instance, "raw_readings")}
         summary = drain_events(events, blob, recorded - set(hours), late_policy=pipeline.late_policy,
-                               log=context.log)
+                               log=context.log, declared_sensors=pipeline.declared_sensors)
         total = 0
         for hour in hours:
             metadata = raw_hour_metadata(blob, hour)

@@ -22,6 +22,7 @@ import pandas as pd
 from bscore_assets.storage import content_digest, deadletter_key, raw_part_key
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.fleet import undeclared_sensor_mask
 from scoring.readings import parse_event_bodies, readings_to_event_bodies
 from scoring.windows import hour_of_window
 
@@ -57,8 +58,13 @@ def _parse(batch):
     return parse_event_bodies(batch.bodies)
 
 
+def _undeclared_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    reason = "undeclared sensor: not in BSCORE_SENSORS"
+    return pd.DataFrame({"body": readings_to_event_bodies(rows), "reason": reason})
+
+
 def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(), late_policy: str = "reopen",
-                 max_batches: int | None = None, log=None) -> DrainSummary:
+                 max_batches: int | None = None, log=None, declared_sensors=()) -> DrainSummary:
     """Move every pending event into raw storage (or dead-letter), then commit it.
 
     Parameters
@@ -69,6 +75,9 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
         What to do with late readings.
     max_batches : int, optional
         Stop after this many batches (the rest stays pending).
+    declared_sensors : collection of str
+        The sensor allow-list (``BSCORE_SENSORS``); readings of other sensors are dead-lettered.
+        Empty: no allow-list.
     """
     if late_policy not in LATE_POLICIES:
         raise ValueError(f"late_policy={late_policy!r} must be one of {LATE_POLICIES}")
@@ -80,6 +89,10 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
             break
         parsed = _parse(batch)
         readings, rejected = parsed.readings, [parsed.rejected]
+        undeclared = undeclared_sensor_mask(readings["sensor"], declared_sensors)
+        if undeclared.any():
+            rejected.append(_undeclared_rows(readings[undeclared]))
+            readings = readings[~undeclared]
         stored = 0
         for hour, rows in readings.groupby(hour_of_window(readings["ts"]), sort=True):
             if hour in recorded_hours:

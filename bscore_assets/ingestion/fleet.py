@@ -1,28 +1,57 @@
 """The fleet as the data shows it: devices and sensors seen become dynamic partitions, and
-registered devices without recent windows are reported as having stopped sending."""
+registered devices without recent windows are reported as having stopped sending.
+
+A sensor id becomes a partition only when the fleet's rules admit it (``scoring.fleet``):
+declared in ``BSCORE_SENSORS``, or seen from ``BSCORE_SENSOR_MIN_DEVICES`` devices; so one
+device sending junk ids cannot add a prediction file per id to every hour scored.
+"""
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
-from resources.sql import SqlStore
+from bscore_assets.settings import Settings
+from resources.sql import SqlStore, sensor_values
+from scoring.fleet import admitted_sensors
 
 
-def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore) -> list[dg.AddDynamicPartitionsRequest]:
-    """Requests adding the devices and sensors with windows that are not partitions yet."""
+def sensor_admission(sql: SqlStore, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The sensors with windows that may be partitions, and ``{sensor: reason}`` for those held back.
+
+    One query counts each sensor's devices (and the fleet's) in ``sensor_values``.
+    """
+    per_sensor = sa.select(sensor_values.c.sensor, sa.func.count(sa.distinct(sensor_values.c.device))) \
+        .group_by(sensor_values.c.sensor)
+    fleet = sa.select(sa.func.count(sa.distinct(sensor_values.c.device)))
+    with sql.engine.connect() as conn:
+        counts = {sensor: int(n) for sensor, n in conn.execute(per_sensor)}
+        fleet_size = int(conn.execute(fleet).scalar_one())
+    return admitted_sensors(counts, fleet_size, settings.sensor_min_devices, settings.sensors)
+
+
+def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore,
+                             settings: Settings | None = None) -> list[dg.AddDynamicPartitionsRequest]:
+    """Requests adding the devices with windows, and the admitted sensors, that are not partitions yet.
+
+    ``settings`` gives the sensor rules (``BSCORE_SENSOR_MIN_DEVICES``, ``BSCORE_SENSORS``);
+    without it they are read from the environment.
+    """
+    settings = settings or Settings.from_env()
+    sensors, _ = sensor_admission(sql, settings)
     requests = []
-    for partitions_def, column in ((device_partitions_def, "device"), (sensor_partitions_def, "sensor")):
+    for partitions_def, seen in ((device_partitions_def, sql.distinct("device")), (sensor_partitions_def, sensors)):
         known = set(instance.get_dynamic_partitions(partitions_def.name))
-        new = [key for key in sql.distinct(column) if key not in known]
+        new = [key for key in seen if key not in known]
         if new:
             requests.append(partitions_def.build_add_request(new))
     return requests
 
 
-def register_fleet(instance: dg.DagsterInstance, sql: SqlStore) -> dict[str, list[str]]:
-    """Add new devices and sensors as partitions now; return what was added."""
+def register_fleet(instance: dg.DagsterInstance, sql: SqlStore, settings: Settings | None = None) -> dict[str, list[str]]:
+    """Add new devices and admitted sensors as partitions now; return what was added."""
     added = {}
-    for request in fleet_partition_requests(instance, sql):
+    for request in fleet_partition_requests(instance, sql, settings):
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         added[request.partitions_def_name] = list(request.partition_keys)
     return added

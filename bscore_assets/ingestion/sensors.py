@@ -74,7 +74,7 @@ def build_fleet_partitions_sensor(settings: Settings) -> dg.SensorDefinition:
         its ``device_models`` partition, so the UI shows it on the device.
         """
         cursor = _load(context.cursor, {"checked_hour": None, "silent": []})
-        partition_requests = fleet_partition_requests(context.instance, sql)
+        partition_requests = fleet_partition_requests(context.instance, sql, settings)
         added = {r.partitions_def_name: list(r.partition_keys) for r in partition_requests}
         hours = aggregated_hours(context.instance)
         observations, messages = [], [f"new {name}: {', '.join(keys)}" for name, keys in added.items()]

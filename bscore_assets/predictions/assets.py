@@ -67,6 +67,10 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
         results = compute.score_shards(context, shards)
         scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
         missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
+        for result in results:  # devices whose model failed while scoring: refused, by name
+            for device, reason in zip(result.refused["device"], result.refused["reason"]):
+                refused[str(device)] = reason
+                context.log.error(f"device {device}: model refused while scoring, not scored: {reason}")
         # Split once by (hour, sensor) partition rather than filtering the whole table per partition.
         scored_parts = by_partition(scored)
         window_parts = by_partition(windows)

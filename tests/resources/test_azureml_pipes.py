@@ -24,7 +24,7 @@ from azure.storage.blob import BlobServiceClient
 from bscore_assets.operations import Operations, local_instance
 from bscore_assets.settings import Settings
 from resources.azureml import AzureMLComputeBackend
-from scoring.model_format import ModelBundle, SensorModel
+from scoring.model_format import ModelBundle
 from scoring.model_store import save_bundle
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
@@ -174,11 +174,21 @@ def test_azureml_pipes_round_trip_reports_metadata_and_matches_local(platform, a
     assert list(blobs.list_blob_names(name_starts_with="staging/")) == []
 
 
-def test_azureml_failed_job_fails_the_run_with_its_name(platform, azurite, tmp_path):
-    # A model the batch scorer refuses: the job itself fails while scoring.
-    two_features = SensorModel(mean=np.zeros(2), scale=np.ones(2), support_vectors=np.zeros((1, 2)),
-                               dual_coef=np.ones(1), intercept=0.0)
-    save_bundle(platform.resources["blob"], ModelBundle("1", "two-features", {"1": two_features, "2": two_features}))
+def test_azureml_failed_job_fails_the_run_with_its_name(platform, azurite, tmp_path, monkeypatch):
+    # The job fails while scoring: its image lacks skops (as docker/requirements.txt once did),
+    # so it cannot load a staged IsolationForest bundle the orchestrator loaded fine. (A bad
+    # model no longer fails anything but its own device: it is refused before it is staged.)
+    from sklearn.ensemble import IsolationForest
+
+    from scoring.detectors import DetectorModel
+
+    forest = IsolationForest(n_estimators=5, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 1)))
+    save_bundle(platform.resources["blob"], ModelBundle("1", "forest", {"1": DetectorModel(forest),
+                                                                        "2": DetectorModel(forest)}))
+    image = tmp_path / "image-without-skops" / "skops"
+    image.mkdir(parents=True)
+    (image / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'skops'\", name='skops')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{image.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name())
 
     with pytest.raises(RuntimeError) as failure:
@@ -195,7 +205,7 @@ def test_azureml_failed_job_fails_the_run_with_its_name(platform, azurite, tmp_p
     # The job's own exception came back over Pipes and is on the run's event log.
     closed = [e.dagster_event.engine_event_data.error for e in platform.instance.all_logs(
         run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT) if "closed with exception" in e.message]
-    assert closed[0].cls_name == "ValueError" and "one value per reading" in closed[0].message
+    assert closed[0].cls_name == "ModelFormatError" and "No module named 'skops'" in closed[0].message
     assert (Path(backend.jobs_dir) / failed[0] / "user_logs" / "std_log.txt").as_uri() in message
     assert platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR).empty
 

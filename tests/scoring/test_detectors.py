@@ -219,3 +219,23 @@ def test_training_samples_of_one_step_pipelines(detector, samples):
     assert DetectorModel(pipeline).detector == type(pipeline.steps[0][1]).__name__
     got = training_samples(pipeline)
     assert got == (samples if samples is not None else training_samples(pipeline.steps[0][1]))
+
+
+def test_detector_sizes_and_parameters_are_bounded(monkeypatch):
+    from sklearn.ensemble import IsolationForest
+
+    from scoring import detectors
+
+    x = np.random.default_rng(0).normal(size=(60, 1))
+    forest = sio.dumps(IsolationForest(n_estimators=10, random_state=0).fit(x))
+    monkeypatch.setattr(detectors, "MAX_TREES", 5)
+    with pytest.raises(ModelFormatError, match=r"IsolationForest has 10 trees, outside 1..5 \(MAX_TREES\)"):
+        load_detector(forest)
+    monkeypatch.setattr(detectors, "MAX_TREES", 1000)
+    monkeypatch.setattr(detectors, "MAX_TREE_NODES", 20)
+    with pytest.raises(ModelFormatError, match=r"over 20 \(MAX_TREE_NODES\)"):
+        load_detector(forest)
+    lof = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(x)
+    lof.offset_ = float("nan")
+    with pytest.raises(ModelFormatError, match="offset_ holds NaN"):
+        load_detector(sio.dumps(lof))

@@ -154,3 +154,74 @@ def test_a_shard_of_devices_without_models_is_reported(bundles):
     assert result.predictions.empty
     assert sorted(result.missing_models["device"]) == ["new1", "new2"]
     assert result.missing_models["rows"].sum() == 20
+
+
+# One device's model never takes the shard down (issue 11, case 9).
+
+def _windows(devices, sensors=("1", "2"), n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    keys = [(d, s) for d in devices for s in sensors]
+    return pd.DataFrame({
+        "ts": np.tile(pd.date_range("2026-03-01T01:00:05", periods=n, freq="5s"), len(keys)),
+        "device": np.repeat([d for d, _ in keys], n), "sensor": np.repeat([s for _, s in keys], n),
+        "value": rng.uniform(10, 15, n * len(keys)),
+    })
+
+
+def _bundle(device, **models):
+    from tests.forged_bundles import good_model
+
+    return ModelBundle(device, f"{device}-v1", {"1": good_model(), "2": good_model(seed=1), **models})
+
+
+def _overflowing_poly():
+    """Finite, valid parameters whose polynomial overflows to infinity on ordinary readings."""
+    return SensorModel(mean=np.array([0.0]), scale=np.array([1e-300]), support_vectors=np.ones((1, 1)),
+                       dual_coef=np.ones(1), intercept=0.0, kernel="poly", gamma=1.0, coef0=0.0, degree=10)
+
+
+class _BrokenDetector:
+    metadata: dict = {}
+
+    def score(self, values):
+        raise RuntimeError("tree node out of range")
+
+
+def _unvalidated(model, **values):
+    """A model whose fields were changed after validation (as unpickling could)."""
+    for name, value in values.items():
+        object.__setattr__(model, name, value)
+    return model
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_overflowing_poly, "gave non-finite scores for 50 of 50 windows"),
+    (lambda: _unvalidated(SensorModel.from_pipeline(random_pipeline(np.random.default_rng(1), "rbf")),
+                          intercept=float("nan")), "gave non-finite scores"),
+    (_BrokenDetector, "failed to score: RuntimeError: tree node out of range"),
+    (lambda: _unvalidated(SensorModel.from_pipeline(random_pipeline(np.random.default_rng(1), "rbf")),
+                          support_vectors=np.zeros((3, 2))), "model cannot be scored: ValueError"),
+], ids=["overflowing poly", "NaN intercept", "raising detector", "two features"])
+def test_a_device_whose_model_fails_is_refused_and_the_shard_is_scored(bad, reason):
+    bundles = {d: _bundle(d) for d in ("a", "c")} | {"b": _bundle("b", **{"2": bad()})}
+    rows = _windows(["a", "b", "c"])
+
+    scores = score_shard(rows, bundles)
+
+    assert scores.refused["device"].tolist() == ["b"]
+    assert scores.refused["reason"].iloc[0].startswith("sensor 2: ") and reason in scores.refused["reason"].iloc[0]
+    assert sorted(scores.predictions["device"].unique()) == ["a", "c"] and len(scores.predictions) == 200
+    assert np.isfinite(scores.predictions["score"]).all() and scores.missing_models.empty
+    clean = score_shard(rows[rows["device"] != "b"], {d: bundles[d] for d in ("a", "c")}).predictions
+    pd.testing.assert_frame_equal(scores.predictions.reset_index(drop=True).astype({"model_version": str}),
+                                  clean.reset_index(drop=True).astype({"model_version": str}))
+
+
+def test_a_clean_shard_has_no_refusals():
+    bundles = {d: _bundle(d) for d in ("a", "b")}
+    rows = _windows(["a", "b", "z"])  # z has no model: missing, not refused
+
+    scores = score_shard(rows, bundles)
+
+    assert scores.refused.empty and list(scores.refused.columns) == ["device", "reason"]
+    assert scores.missing_models["device"].unique().tolist() == ["z"]

@@ -14,7 +14,7 @@ from bscore_assets.settings import Settings
 from resources.blob import LocalBlobStore
 from scoring.detectors import DetectorModel
 from scoring.model_format import SensorModel
-from scoring.model_import import read_model_dir
+from scoring.model_import import parse_model_file_name, read_model_dir, scan_model_dir
 from scoring.model_store import current_version, load_current_bundles
 
 
@@ -29,7 +29,7 @@ def test_read_model_dir_builds_one_bundle_per_device(reference_dir):
 
 def test_skops_detector_files_are_imported(tmp_path):
     lof = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(np.random.default_rng(0).normal(size=(50, 1)))
-    (tmp_path / "model_dev_a_7.skops").write_bytes(sio.dumps(lof))
+    (tmp_path / "model_dev%5Fa_7.skops").write_bytes(sio.dumps(lof))  # a _ in a device id is written %5F
     (tmp_path / "notes.txt").write_text("not a model")
 
     bundles = read_model_dir(tmp_path)
@@ -71,3 +71,112 @@ def test_cli_refuses_a_malicious_pickle_naming_file_and_global(tmp_path, bscore_
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no model_<device>_<sensor> files"):
         read_model_dir(tmp_path)
+
+
+# Names (issue 11, case 16) and validation at import (cases 6 and 9).
+
+def fitted_pipeline(seed: int = 0, **svm):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    x = np.random.default_rng(seed).uniform(10, 15, (80, 1))
+    return Pipeline([("scaler", StandardScaler()), ("classifier", OneClassSVM(gamma=0.01, **svm))]).fit(x)
+
+
+@pytest.mark.parametrize("name, device, sensor", [
+    ("model_1_3.pkl", "1", "3"),
+    ("model_1_flow_rate", "1", "flow_rate"),
+    ("model_1_flow_rate.pickle", "1", "flow_rate"),
+    ("model_pump%5F7_3", "pump_7", "3"),
+    ("model_1_temp.1", "1", "temp.1"),
+    ("model_1_flow.rate.pkl", "1", "flow.rate"),
+])
+def test_names_split_at_the_first_underscore_after_model(name, device, sensor):
+    assert parse_model_file_name(name)[:2] == (device, sensor)
+
+
+@pytest.mark.parametrize("name, fix", [
+    ("model_1", "cannot tell device from sensor; name it model_<device>_<sensor>"),
+    ("model__3", "cannot tell device from sensor"),
+    ("model_1_flow.rate", "Add .pkl or .skops to the name"),
+    ("model_1_a b", "breaks the id rule"),
+])
+def test_ambiguous_names_are_refused_naming_the_fix(name, fix):
+    with pytest.raises(ValueError, match=fix):
+        parse_model_file_name(name)
+
+
+def test_every_file_is_imported_or_refused_with_a_reason(tmp_path):
+    good = pickle.dumps(fitted_pipeline())
+    nan = fitted_pipeline()
+    nan.steps[1][1].support_vectors_[0, 0] = np.nan
+    (tmp_path / "model_1_3.pkl").write_bytes(good)
+    (tmp_path / "model_1_flow_rate").write_bytes(good)
+    (tmp_path / "model_2_1").write_bytes(good)
+    (tmp_path / "model_2_2.pkl").write_bytes(pickle.dumps(nan))
+    (tmp_path / "model_3_1").write_bytes(good)
+    (tmp_path / "model_3_1.pkl").write_bytes(good)
+    (tmp_path / "model_4").write_bytes(good)
+    (tmp_path / "README.md").write_text("notes")
+
+    found = scan_model_dir(tmp_path)
+
+    assert list(found.bundles) == ["1"] and sorted(found.bundles["1"].models) == ["3", "flow_rate"]
+    assert sorted(found.refused) == ["model_2_2.pkl", "model_3_1", "model_3_1.pkl", "model_4"]
+    assert found.refused["model_2_2.pkl"] == f"{tmp_path / 'model_2_2.pkl'}: support_vectors holds NaN or infinite values"
+    assert "also in model_3_1.pkl; keep one of them" in found.refused["model_3_1"]
+    assert "cannot tell device from sensor" in found.refused["model_4"]
+    assert found.devices_refused == {"2": ["model_2_2.pkl"], "3": ["model_3_1.pkl", "model_3_1"]}
+    assert found.not_models == {"README.md": "not named model_<device>_<sensor>"}
+    with pytest.raises(ValueError, match="model_2_2.pkl: support_vectors holds NaN"):
+        read_model_dir(tmp_path)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.steps[1][1].dual_coef_.__setitem__((0, 0), np.inf), "dual_coef holds NaN or infinite"),
+    (lambda p: setattr(p.steps[0][1], "mean_", np.array([np.nan])), "mean holds NaN or infinite"),
+    (lambda p: setattr(p.steps[1][1], "_intercept_", np.array([np.nan])), "intercept nan is not a finite number"),
+], ids=["inf dual coefficient", "NaN scaler mean", "NaN intercept"])
+def test_non_finite_parameters_are_refused_at_import(tmp_path, damage, reason):
+    pipeline = fitted_pipeline()
+    damage(pipeline)
+    (tmp_path / "model_1_1").write_bytes(pickle.dumps(pipeline))
+
+    assert reason in scan_model_dir(tmp_path).refused["model_1_1"]
+
+
+def test_two_features_and_huge_poly_degrees_are_refused_at_import(tmp_path):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    (tmp_path / "model_1_1").write_bytes(pickle.dumps(Pipeline([("s", StandardScaler()), ("c", OneClassSVM())]).fit(x)))
+    (tmp_path / "model_1_2").write_bytes(pickle.dumps(fitted_pipeline(kernel="poly", degree=40)))
+    lof = LocalOutlierFactor(n_neighbors=5, novelty=True).fit(x)
+    (tmp_path / "model_1_3.skops").write_bytes(sio.dumps(lof))
+
+    refused = scan_model_dir(tmp_path).refused
+
+    assert "the model has 2 features" in refused["model_1_1"]
+    assert "degree 40 is outside 0..10 (MAX_POLY_DEGREE)" in refused["model_1_2"]
+    assert "LocalOutlierFactor has 2 features" in refused["model_1_3.skops"]
+
+
+def test_cli_imports_the_good_devices_and_refuses_the_rest_by_name(tmp_path, bscore_home):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "model_1_3.pkl").write_bytes(pickle.dumps(fitted_pipeline()))
+    (folder / "model_2_1").write_bytes(b"not a pickle")
+    (folder / "notes.txt").write_text("x")
+
+    result = CliRunner().invoke(main, ["models", "import", str(folder)])
+
+    assert result.exit_code == 2
+    assert "device 1: 1 model(s)" in result.output and "skipped notes.txt: not named" in result.output
+    assert f"refused {folder / 'model_2_1'}: not a readable model pickle" in result.output
+    assert "device 2: not imported (refused: model_2_1); its current bundle is unchanged" in result.output
+    assert "1 device bundle(s) imported and registered as current; 1 file(s) refused" in result.output
+    blobs = LocalBlobStore(root=Settings.from_env().blob_url)
+    assert current_version(blobs, "1") is not None and current_version(blobs, "2") is None

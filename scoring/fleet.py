@@ -1,0 +1,99 @@
+"""Which sensor ids belong to the fleet: the rules that keep junk ids from becoming partitions.
+
+Every sensor id becomes a ``sensors`` partition, and so a prediction file of every hour
+scored, so an id is admitted only when it is declared (``BSCORE_SENSORS``, an allow-list)
+or, without an allow-list, once it is seen from enough devices
+(``BSCORE_SENSOR_MIN_DEVICES``, capped at the fleet's size so that a fleet of one device
+admits its own sensors). With an allow-list, readings of other sensors are dead-lettered
+with the reason ``undeclared_sensor_reason`` gives. Pure functions: no I/O, no Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_SENSOR_MIN_DEVICES = 2
+
+
+def parse_sensor_list(text: str | None) -> tuple[str, ...]:
+    """The sensor ids of a comma-separated allow-list (``BSCORE_SENSORS``); empty: no allow-list.
+
+    >>> parse_sensor_list(" 1, 2,flow_rate ,")
+    ('1', '2', 'flow_rate')
+    """
+    return tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+
+
+def undeclared_sensor_reason(sensor: str, declared: Collection[str]) -> str | None:
+    """Why a reading of ``sensor`` is refused, or ``None`` when it is admitted.
+
+    Parameters
+    ----------
+    sensor : str
+        The reading's sensor id.
+    declared : collection of str
+        The allow-list (``Settings.sensors``); empty means no allow-list, and every sensor
+        is admitted here (the device threshold then decides about partitions).
+
+    Examples
+    --------
+    >>> undeclared_sensor_reason("junk-17", ("1", "2"))
+    "undeclared sensor 'junk-17': not in BSCORE_SENSORS (1, 2)"
+    >>> undeclared_sensor_reason("1", ("1", "2")) is None
+    True
+    """
+    if not declared or sensor in declared:
+        return None
+    listed = sorted(declared)
+    shown = ", ".join(listed[:10]) + (f", ... ({len(listed)} in all)" if len(listed) > 10 else "")
+    return f"undeclared sensor {sensor!r}: not in BSCORE_SENSORS ({shown})"
+
+
+def undeclared_sensor_mask(sensors, declared: Collection[str]) -> np.ndarray:
+    """``True`` for each sensor id (a column) that ``undeclared_sensor_reason`` refuses; vectorized."""
+    sensors = pd.Series(sensors, copy=False)
+    if not declared:
+        return np.zeros(len(sensors), dtype=bool)
+    return ~sensors.isin(list(declared)).to_numpy()
+
+
+def admitted_sensors(devices_per_sensor: Mapping[str, int], fleet_size: int,
+                     min_devices: int = DEFAULT_SENSOR_MIN_DEVICES,
+                     declared: Collection[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """Split the sensors seen into those that may become partitions and those held back.
+
+    Parameters
+    ----------
+    devices_per_sensor : mapping
+        Sensor id to how many devices have sent it.
+    fleet_size : int
+        How many devices have sent anything.
+    min_devices : int
+        Devices that must have sent a sensor before it is admitted; capped at
+        ``fleet_size``, so a one-device install admits its sensors.
+    declared : collection of str
+        The allow-list; when given, exactly the declared sensors are admitted.
+
+    Returns
+    -------
+    (list of str, dict)
+        The admitted sensors (sorted), and ``{sensor: reason}`` for those held back.
+    """
+    admitted, held = [], {}
+    needed = max(1, min(int(min_devices), int(fleet_size)))
+    for sensor, count in sorted(devices_per_sensor.items()):
+        if declared:
+            reason = undeclared_sensor_reason(sensor, declared)
+        elif count < needed:
+            reason = (f"sensor {sensor!r} seen from {count} device(s), fewer than {needed} "
+                      "(BSCORE_SENSOR_MIN_DEVICES; or declare it in BSCORE_SENSORS)")
+        else:
+            reason = None
+        if reason is None:
+            admitted.append(sensor)
+        else:
+            held[sensor] = reason
+    return admitted, held

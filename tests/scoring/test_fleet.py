@@ -1,0 +1,49 @@
+"""Which sensor ids may become partitions: declared ones, or ones seen from enough devices."""
+
+import numpy as np
+import pytest
+
+from bscore_assets.settings import Settings
+from scoring.fleet import admitted_sensors, parse_sensor_list, undeclared_sensor_mask, undeclared_sensor_reason
+
+
+def test_a_sensor_needs_enough_devices():
+    counts = {"1": 3, "2": 2, "junk-1": 1, "junk-2": 1}
+
+    admitted, held = admitted_sensors(counts, fleet_size=3, min_devices=2)
+
+    assert admitted == ["1", "2"] and sorted(held) == ["junk-1", "junk-2"]
+    assert "seen from 1 device(s), fewer than 2 (BSCORE_SENSOR_MIN_DEVICES" in held["junk-1"]
+
+
+@pytest.mark.parametrize("fleet_size, min_devices, expected", [(1, 2, ["1", "2"]), (2, 5, ["1"]), (3, 1, ["1", "2"])])
+def test_the_threshold_is_capped_at_the_fleet_size(fleet_size, min_devices, expected):
+    counts = {"1": fleet_size, "2": 1}
+
+    assert admitted_sensors(counts, fleet_size, min_devices)[0] == expected
+
+
+def test_an_allow_list_admits_exactly_the_declared_sensors():
+    admitted, held = admitted_sensors({"1": 1, "2": 5, "x": 9}, fleet_size=9, min_devices=2, declared=("1", "2"))
+
+    assert admitted == ["1", "2"] and list(held) == ["x"]
+    assert held["x"] == "undeclared sensor 'x': not in BSCORE_SENSORS (1, 2)"
+
+
+def test_undeclared_sensor_reason_and_mask():
+    assert undeclared_sensor_reason("7", ()) is None and undeclared_sensor_reason("7", ("7",)) is None
+    many = [f"s{i:02d}" for i in range(12)]
+    assert undeclared_sensor_reason("x", many).endswith("s09, ... (12 in all))")
+    np.testing.assert_array_equal(undeclared_sensor_mask(["1", "x", "2"], {"1", "2"}), [False, True, False])
+    np.testing.assert_array_equal(undeclared_sensor_mask(["1", "x"], ()), [False, False])
+
+
+def test_settings_read_the_sensor_rules(tmp_path):
+    settings = Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_SENSORS": " 1, 2 ,flow_rate,,",
+                                  "BSCORE_SENSOR_MIN_DEVICES": "3"})
+
+    assert settings.sensors == ("1", "2", "flow_rate") and settings.sensor_min_devices == 3
+    assert Settings.from_env({"BSCORE_HOME": str(tmp_path)}).sensor_min_devices == 2
+    assert parse_sensor_list(None) == ()
+    with pytest.raises(ValueError, match="BSCORE_SENSOR_MIN_DEVICES='0' is not a whole number of at least 1"):
+        Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_SENSOR_MIN_DEVICES": "0"})

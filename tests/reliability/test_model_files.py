@@ -45,8 +45,12 @@ from tests.conftest import postgres_database, sqlalchemy_postgres_url  # noqa: E
 from tests.forged_bundles import write_forged  # noqa: E402
 
 
-def coverage_of(result):
-    return next(c for c in result.get_asset_check_evaluations() if c.check_name == "scoring_coverage")
+def refused_scoring(platform):
+    """Score the hour: a refused model fails ``scoring_coverage`` at ERROR (the CLI exits 1 naming
+    it) after the rest of the fleet is stored; returns that check."""
+    with pytest.raises(ChecksFailed, match="scoring_coverage") as failed:
+        platform.score(SCORE_START, SCORE_START)
+    return failed.value.reports[-1].check("scoring_coverage")
 
 
 @pytest.fixture
@@ -80,11 +84,9 @@ def test_on_postgresql_a_nan_parameter_is_refused_at_import_and_at_load(pg_platf
     write_forged(blob, ModelBundle("2", "forged", trained.models), "3",
                  {"support_vectors": np.full(trained.models["3"].support_vectors.shape, np.nan)})
 
-    [result] = platform.score(SCORE_START, SCORE_START)
-
-    coverage = coverage_of(result)
-    assert not coverage.passed and coverage.severity.value == "ERROR"
-    refused = coverage.metadata["devices_model_refused"].value
+    coverage = refused_scoring(platform)
+    assert not coverage.passed and coverage.severity == "ERROR"
+    refused = coverage.metadata["devices_model_refused"]
     assert list(refused) == ["2"] and "sensor 3: support_vectors holds NaN" in refused["2"]
     predictions = platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)
     assert sorted(predictions["device"].unique()) == ["1", "3"] and len(predictions) == 2 * 5 * 720
@@ -108,10 +110,7 @@ def test_one_bad_model_refuses_its_device_and_the_fleet_is_scored(platform, simu
     blob = platform.resources["blob"]
     damage(blob, ModelBundle("2", "forged", load_current_bundles(blob, ["2"])["2"].models))
 
-    [result] = platform.score(SCORE_START, SCORE_START)
-
-    assert result.success
-    refused = coverage_of(result).metadata["devices_model_refused"].value
+    refused = refused_scoring(platform).metadata["devices_model_refused"]
     assert list(refused) == ["2"] and refused["2"]
     predictions = platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)
     assert sorted(predictions["device"].unique()) == ["1", "3"] and len(predictions) == 2 * 5 * 720

@@ -77,7 +77,7 @@ def walk_away():
     shutil.rmtree(tmp_path, ignore_errors=True)
     tmp_path.mkdir(parents=True)
     now = pd.Timestamp.now("UTC").tz_localize(None)
-    if now.minute >= 52:  # the hour would change under the test: wait for the next one
+    if now.minute >= 57:  # the ticks would fall in the next hour: wait for it
         time.sleep((now.ceil("h") - now).total_seconds() + 5)
         now = pd.Timestamp.now("UTC").tz_localize(None)
     current = now.floor("h")
@@ -130,8 +130,11 @@ def walk_away():
 
 
 def latest_models(instance) -> dict:
-    records = instance.fetch_materializations(dg.AssetKey("device_models"), limit=100).records
-    return {r.asset_materialization.partition: r for r in records}
+    """The newest ``device_models`` materialization of each device (records come newest first)."""
+    latest = {}
+    for record in instance.fetch_materializations(dg.AssetKey("device_models"), limit=100).records:
+        latest.setdefault(record.asset_materialization.partition, record)
+    return latest
 
 
 def test_daemon_ingests_scores_and_retrains_without_poisoning(walk_away):

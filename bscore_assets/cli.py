@@ -29,7 +29,7 @@ def _ops(settings: Settings | None = None):
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from bscore_assets.operations import Operations, local_instance
-    from definitions import build_defs
+    from bscore_assets.definitions import build_defs
 
     settings = settings or _settings()
     try:

@@ -103,6 +103,29 @@ def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tup
     return ts, device, sensor, value
 
 
+def parse_bodies_rowwise(bodies, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tuple[list, list, list]:
+    """The reference parser, one event at a time: (rows, index of each row's body, rejections)."""
+    rows, accepted, rejected = [], [], []
+    for i, body in enumerate(bodies):
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        try:
+            if len(text) > MAX_EVENT_BYTES:
+                raise ValueError(f"oversized: event is {len(text)} bytes, more than {MAX_EVENT_BYTES}")
+            try:
+                event = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+            if not isinstance(event, dict):
+                raise ValueError("not an object: event is not a JSON object")
+            rows.append(_parse_event(event, min_ts, max_ts))
+            accepted.append(i)
+        except ValueError as exc:
+            rejected.append((text[:MAX_EVENT_BYTES], str(exc)))
+        except (OverflowError, RecursionError) as exc:  # a huge number, or deeply nested JSON
+            rejected.append((text[:MAX_EVENT_BYTES], f"malformed JSON: {type(exc).__name__}"))
+    return rows, accepted, rejected
+
+
 def parse_event_bodies(
     bodies: list[bytes | str],
     *,
@@ -127,30 +150,15 @@ def parse_event_bodies(
         Accepted readings in event order, and the rejected bodies with a reason each.
     """
     now = now if now is not None else pd.Timestamp.now("UTC").tz_localize(None)
-    min_ts, max_ts = now - max_age, now + max_ahead
-    rows, rejected = [], []
-    for body in bodies:
-        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-        try:
-            if len(text) > MAX_EVENT_BYTES:
-                raise ValueError(f"oversized: event is {len(text)} bytes, more than {MAX_EVENT_BYTES}")
-            try:
-                event = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
-            if not isinstance(event, dict):
-                raise ValueError("not an object: event is not a JSON object")
-            rows.append(_parse_event(event, min_ts, max_ts))
-        except ValueError as exc:
-            rejected.append((text[:MAX_EVENT_BYTES], str(exc)))
-        except (OverflowError, RecursionError) as exc:  # a huge number, or deeply nested JSON
-            rejected.append((text[:MAX_EVENT_BYTES], f"malformed JSON: {type(exc).__name__}"))
-    readings = (
-        pd.DataFrame(rows, columns=READING_COLUMNS).astype({"ts": "datetime64[ns]", "value": "float64"})
-        if rows
-        else empty_readings()
-    )
-    return ParsedBatch(readings, pd.DataFrame(rejected, columns=["body", "reason"]))
+    rows, _, rejected = parse_bodies_rowwise(bodies, now - max_age, now + max_ahead)
+    return ParsedBatch(readings_frame(rows), pd.DataFrame(rejected, columns=["body", "reason"]))
+
+
+def readings_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Canonical readings from ``(ts, device, sensor, value)`` tuples."""
+    if not rows:
+        return empty_readings()
+    return pd.DataFrame(rows, columns=READING_COLUMNS).astype({"ts": "datetime64[ns]", "value": "float64"})
 
 
 def readings_to_event_bodies(readings: pd.DataFrame) -> list[str]:

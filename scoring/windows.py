@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings"]
 
@@ -45,22 +47,45 @@ def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd
         ``ts`` (window end), ``device``, ``sensor``, ``value`` (mean), ``readings`` (count),
         sorted by device, sensor and ts.
     """
+    return window_means_table(readings, window_seconds).to_pandas()
+
+
+def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 5) -> pa.Table:
+    """:func:`tumbling_window_means` in columns: a pyarrow hash group-by, no Python per row.
+
+    Parameters
+    ----------
+    readings : DataFrame or pyarrow Table
+        Canonical readings (``ts, device, sensor, value``); ``device`` and ``sensor`` may be
+        dictionary-encoded.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``ts`` (``timestamp[ns]``, window end), ``device``, ``sensor`` (strings), ``value``
+        (mean), ``readings`` (count), sorted by device, sensor and ts.
+    """
     if not isinstance(window_seconds, (int, np.integer)) or window_seconds <= 0 or 3600 % window_seconds:
         raise ValueError(f"window_seconds={window_seconds!r} must be a whole number of seconds dividing 3600")
-    if readings.empty:
-        return pd.DataFrame(
-            {
-                "ts": pd.Series([], dtype="datetime64[ns]"),
-                "device": pd.Series([], dtype=object),
-                "sensor": pd.Series([], dtype=object),
-                "value": pd.Series([], dtype="float64"),
-                "readings": pd.Series([], dtype="int64"),
-            }
-        )
-    keyed = readings.assign(ts=window_ends(readings["ts"], window_seconds))
-    grouped = keyed.groupby(["device", "sensor", "ts"], sort=True, observed=True)["value"]
-    out = grouped.agg(["mean", "size"]).reset_index()
-    out = out.rename(columns={"mean": "value", "size": "readings"})
-    out["readings"] = out["readings"].astype("int64")
-    return out[AGGREGATE_COLUMNS]
+    table = readings if isinstance(readings, pa.Table) else pa.Table.from_pandas(
+        readings[["ts", "device", "sensor", "value"]], preserve_index=False)
+    if not len(table):
+        return pa.table({"ts": pa.array([], pa.timestamp("ns")), "device": pa.array([], pa.string()),
+                         "sensor": pa.array([], pa.string()), "value": pa.array([], pa.float64()),
+                         "readings": pa.array([], pa.int64())})
+    ns = pc.cast(pc.cast(table["ts"], pa.timestamp("ns")), pa.int64()).to_numpy()
+    width = np.int64(window_seconds) * 1_000_000_000
+    ends = -(-ns // width) * width  # a boundary ends its window: (end - length, end]
+    keyed = pa.table({"device": _plain(table["device"]), "sensor": _plain(table["sensor"]),
+                      "ts": pa.array(ends), "value": pc.cast(table["value"], pa.float64())})
+    out = keyed.group_by(["device", "sensor", "ts"]).aggregate([("value", "mean"), ("value", "count")])
+    out = out.sort_by([("device", "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
+    return pa.table({"ts": pc.cast(out["ts"], pa.timestamp("ns")), "device": out["device"], "sensor": out["sensor"],
+                     "value": out["value_mean"], "readings": pc.cast(out["value_count"], pa.int64())})
 
+
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string column, decoding dictionary chunks (their dictionaries may differ part to part)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.cast(pa.string()) if column.type != pa.string() else column

@@ -141,6 +141,13 @@ def _arrow_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
     return pa.table(arrays, names=columns)
 
 
+def _sqlite_ts_text(ts: pa.ChunkedArray) -> pa.Array:
+    """Timestamps as SQLAlchemy's SQLite text; an hour's rows share few distinct times, and
+    formatting each distinct one once is many times faster than formatting every row."""
+    encoded = pc.dictionary_encode(ts.combine_chunks())
+    return pc.strftime(encoded.dictionary, SQLITE_TS_FORMAT).take(encoded.indices)
+
+
 def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
     """COPY ``frame`` into ``table`` on the transaction's own psycopg connection, as CSV that
     pyarrow writes in columns (no Python object per row or value)."""
@@ -235,7 +242,7 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, del
     data = None
     if len(frame):
         data = _arrow_table(frame, columns)
-        data = data.set_column(columns.index("ts"), "ts", pc.strftime(data["ts"], SQLITE_TS_FORMAT))
+        data = data.set_column(columns.index("ts"), "ts", _sqlite_ts_text(data["ts"]))
     import adbc_driver_manager.dbapi as adbc
 
     statement = _literal_sql(delete, engine.dialect)

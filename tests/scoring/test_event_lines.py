@@ -146,3 +146,10 @@ def test_canonical_events_take_the_columnar_path_whole():
     assert len(got.readings) == 1000 and got.rejected.empty
     _, columnar = _fast_readings(_lines(data), NOW - pd.Timedelta(days=1), NOW)
     assert columnar.all()  # no line needed the row-wise parser
+
+
+def test_lines_parsed_in_parallel_slices_give_the_same_result(monkeypatch):
+    import scoring.event_lines
+
+    monkeypatch.setattr(scoring.event_lines, "_SLICE_LINES", 7)  # many threads, each on a few lines
+    assert_same(("\n".join(HOSTILE * 3) + "\n").encode("utf-8"))

@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.series_keys import series_codes
+
 AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings"]
 
 
@@ -51,7 +53,10 @@ def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd
 
 
 def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 5) -> pa.Table:
-    """:func:`tumbling_window_means` in columns: a pyarrow hash group-by, no Python per row.
+    """:func:`tumbling_window_means` in columns, no Python per row.
+
+    Device and sensor become integer ranks, so that each (series, window) is one integer;
+    sums and counts are then one ``bincount`` each, already in (device, sensor, ts) order.
 
     Parameters
     ----------
@@ -76,16 +81,30 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
     ns = pc.cast(pc.cast(table["ts"], pa.timestamp("ns")), pa.int64()).to_numpy()
     width = np.int64(window_seconds) * 1_000_000_000
     ends = -(-ns // width) * width  # a boundary ends its window: (end - length, end]
-    keyed = pa.table({"device": _plain(table["device"]), "sensor": _plain(table["sensor"]),
-                      "ts": pa.array(ends), "value": pc.cast(table["value"], pa.float64())})
-    out = keyed.group_by(["device", "sensor", "ts"]).aggregate([("value", "mean"), ("value", "count")])
-    out = out.sort_by([("device", "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
-    return pa.table({"ts": pc.cast(out["ts"], pa.timestamp("ns")), "device": out["device"], "sensor": out["sensor"],
-                     "value": out["value_mean"], "readings": pc.cast(out["value_count"], pa.int64())})
-
-
-def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A string column, decoding dictionary chunks (their dictionaries may differ part to part)."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    return column.cast(pa.string()) if column.type != pa.string() else column
+    value = pc.cast(table["value"], pa.float64()).to_numpy()
+    series, devices, sensors = series_codes(table["device"], table["sensor"])
+    first = ends.min()
+    slots = (ends.max() - first) // width + 1
+    bins = (series.max() + 1) * slots
+    if bins <= max(4 * len(ns), 1 << 22):
+        # One bin per (series, window), in (device, sensor, ts) order: counts and sums by bincount.
+        key = series * slots + (ends - first) // width
+        counts = np.bincount(key, minlength=bins)
+        present = np.flatnonzero(counts)
+        sums = np.bincount(key, weights=value, minlength=bins)[present]
+        counts = counts[present]
+        series_of, slot = present // slots, present % slots
+    else:  # readings spread over a long time: hash the keys instead
+        grouped = (pa.table({"series": series, "ts": ends, "value": value}).group_by(["series", "ts"])
+                   .aggregate([("value", "sum"), ("value", "count")]).sort_by([("series", "ascending"),
+                                                                              ("ts", "ascending")]))
+        series_of = grouped["series"].to_numpy()
+        slot = (grouped["ts"].to_numpy() - first) // width
+        sums, counts = grouped["value_sum"].to_numpy(), grouped["value_count"].to_numpy()
+    return pa.table({
+        "ts": pa.array((first + slot * width).astype("datetime64[ns]")),
+        "device": devices.take(pa.array(series_of // len(sensors))),
+        "sensor": sensors.take(pa.array(series_of % len(sensors))),
+        "value": pa.array(sums / counts),
+        "readings": pa.array(counts.astype(np.int64)),
+    })

@@ -37,3 +37,20 @@ def test_no_parts_and_no_repeats():
     assert read_raw_parts([]).num_rows == 0
     frame = part(np.random.default_rng(2), 500).drop_duplicates(["device", "sensor", "ts"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(read_raw_parts([to_parquet_bytes(frame)]).to_pandas(), frame)
+
+
+def test_parts_spanning_years_drop_repeats_the_same_way():
+    frames = [pd.DataFrame({"ts": pd.to_datetime(["2020-01-01", "2026-01-01", "2020-01-01"]).astype("datetime64[ns]"),
+                            "device": ["a", "a", "a"], "sensor": ["1", "1", "1"], "value": [1.0, 2.0, 3.0]})]
+    got = read_raw_parts([to_parquet_bytes(f) for f in frames]).to_pandas()
+    pd.testing.assert_frame_equal(got, drop_duplicate_readings(frames[0]))
+
+
+def test_dictionary_encoded_result_holds_the_same_readings_and_windows():
+    from scoring.windows import window_means_table
+
+    rng = np.random.default_rng(4)
+    data = [to_parquet_bytes(part(rng, 3000)) for _ in range(3)]
+    plain, encoded = read_raw_parts(data), read_raw_parts(data, dictionary=True)
+    pd.testing.assert_frame_equal(encoded.to_pandas().astype({"device": "str", "sensor": "str"}), plain.to_pandas())
+    assert window_means_table(encoded, 5).equals(window_means_table(plain, 5))

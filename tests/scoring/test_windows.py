@@ -82,3 +82,12 @@ def test_dictionary_encoded_parts_aggregate_like_plain_strings():
     parts = pa.concat_tables([table.slice(0, 1), table.slice(1, 1)])
     encoded = parts.set_column(1, "device", pa.chunked_array([c.dictionary_encode() for c in parts["device"].chunks]))
     assert window_means_table(encoded, 5).equals(window_means_table(table, 5))
+
+
+def test_readings_spread_over_years_aggregate_the_same():
+    readings = frame([("2020-01-01T00:00:01", "b", "1", 1.0), ("2020-01-01T00:00:02", "b", "1", 2.0),
+                      ("2026-01-01T00:00:03", "a", "2", 5.0), ("2026-01-01T00:00:05", "a", "2", 6.0)])
+    out = tumbling_window_means(readings, 5)
+    got = {(r.device, r.sensor, r.ts.isoformat()): (r.value, r.readings) for r in out.itertuples()}
+    assert got == {("a", "2", "2026-01-01T00:00:05"): (5.5, 2), ("b", "1", "2020-01-01T00:00:05"): (1.5, 2)}
+    assert list(out["device"]) == ["a", "b"]

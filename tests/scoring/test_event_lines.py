@@ -1,7 +1,8 @@
 """The columnar JSON-lines parser against the row-wise reference, on hostile input.
 
-``parse_event_lines(data)`` must give exactly what ``parse_event_bodies`` gives for the
-buffer's non-blank lines: the same accepted table (values, order, dtypes) and the same
+``parse_event_lines(data)`` must give exactly what the row-wise ``parse_event_bodies_rowwise``
+gives for the buffer's non-blank lines, and ``parse_event_bodies`` (columnar for large
+batches) what it gives for the same bodies: the same accepted table (values, order, dtypes) and the same
 rejected bodies with the same reasons.
 """
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from scoring.event_lines import _fast_readings, _lines, parse_event_lines
-from scoring.readings import parse_event_bodies
+from scoring.readings import parse_event_bodies, parse_event_bodies_rowwise
 from tests.reliability.test_bad_input import BAD_EVENTS
 from tests.scoring.test_readings import NOW
 
@@ -86,7 +87,7 @@ HOSTILE = [
 
 def reference(data: bytes):
     lines = [line for line in data.decode("utf-8", errors="replace").split("\n") if line.strip()]
-    return parse_event_bodies(lines, now=NOW)
+    return parse_event_bodies_rowwise(lines, now=NOW)
 
 
 def assert_same(data: bytes):
@@ -153,3 +154,18 @@ def test_lines_parsed_in_parallel_slices_give_the_same_result(monkeypatch):
 
     monkeypatch.setattr(scoring.event_lines, "_SLICE_LINES", 7)  # many threads, each on a few lines
     assert_same(("\n".join(HOSTILE * 3) + "\n").encode("utf-8"))
+
+
+@pytest.mark.parametrize("extra", [[], ["a\nb", raw()], ["", "  "], ["\u00a0"], [b"bytes"]])
+def test_event_bodies_parse_as_the_row_wise_reference(extra):
+    bodies = HOSTILE * 8 + extra + [raw(device=f'"{i}"') for i in range(200)]
+    expected, got = parse_event_bodies_rowwise(bodies, now=NOW), parse_event_bodies(bodies, now=NOW)
+    pd.testing.assert_frame_equal(got.readings, expected.readings, check_exact=True)
+    pd.testing.assert_frame_equal(got.rejected, expected.rejected, check_exact=True)
+
+
+def test_bytes_bodies_parse_as_the_row_wise_reference():
+    bodies = [line.encode("utf-8", errors="surrogatepass") for line in HOSTILE * 8] + [b'{"ts": "\xff"}']
+    expected, got = parse_event_bodies_rowwise(bodies, now=NOW), parse_event_bodies(bodies, now=NOW)
+    pd.testing.assert_frame_equal(got.readings, expected.readings, check_exact=True)
+    pd.testing.assert_frame_equal(got.rejected, expected.rejected, check_exact=True)

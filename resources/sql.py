@@ -3,8 +3,11 @@
 SQLite by default; PostgreSQL (``postgresql+psycopg``) and Azure SQL (``mssql+pyodbc``) with
 the same code. Both tables have primary keys, and every write replaces the rows of the hours
 (and sensors) it covers in one transaction, so a re-run never duplicates a row and a crash
-leaves the old rows or the new ones. Bulk inserts take each dialect's fast path: COPY on
-PostgreSQL, ``fast_executemany`` on pyodbc, one executemany elsewhere.
+leaves the old rows or the new ones. Bulk paths move columns, not Python rows: on a SQLite
+file the replace runs on an ADBC connection (delete, then ``adbc_ingest``, one transaction;
+timestamps stored as the text SQLAlchemy writes); on PostgreSQL a COPY of CSV that pyarrow
+writes, inside SQLAlchemy's transaction and its table lock; ``fast_executemany`` on pyodbc.
+Reads from SQLite and PostgreSQL fetch Arrow columns through ADBC.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ predictions = sa.Table(
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
-
 
 
 def engine_options(url: str) -> dict:

@@ -29,7 +29,11 @@ demo: install
 /usr/bin/chromium:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
-test: install node_modules/.installed /usr/bin/chromium
+# bench/fleet_hour.py (and its smoke test) measure peak memory with GNU time.
+/usr/bin/time:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time
+
+test: install node_modules/.installed /usr/bin/chromium /usr/bin/time
 	$(BIN)/python -m pytest
 
 ui: install

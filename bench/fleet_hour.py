@@ -21,7 +21,7 @@ training hour and a measured hour of JSON-lines events straight into a fresh
   predictions (a vectorized stand-in score) written to SQLite and to Parquet per sensor.
 
 Every subprocess's wall time and peak RSS are measured: ``peak_rss_mb`` is the largest single
-process of its tree (``wait4``'s ``ru_maxrss``, as ``/usr/bin/time -v`` reports it) and
+process of its tree (``/usr/bin/time``'s maximum resident set size) and
 ``peak_tree_rss_mb`` the largest sum over the tree sampled every 0.2 s (a process pool's
 workers count together). The JSON ends with the ratios the issue's bars are stated in.
 """
@@ -120,10 +120,17 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def run_measured(command: list[str], env: dict, log: Path) -> dict:
-    """Run a command; its wall time, exit status and peak RSS (largest process, and tree sum)."""
+    """Run a command; its wall time, exit status and peak RSS (largest process, and tree sum).
+
+    The command runs under ``/usr/bin/time``: Linux counts the RSS a process had before
+    ``exec`` in its ``ru_maxrss``, so a child started straight from this (by then large)
+    process would report this process's size; ``time`` is small.
+    """
     started = time.perf_counter()
+    report = log.with_name(f".{log.name}.maxrss")
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(report), *command], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         peak_tree, done = [0], threading.Event()
 
         def sample():
@@ -132,15 +139,16 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         done.set()
         sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}; see {log}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "peak_tree_rss_mb": round(max(peak_tree[0], usage.ru_maxrss) / 1024, 1)}
+    peak = int(report.read_text().split()[-1])  # kB, the command's largest process
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1024, 1),
+            "peak_tree_rss_mb": round(max(peak_tree[0], peak) / 1024, 1)}
 
 
 def measure_ingestion(files: list[Path], now: pd.Timestamp, batch_bytes: int = 64 << 20) -> dict:

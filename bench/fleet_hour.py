@@ -10,7 +10,7 @@ training hour and a measured hour of JSON-lines events straight into a fresh
 
 - ``train``: ``bscore train --from T --to T`` on the training hour (not part of the ratios);
 - ``ingest``: bscore's own parser over the measured hour's landed files, in this process,
-  in batches of whole files up to 64 MiB as the landing hands them over (readings per
+  in batches of whole files up to 32 MiB as the landing hands them over (readings per
   second; the drain's parse step alone);
 - ``end_to_end``: ``bscore score --from H --to H`` of the measured hour, as a subprocess:
   drain, aggregate, score, write predictions;
@@ -151,7 +151,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
             "peak_tree_rss_mb": round(max(peak_tree[0], peak) / 1024, 1)}
 
 
-def measure_ingestion(files: list[Path], now: pd.Timestamp, batch_bytes: int = 64 << 20) -> dict:
+def measure_ingestion(files: list[Path], now: pd.Timestamp, batch_bytes: int = 32 << 20) -> dict:
     """bscore's own parser over landed files, in batches of whole files up to ``batch_bytes``
     as the local landing hands them to the drain."""
     try:

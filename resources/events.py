@@ -132,7 +132,7 @@ class LocalEventSource(EventSource):
             _write_durably(self._dir / f"{sequence:012d}.jsonl", payload)
         return payload.count(b"\n")
 
-    def receive(self, max_events: int = 1_000_000, max_bytes: int = 64 << 20) -> EventBatch | None:
+    def receive(self, max_events: int = 1_000_000, max_bytes: int = 32 << 20) -> EventBatch | None:
         """Whole landing files after the checkpoint, until ``max_events`` events or ``max_bytes``
         bytes are reached (at least one file), as one newline-delimited ``payload``."""
         after = self._checkpoint()

@@ -165,7 +165,7 @@ def _fast_readings(lines: pa.LargeBinaryArray, min_ts: pd.Timestamp, max_ts: pd.
         return None, good
     buf = np.frombuffer(lines.buffers()[2], dtype=np.uint8)  # the data, then _PAD zero bytes
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
-    quotes = _positions(buf[: offsets[-1]], 34)
+    quotes = _positions(buf[offsets[0] : offsets[-1]], 34) + offsets[0]
     first = np.searchsorted(quotes, offsets[:-1][good])
     at = lambda k: quotes[first + k]  # noqa: E731  (position of the line's k-th quote)
     ts, valid = _times(buf, at(2) + 1, at(3))
@@ -181,16 +181,16 @@ def _fast_readings(lines: pa.LargeBinaryArray, min_ts: pd.Timestamp, max_ts: pd.
     return readings, good
 
 
-_SLICE_LINES = 250_000  # below this, one thread: the work is too small to share
+_SLICE_LINES = 100_000  # lines per slice: bounds the working memory (~120 bytes a line) and feeds threads
 
 
 def _fast_readings_parallel(lines: pa.LargeBinaryArray, min_ts, max_ts):
-    """:func:`_fast_readings` over slices of the lines in threads (numpy and pyarrow release the GIL)."""
-    workers = min(os.cpu_count() or 1, 4, max(1, len(lines) // _SLICE_LINES))
-    if workers == 1:
+    """:func:`_fast_readings` over slices of the lines, in threads (numpy and pyarrow release the GIL)."""
+    slices = max(1, -(-len(lines) // _SLICE_LINES))
+    if slices == 1:
         return _fast_readings(lines, min_ts, max_ts)
-    bounds = np.linspace(0, len(lines), workers + 1).astype(int)
-    with ThreadPoolExecutor(workers) as pool:
+    bounds = np.linspace(0, len(lines), slices + 1).astype(int)
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, 4)) as pool:
         results = list(pool.map(lambda ab: _fast_readings(lines.slice(ab[0], ab[1] - ab[0]), min_ts, max_ts),
                                 zip(bounds[:-1], bounds[1:])))
     tables = [table for table, _ in results if table is not None]

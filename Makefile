@@ -40,7 +40,12 @@ postgresql-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
 
-test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql postgresql-server
+
+# bench/fleet_hour.py (and its smoke test) measure peak memory with GNU time.
+/usr/bin/time:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time
+
+test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql /usr/bin/time postgresql-server
 	$(BIN)/python -m pytest
 
 ui: install

@@ -8,7 +8,8 @@ import hashlib
 import pandas as pd
 
 from resources.blob import BlobStore
-from scoring.readings import drop_duplicate_readings, empty_readings
+from scoring.raw_parts import read_raw_parts
+from scoring.readings import empty_readings
 
 BLOB_HOUR_FORMAT = "%Y-%m-%dT%H"
 
@@ -54,10 +55,10 @@ def prediction_key(hour: pd.Timestamp, sensor: str) -> str:
 
 def read_raw_hour(blob: BlobStore, hour: pd.Timestamp) -> pd.DataFrame:
     """Every reading stored for the hour, each (device, sensor, ts) once."""
-    parts = [blob.read_parquet(key) for key in raw_parts(blob, hour)]
+    parts = raw_parts(blob, hour)
     if not parts:
         return empty_readings()
-    return drop_duplicate_readings(pd.concat(parts, ignore_index=True))
+    return read_raw_parts([blob.read_bytes(key) for key in parts]).to_pandas()
 
 
 def hours_between(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:

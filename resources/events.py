@@ -20,11 +20,34 @@ import dagster as dg
 
 @dataclass(frozen=True)
 class EventBatch:
-    """Raw bodies received together, and what to commit once they are stored."""
+    """Raw bodies received together, and what to commit once they are stored.
 
-    bodies: list[str]
+    A source that holds its events as newline-delimited JSON (the landing folder) hands them
+    over as one ``payload`` of bytes, which ``scoring.event_lines.parse_event_lines`` parses
+    in columns; ``bodies`` then splits it on demand for code that wants one string per event.
+    """
+
+    body_list: list[str] | None  # one string per event, or None when ``payload`` holds them
     label: str  # names what was read, stable across re-deliveries of the same events
     checkpoint: dict = field(default_factory=dict)
+    payload: bytes | None = None  # newline-delimited events
+
+    @property
+    def bodies(self) -> list[str]:
+        """One string per event (the payload's non-blank lines, split on ``\\n`` only)."""
+        if self.body_list is not None:
+            return self.body_list
+        return payload_bodies(self.payload or b"")
+
+
+def payload_bodies(payload: bytes) -> list[str]:
+    """The events of newline-delimited bytes: split on ``\\n`` only, blank lines skipped.
+
+    ``str.splitlines`` would also split on U+2028, U+2029 and other separators that JSON
+    allows inside a string, cutting one event in two.
+    """
+    text = payload.decode("utf-8", errors="replace")
+    return [line for line in text.split("\n") if line.strip()]
 
 
 class EventSource(dg.ConfigurableResource, ABC):
@@ -97,19 +120,37 @@ class LocalEventSource(EventSource):
             _write_durably(self._dir / f"{sequence:012d}.jsonl", data)
         return len(bodies)
 
-    def receive(self, max_events: int = 100_000) -> EventBatch | None:
+    def publish_payload(self, payload: bytes) -> int:
+        """Land newline-delimited events as they are (one file); return how many lines they hold."""
+        if not payload.strip():
+            return 0
+        if not payload.endswith(b"\n"):
+            payload += b"\n"
+        with self._locked():
+            sequences = self._sequences()
+            sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
+            _write_durably(self._dir / f"{sequence:012d}.jsonl", payload)
+        return payload.count(b"\n")
+
+    def receive(self, max_events: int = 1_000_000, max_bytes: int = 32 << 20) -> EventBatch | None:
+        """Whole landing files after the checkpoint, until ``max_events`` events or ``max_bytes``
+        bytes are reached (at least one file), as one newline-delimited ``payload``."""
         after = self._checkpoint()
         pending = [s for s in self._sequences() if s > after]
         if not pending:
             return None
-        bodies, last = [], after
+        parts, events, size, last = [], 0, 0, after
         for sequence in pending:
-            lines = (self._dir / f"{sequence:012d}.jsonl").read_text(encoding="utf-8").splitlines()
-            bodies.extend(line for line in lines if line.strip())
+            data = (self._dir / f"{sequence:012d}.jsonl").read_bytes()
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
+            parts.append(data)
+            events += data.count(b"\n")
+            size += len(data)
             last = sequence
-            if len(bodies) >= max_events:
+            if events >= max_events or size >= max_bytes:
                 break
-        return EventBatch(bodies, f"local-{pending[0]:012d}-{last:012d}", {"sequence": last})
+        return EventBatch(None, f"local-{pending[0]:012d}-{last:012d}", {"sequence": last}, payload=b"".join(parts))
 
     def commit(self, batch: EventBatch) -> None:
         with self._locked():

@@ -3,13 +3,17 @@
 SQLite by default; PostgreSQL (``postgresql+psycopg``) and Azure SQL (``mssql+pyodbc``) with
 the same code. Both tables have primary keys, and every write replaces the rows of the hours
 (and sensors) it covers in one transaction, so a re-run never duplicates a row and a crash
-leaves the old rows or the new ones. Bulk inserts take each dialect's fast path: COPY on
-PostgreSQL, ``fast_executemany`` on pyodbc, one executemany elsewhere.
+leaves the old rows or the new ones. Bulk paths move columns, not Python rows: on a SQLite
+file the replace runs on an ADBC connection (delete, then ``adbc_ingest``, one transaction;
+timestamps stored as the text SQLAlchemy writes); on PostgreSQL a COPY of CSV that pyarrow
+writes, inside SQLAlchemy's transaction and its table lock; ``fast_executemany`` on pyodbc.
+Reads from SQLite and PostgreSQL fetch Arrow columns through ADBC.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import re
 import threading
 from contextlib import contextmanager
@@ -17,7 +21,11 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
@@ -50,10 +58,6 @@ predictions = sa.Table(
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
-
-# psycopg binary COPY types, in each table's column order.
-_COPY_TYPES = {"device": "varchar", "sensor": "varchar", "ts": "timestamp", "value": "float8",
-               "readings": "int4", "score": "float8", "is_anomaly": "bool", "model_version": "varchar"}
 
 
 def engine_options(url: str) -> dict:
@@ -219,15 +223,50 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
     return list(zip(*(_values(frame, name) for name in columns)))
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], rows: list[tuple]) -> None:
-    """COPY rows into ``table`` on the transaction's own psycopg connection."""
+# Arrow types of each column as bscore's tables hold them (timestamps naive UTC, microseconds).
+_ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
+                "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
+                "model_version": pa.string()}
+# How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
+SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
+
+
+def _arrow_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
+    """``frame``'s columns as Arrow, in ``columns`` order, timestamps cut to microseconds as the
+    databases keep them."""
+    arrays = []
+    for name in columns:
+        values = frame[name]
+        if name == "ts":
+            ns = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+            arrays.append(pa.array(ns.astype("datetime64[us]")))
+        elif name == "is_anomaly":
+            arrays.append(pa.array(np.asarray(values, dtype=bool)))
+        else:
+            arrays.append(pa.array(values, type=_ARROW_TYPES[name], from_pandas=True))
+    return pa.table(arrays, names=columns)
+
+
+def _sqlite_ts_text(ts: pa.ChunkedArray) -> pa.Array:
+    """Timestamps as SQLAlchemy's SQLite text; an hour's rows share few distinct times, and
+    formatting each distinct one once is many times faster than formatting every row."""
+    encoded = pc.dictionary_encode(ts.combine_chunks())
+    return pc.strftime(encoded.dictionary, SQLITE_TS_FORMAT).take(encoded.indices)
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
+    """COPY ``frame`` into ``table`` on the transaction's own psycopg connection, as CSV that
+    pyarrow writes in columns (no Python object per row or value)."""
     quote = conn.dialect.identifier_preparer.quote
-    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT CSV)"
+    buffer = io.BytesIO()
+    pacsv.write_csv(_arrow_table(frame, columns), buffer, pacsv.WriteOptions(include_header=False))
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types([_COPY_TYPES[c] for c in columns])
-            for row in rows:
-                copy.write_row(row)
+            view, chunk = buffer.getbuffer(), 8 << 20
+            for start in range(0, len(view), chunk):
+                copy.write(view[start : start + chunk])
+            del view
     except conn.dialect.loaded_dbapi.Error as exc:
         # The same exception types (IntegrityError, ...) as SQLAlchemy's own statements raise.
         raise sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
@@ -253,7 +292,7 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> No
     """Insert every row of ``frame`` into ``table`` inside ``conn``'s transaction."""
     columns = [column.name for column in table.columns]
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_rows(conn, table, columns, _rows(frame, columns))
+        _copy_rows(conn, table, columns, frame)
     elif conn.dialect.positional:
         _executemany_rows(conn, table, frame)
     else:
@@ -269,6 +308,110 @@ def _rows_outside(frame: pd.DataFrame, start, end, sensors=None) -> int:
     if sensors is not None:
         inside &= frame["sensor"].isin(list(sensors))
     return int((~inside).sum())
+
+
+def _literal_sql(statement, dialect) -> str:
+    """A statement as SQL text with its values inlined (timestamps and ids bscore made itself),
+    for drivers outside SQLAlchemy."""
+    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _sqlite_file(engine: sa.Engine) -> str | None:
+    """The database file of a file-backed SQLite engine (ADBC opens it too), else None."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _adbc_connect(engine: sa.Engine):
+    """An ADBC connection to the engine's database (SQLite file or PostgreSQL), or None."""
+    path = _sqlite_file(engine)
+    if path is not None:
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        conn = adbc_sqlite.connect(path)
+        with conn.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 60000")  # a concurrent replace waits for the write lock
+        return conn
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc_postgresql
+
+        return adbc_postgresql.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return None
+
+
+def _replace_sqlite(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, delete) -> None:
+    """Delete and bulk insert (ADBC ingest) in one SQLite transaction, timestamps stored as the
+    text SQLAlchemy writes and reads."""
+    columns = [column.name for column in table.columns]
+    data = None
+    if len(frame):
+        data = _arrow_table(frame, columns)
+        data = data.set_column(columns.index("ts"), "ts", _sqlite_ts_text(data["ts"]))
+    import adbc_driver_manager.dbapi as adbc
+
+    statement = _literal_sql(delete, engine.dialect)
+    try:
+        conn = _adbc_connect(engine)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+                if data is not None:
+                    cursor.adbc_ingest(table.name, data, mode="append")
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+    except adbc.Error as exc:
+        raise _sqlalchemy_error(statement, exc) from exc
+
+
+def _sqlalchemy_error(statement: str, exc: Exception) -> sa.exc.DBAPIError:
+    """An ADBC error as the SQLAlchemy exception the same failure raises through SQLAlchemy
+    (callers and retries look for IntegrityError and OperationalError)."""
+    import adbc_driver_manager.dbapi as adbc
+
+    if isinstance(exc, adbc.IntegrityError) or "constraint failed" in str(exc):
+        return sa.exc.IntegrityError(statement, None, exc)
+    if isinstance(exc, adbc.ProgrammingError):
+        return sa.exc.ProgrammingError(statement, None, exc)
+    return sa.exc.OperationalError(statement, None, exc)
+
+
+def _read_arrow(engine: sa.Engine, query) -> pa.Table | None:
+    """Run a select through ADBC into Arrow columns; None where ADBC does not serve the dialect."""
+    import adbc_driver_manager.dbapi as adbc
+
+    statement = _literal_sql(query, engine.dialect)
+    try:
+        conn = _adbc_connect(engine)
+        if conn is None:
+            return None
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+                return cursor.fetch_arrow_table()
+        finally:
+            conn.close()
+    except adbc.Error as exc:
+        raise _sqlalchemy_error(statement, exc) from exc
+
+
+def _frame_from_arrow(data: pa.Table, table: sa.Table) -> pd.DataFrame:
+    """Typed columns from what the driver returned (SQLite: text timestamps, integer booleans)."""
+    columns = {}
+    for column in table.columns:
+        wanted = _ARROW_TYPES[column.name]
+        values = data[column.name] if len(data) else pa.chunked_array([], wanted)
+        if column.name == "ts":
+            values = pc.cast(values, pa.timestamp("ns")) if len(data) else pa.chunked_array([], pa.timestamp("ns"))
+        elif values.type != wanted:
+            values = pc.cast(values, wanted)
+        columns[column.name] = values
+    return pa.table(columns).to_pandas()
 
 
 class SqlStore(dg.ConfigurableResource):
@@ -308,6 +451,9 @@ class SqlStore(dg.ConfigurableResource):
         if outside:
             raise ValueError(f"{outside} of {len(frame)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
+        if _sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
+            _replace_sqlite(self.engine, table, frame, table.delete().where(where))
+            return
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, table, self.lock_timeout_seconds)
             conn.execute(table.delete().where(where))
@@ -327,23 +473,29 @@ class SqlStore(dg.ConfigurableResource):
 
     def _read(self, table: sa.Table, start, end, devices=None, sensors=None) -> pd.DataFrame:
         t = table.c
-        # SQLite keeps timestamps as text, and SQLAlchemy would parse each one in Python:
-        # fetch the text and let pandas parse the column at once.
+        conditions = []
+        if start is not None:
+            conditions.append(t.ts > start)
+        if end is not None:
+            conditions.append(t.ts <= end)
+        if devices is not None:
+            conditions.append(t.device.in_(list(devices)))
+        if sensors is not None:
+            conditions.append(t.sensor.in_(list(sensors)))
+        order = (t.device, t.sensor, t.ts)
+        # SQLite and PostgreSQL: ADBC fetches Arrow columns, no Python object per row or value.
+        data = _read_arrow(self.engine, sa.select(*table.columns).where(*conditions).order_by(*order))
+        if data is not None:
+            frame = _frame_from_arrow(data, table)
+            return frame[["ts"] + [c for c in frame.columns if c != "ts"]]
+        # Other dialects: through SQLAlchemy; SQLite's text timestamps would be parsed one by
+        # one in Python, so they are fetched as text and parsed as a column.
         as_text = self.engine.dialect.name == "sqlite"
         columns = [sa.type_coerce(c, sa.String).label(c.name) if as_text and c.name == "ts" else c
                    for c in table.columns]
-        query = sa.select(*columns)
-        if start is not None:
-            query = query.where(t.ts > start)
-        if end is not None:
-            query = query.where(t.ts <= end)
-        if devices is not None:
-            query = query.where(t.device.in_(list(devices)))
-        if sensors is not None:
-            query = query.where(t.sensor.in_(list(sensors)))
-        query = query.order_by(t.device, t.sensor, t.ts)
+        query = sa.select(*columns).where(*conditions).order_by(*order)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).tuples().all()
+            rows = conn.execute(query).all()
         names = [c.name for c in table.columns]
         frame = pd.DataFrame(dict(zip(names, zip(*rows))) if rows else {name: [] for name in names})
         frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601").astype("datetime64[ns]")

@@ -14,32 +14,34 @@ from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import hours_between, raw_parts, raw_version, read_raw_hour, window_bounds
+from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
 from resources.blob import BlobStore
 from resources.sql import SqlStore
-from scoring.windows import tumbling_window_means
+from scoring.raw_parts import read_raw_parts
+from scoring.windows import window_means_table
 
 HOUR = pd.Timedelta(hours=1)
 CARRIED = ("windows", "readings", "devices", "sensors")
 
 
 def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int) -> dict:
-    """Aggregate one hour into SQL; return its metadata and what its checks need."""
-    readings = read_raw_hour(blob, hour)
-    windows = tumbling_window_means(readings, window_seconds)
+    """Aggregate one hour into SQL, in columns; return its metadata and what its checks need."""
+    readings = read_raw_parts([blob.read_bytes(key) for key in raw_parts(blob, hour)], dictionary=True)
+    windows = window_means_table(readings, window_seconds).to_pandas()
     sql.replace_sensor_values(windows, hour, hour + HOUR)
     stored = sql.window_stats(hour, hour + HOUR)
     have = set(windows["device"].unique())
+    sent = set(readings["device"].unique().to_pylist()) if readings.num_rows else set()
     return {
         "aggregated": True,
         "windows": len(windows),
-        "readings": len(readings),
+        "readings": readings.num_rows,
         "devices": len(have),
         "sensors": int(windows["sensor"].nunique()),
         "non_finite": int((~np.isfinite(windows["value"].to_numpy())).sum()),
-        "expected": [len(windows), len(readings)],
+        "expected": [len(windows), readings.num_rows],
         "stored": list(stored),
-        "devices_missing": sorted(set(readings["device"].unique()) - have),
+        "devices_missing": sorted(map(str, sent - have)),
     }
 
 

@@ -52,7 +52,7 @@ def _late_rows(rows: pd.DataFrame, hour: pd.Timestamp) -> pd.DataFrame:
 def _parse(batch):
     payload = getattr(batch, "payload", None)
     if payload is not None:
-        from scoring.readings import parse_event_lines
+        from scoring.event_lines import parse_event_lines
 
         return parse_event_lines(payload)
     return parse_event_bodies(batch.bodies)

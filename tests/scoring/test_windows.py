@@ -1,10 +1,12 @@
 """Tumbling windows: (end - length, end] as in Azure Stream Analytics, end as timestamp."""
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
-from scoring.windows import tumbling_window_means
+from scoring.windows import tumbling_window_means, window_means_table
 
 
 def frame(rows):
@@ -56,3 +58,36 @@ def test_already_aggregated_data_maps_onto_itself():
     out = tumbling_window_means(readings, 5)
     assert (out["ts"].to_numpy() == ends.to_numpy()).all()
     assert (out["readings"] == 1).all()
+
+
+def test_columnar_means_equal_a_pandas_group_by_on_a_random_fleet():
+    rng = np.random.default_rng(3)
+    n = 50_000
+    ts = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 3600 * 10**9, n), unit="ns")
+    ts = ts.where(rng.random(n) > 0.05, ts.floor("5s"))  # many readings exactly on boundaries
+    readings = pd.DataFrame({"ts": ts, "device": rng.choice([f"d{i}" for i in range(40)], n),
+                             "sensor": rng.choice(["1", "2", "10", "é"], n), "value": rng.normal(50, 20, n)})
+    out = tumbling_window_means(readings, 5)
+    ends = readings["ts"].dt.ceil("5s")
+    expected = (readings.assign(ts=ends).groupby(["device", "sensor", "ts"])["value"].agg(["mean", "size"])
+                .reset_index().rename(columns={"mean": "value", "size": "readings"}))
+    assert out[["device", "sensor", "ts"]].equals(expected[["device", "sensor", "ts"]])
+    assert_allclose(out["value"], expected["value"], atol=1e-9)
+    assert (out["readings"].to_numpy() == expected["readings"].to_numpy()).all()
+
+
+def test_dictionary_encoded_parts_aggregate_like_plain_strings():
+    readings = frame([("2026-01-01T00:00:01", "1", "1", 1.0), ("2026-01-01T00:00:02", "2", "1", 3.0)])
+    table = pa.Table.from_pandas(readings, preserve_index=False)
+    parts = pa.concat_tables([table.slice(0, 1), table.slice(1, 1)])
+    encoded = parts.set_column(1, "device", pa.chunked_array([c.dictionary_encode() for c in parts["device"].chunks]))
+    assert window_means_table(encoded, 5).equals(window_means_table(table, 5))
+
+
+def test_readings_spread_over_years_aggregate_the_same():
+    readings = frame([("2020-01-01T00:00:01", "b", "1", 1.0), ("2020-01-01T00:00:02", "b", "1", 2.0),
+                      ("2026-01-01T00:00:03", "a", "2", 5.0), ("2026-01-01T00:00:05", "a", "2", 6.0)])
+    out = tumbling_window_means(readings, 5)
+    got = {(r.device, r.sensor, r.ts.isoformat()): (r.value, r.readings) for r in out.itertuples()}
+    assert got == {("a", "2", "2026-01-01T00:00:05"): (5.5, 2), ("b", "1", "2020-01-01T00:00:05"): (1.5, 2)}
+    assert list(out["device"]) == ["a", "b"]

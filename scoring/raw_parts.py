@@ -1,0 +1,64 @@
+"""Read an hour's raw Parquet parts as one table of readings, each (device, sensor, ts) once.
+
+The drain writes one part per received batch and hour; a batch delivered again with other
+boundaries writes its readings again under another name, and a device may send a reading
+twice. Readers keep the first of each (device, sensor, ts), in part order, as
+:func:`scoring.readings.drop_duplicate_readings` does, but in columns: the parts are read
+by pyarrow and the duplicates found by hashing one integer per (device, sensor, ts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from scoring.series_keys import plain_strings, repeated_rows, series_codes
+
+RAW_SCHEMA = pa.schema([("ts", pa.timestamp("ns")), ("device", pa.string()), ("sensor", pa.string()),
+                        ("value", pa.float64())])
+_READ_SCHEMA = pa.schema([("ts", pa.timestamp("ns")), ("device", pa.dictionary(pa.int32(), pa.string())),
+                          ("sensor", pa.dictionary(pa.int32(), pa.string())), ("value", pa.float64())])
+
+
+def _read_part(part: bytes | str | Path) -> pa.Table:
+    source = pa.BufferReader(part) if isinstance(part, (bytes, bytearray, memoryview)) else str(part)
+    # Ids read dictionary-encoded: a part holds each device's id thousands of times.
+    table = pq.read_table(source, columns=_READ_SCHEMA.names, read_dictionary=["device", "sensor"])
+    return table.cast(_READ_SCHEMA) if table.schema != _READ_SCHEMA else table
+
+
+def read_raw_parts(parts: Sequence[bytes | str | Path], *, dictionary: bool = False) -> pa.Table:
+    """Readings of Parquet parts (bytes or paths), each (device, sensor, ts) kept once.
+
+    Parameters
+    ----------
+    parts : sequence of bytes, str or Path
+        Parquet files holding ``ts, device, sensor, value`` (other columns are ignored), in
+        the order their readings arrived.
+    dictionary : bool
+        Keep ``device`` and ``sensor`` dictionary-encoded, as read (less memory, and
+        :func:`scoring.windows.window_means_table` groups them without hashing strings).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``ts`` (``timestamp[ns]``), ``device``, ``sensor``, ``value``: the first reading of each
+        (device, sensor, ts), in the order they first appear.
+    """
+    if not parts:
+        return (_READ_SCHEMA if dictionary else RAW_SCHEMA).empty_table()
+    table = pa.concat_tables([_read_part(part) for part in parts])
+    if not len(table):
+        return table if dictionary else table.cast(RAW_SCHEMA)
+    series, _, _ = series_codes(table["device"], table["sensor"])
+    repeated = repeated_rows(series, pc.cast(table["ts"], pa.int64()).to_numpy())
+    table = table if not repeated.any() else table.filter(pa.array(~repeated))
+    if not dictionary:
+        table = table.set_column(1, "device", plain_strings(table["device"])).set_column(
+            2, "sensor", plain_strings(table["sensor"]))
+    return table

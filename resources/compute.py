@@ -1,4 +1,9 @@
-"""Where shards are scored: a local process pool by default, Azure ML command jobs on Azure."""
+"""Where shards are scored: a local process pool by default, Azure ML command jobs on Azure.
+
+A backend receives shard tasks (names: devices, hours, sensors, the staging table) and runs
+``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
+returns each shard's summary, never its rows.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +13,62 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import dagster as dg
 
-from scoring.engine import ShardScores, score_shard
-from scoring.shards import Shard
+from resources.blob import BlobStore
+from resources.sql import SqlStore
+from scoring.shard_task import run_shard_task
+from scoring.shards import ShardTask
 
 
-def _score(shard: Shard) -> ShardScores:
-    return score_shard(shard.rows, shard.bundles)
+def _run(task: ShardTask, sql: SqlStore, blob: BlobStore) -> dict:
+    return run_shard_task(task, sql, blob)
+
+
+def shard_log_line(summary: dict, done: int, total: int) -> str:
+    refused = len(summary["devices_refused"])
+    return (f"{summary['shard']}: {summary['devices']} device(s), {summary['rows_scored']} rows scored, "
+            f"{summary['anomalies']} anomalies" + (f", {refused} device(s) refused" if refused else "")
+            + f" ({done}/{total} shards)")
 
 
 class ComputeBackend(dg.ConfigurableResource, ABC):
-    """Scores shards, each holding many devices' models."""
+    """Runs shard tasks, each scoring many devices' models and writing their predictions."""
 
     devices_per_shard: int = 500
 
     @abstractmethod
-    def score_shards(self, context: dg.AssetExecutionContext, shards: list[Shard]) -> list[ShardScores]:
-        """Score every shard; results in the order of ``shards``."""
+    def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask], sql: SqlStore,
+                   blob: BlobStore) -> list[dict]:
+        """Run every task; their summaries (``scoring.shard_task.run_shard_task``) in task order."""
 
     @abstractmethod
     def describe(self) -> str: ...
 
 
 class LocalComputeBackend(ComputeBackend):
-    """A pool of ``max_workers`` processes; a single shard is scored in-process."""
+    """A pool of ``max_workers`` processes, each reading, scoring and writing one shard at a
+    time (its memory is bounded by ``devices_per_shard``); a single shard runs in-process."""
 
     max_workers: int = 2
 
-    def score_shards(self, context, shards):
-        results: list[ShardScores | None] = [None] * len(shards)
-        if len(shards) <= 1 or self.max_workers <= 1:
-            for i, shard in enumerate(shards):
-                results[i] = _score(shard)
-                context.log.info(f"{shard.label}: {len(shard.rows)} rows scored ({i + 1}/{len(shards)} shards)")
+    def run_shards(self, context, tasks, sql, blob):
+        results: list[dict | None] = [None] * len(tasks)
+        if len(tasks) <= 1 or self.max_workers <= 1:
+            for i, task in enumerate(tasks):
+                results[i] = _run(task, sql, blob)
+                context.log.info(shard_log_line(results[i], i + 1, len(tasks)))
             return results
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.max_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_score, shard): i for i, shard in enumerate(shards)}
-            for done, future in enumerate(as_completed(futures), start=1):
-                i = futures[future]
-                results[i] = future.result()
-                context.log.info(f"{shards[i].label}: {len(shards[i].rows)} rows scored ({done}/{len(shards)} shards)")
+            futures = {pool.submit(_run, task, sql, blob): i for i, task in enumerate(tasks)}
+            try:
+                for done, future in enumerate(as_completed(futures), start=1):
+                    i = futures[future]
+                    results[i] = future.result()
+                    context.log.info(shard_log_line(results[i], done, len(tasks)))
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # queued shards need not run once one failed
+                raise
         return results
 
     def describe(self) -> str:

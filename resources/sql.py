@@ -358,23 +358,15 @@ class SqlStore(dg.ConfigurableResource):
 # Scoring shards write their predictions to a staging table of the run's own, and the run
 # publishes each hour from it in one transaction once every shard succeeded: shards write in
 # parallel, yet an hour in ``predictions`` is one run's whole hour or the previous one.
-STAGING_PREFIX = "prediction_staging_"
-_STAGING_NAME = re.compile(rf"^{STAGING_PREFIX}(\d{{14}})_[0-9a-f]{{8}}$")
+# Names (and their check) are shared with the dagster-free job side, scoring.shard_sql.
+from scoring.shard_sql import STAGING_NAME as _STAGING_NAME  # noqa: E402
+from scoring.shard_sql import check_staging_name, staging_table_name  # noqa: E402,F401
+
 STAGING_MAX_AGE = pd.Timedelta(days=1)
 
 
-def staging_table_name(now=None) -> str:
-    """A new staging table's name: its creation time (UTC) and a random suffix."""
-    import uuid
-
-    stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    return f"{STAGING_PREFIX}{stamp:%Y%m%d%H%M%S}_{uuid.uuid4().hex[:8]}"
-
-
 def _staging_table(name: str) -> sa.Table:
-    if not _STAGING_NAME.match(name):  # the name reaches SQL as an identifier
-        raise ValueError(f"{name!r} is not a prediction staging table name")
-    return predictions.to_metadata(sa.MetaData(), name=name)
+    return predictions.to_metadata(sa.MetaData(), name=check_staging_name(name))
 
 
 def _check_rows_within(table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:

@@ -19,8 +19,15 @@ from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
 
 
-def _run(task: ShardTask, sql: SqlStore, blob: BlobStore) -> dict:
-    return run_shard_task(task, sql, blob)
+def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
+    """A resource as its class and field values, to rebuild in a worker process (a resource bound
+    to a run does not pickle)."""
+    return type(resource), {name: getattr(resource, name) for name in type(resource).model_fields}
+
+
+def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> dict:
+    (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
+    return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
 
 
 def shard_log_line(summary: dict, done: int, total: int) -> str:
@@ -54,12 +61,13 @@ class LocalComputeBackend(ComputeBackend):
         results: list[dict | None] = [None] * len(tasks)
         if len(tasks) <= 1 or self.max_workers <= 1:
             for i, task in enumerate(tasks):
-                results[i] = _run(task, sql, blob)
+                results[i] = run_shard_task(task, sql, blob)
                 context.log.info(shard_log_line(results[i], i + 1, len(tasks)))
             return results
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.max_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_run, task, sql, blob): i for i, task in enumerate(tasks)}
+            futures = {pool.submit(_run_portable, task, portable(sql), portable(blob)): i
+                       for i, task in enumerate(tasks)}
             try:
                 for done, future in enumerate(as_completed(futures), start=1):
                     i = futures[future]

@@ -337,8 +337,10 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, predictions)
             conn.execute(predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors))))
-            chosen = sa.select(*(s[c] for c in columns)).where(s.ts > start, s.ts <= end, s.sensor.in_(list(sensors)))
-            return int(conn.execute(predictions.insert().from_select(columns, chosen)).rowcount)
+            where = (s.ts > start, s.ts <= end, s.sensor.in_(list(sensors)))
+            conn.execute(predictions.insert().from_select(columns, sa.select(*(s[c] for c in columns)).where(*where)))
+            # Counted rather than taken from rowcount, which some drivers leave at -1 for INSERT ... SELECT.
+            return int(conn.execute(sa.select(sa.func.count()).select_from(staging).where(*where)).scalar_one())
 
     def drop_prediction_staging(self, name: str) -> None:
         _staging_table(name).drop(self.engine, checkfirst=True)
@@ -349,7 +351,7 @@ class SqlStore(dg.ConfigurableResource):
         stale = []
         for name in sa.inspect(self.engine).get_table_names():
             match = _STAGING_NAME.match(name)
-            if match and pd.Timestamp.strptime(match.group(1), "%Y%m%d%H%M%S") < now - STAGING_MAX_AGE:
+            if match and pd.to_datetime(match.group(1), format="%Y%m%d%H%M%S") < now - STAGING_MAX_AGE:
                 self.drop_prediction_staging(name)
                 stale.append(name)
         return stale

@@ -127,7 +127,7 @@ class AzureMLComputeBackend(ComputeBackend):
         return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
 
     def blob_service_client(self):
-        """The storage account of Pipes messages and staged shards."""
+        """The storage account of Pipes context and messages."""
         from azure.storage.blob import BlobServiceClient
 
         if self.storage_connection_string:

@@ -52,20 +52,24 @@ class ComputeBackend(dg.ConfigurableResource, ABC):
 
 
 class LocalComputeBackend(ComputeBackend):
-    """A pool of ``max_workers`` processes, each reading, scoring and writing one shard at a
-    time (its memory is bounded by ``devices_per_shard``); a single shard runs in-process."""
+    """A pool of up to ``max_workers`` processes, each reading, scoring and writing one shard at a
+    time, so that a worker's memory is bounded by ``devices_per_shard`` and the run's process
+    holds no windows or predictions, even for a single shard. ``max_workers=0`` runs the
+    shards in the run's own process (debugging)."""
 
     max_workers: int = 2
 
     def run_shards(self, context, tasks, sql, blob):
         results: list[dict | None] = [None] * len(tasks)
-        if len(tasks) <= 1 or self.max_workers <= 1:
+        if self.max_workers <= 0:
             for i, task in enumerate(tasks):
                 results[i] = run_shard_task(task, sql, blob)
                 context.log.info(shard_log_line(results[i], i + 1, len(tasks)))
             return results
+        if not tasks:
+            return results
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.max_workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(self.max_workers, len(tasks)), mp_context=ctx) as pool:
             futures = {pool.submit(_run_portable, task, portable(sql), portable(blob)): i
                        for i, task in enumerate(tasks)}
             try:
@@ -80,4 +84,4 @@ class LocalComputeBackend(ComputeBackend):
         return results
 
     def describe(self) -> str:
-        return f"local process pool ({self.max_workers} workers)"
+        return f"local process pool ({self.max_workers} workers)" if self.max_workers > 0 else "the run's process"

@@ -2,7 +2,7 @@
 
 For each fleet size, on a fresh ``BSCORE_HOME``: one hour of 5-second windows written straight
 to SQL (``sensor_values``) and a current SVM bundle per device written straight to the model
-store (synthetic, like trained ones: 2-3 support vectors per sensor), so the setup costs seconds
+store (synthetic: 3 support vectors per sensor, flagging the 1 % of windows planted 10 sigma off), so the setup costs seconds
 rather than a drain and a training run. Then, in a process of its own, ``sensor_predictions``
 scores the hour through Dagster as ``bscore score`` does after bringing the hour up to date
 (``Operations.score(..., refresh=False)``), on the local process pool or on the Azure ML stand-in
@@ -54,6 +54,8 @@ def setup(home: Path, devices: int) -> None:
         index = pd.MultiIndex.from_product([group, SENSORS, ends], names=["device", "sensor", "ts"])
         frame = index.to_frame(index=False)
         frame["value"] = rng.normal(30, 3, len(frame))
+        planted = rng.random(len(frame)) < 0.01  # 1 % anomalies, 10 sigma off: plots get drawn
+        frame.loc[planted, "value"] = 60.0
         frame["readings"] = 5
         frame = frame[["ts", "device", "sensor", "value", "readings"]]
         with sql.engine.begin() as conn:
@@ -64,7 +66,7 @@ def setup(home: Path, devices: int) -> None:
     for device in names:
         models = {s: SensorModel(mean=np.array([30.0]), scale=np.array([3.0]),
                                  support_vectors=rng.normal(0, 1, (3, 1)), dual_coef=np.full(3, 1 / 3),
-                                 intercept=-0.05) for s in SENSORS}
+                                 intercept=-0.5) for s in SENSORS}
         save_bundle(blob, ModelBundle(device, "v1", models))
     instance = local_instance(settings)
     instance.add_dynamic_partitions(sensor_partitions_def.name, SENSORS)
@@ -86,6 +88,9 @@ def score(home: Path, backend: str, azurite_connection: str | None) -> dict:
         import dagster as dg
 
         from tests.resources.test_azureml_pipes import StandInAzureMLBackend
+
+        # What the cluster's managed identity is to a real job: the job process's own credential.
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite_connection
 
         account = "http://127.0.0.1:" + azurite_connection.split("127.0.0.1:")[1].split("/")[0] + "/devstoreaccount1"
         compute = StandInAzureMLBackend(
@@ -144,7 +149,7 @@ def run_sizes(args) -> dict:
             subprocess.run(base + ["--step", "setup"], check=True, env=env, cwd=ROOT)
             extra = ["--azurite", args.azurite] if args.azurite else []
             out = subprocess.run(base + ["--step", "score"] + extra, check=True, env=env, cwd=ROOT,
-                                 capture_output=True, text=True).stdout
+                                 stdout=subprocess.PIPE, text=True).stdout
             results[devices] = json.loads(out.strip().splitlines()[-1])
             print(devices, results[devices], file=sys.stderr)
     return results

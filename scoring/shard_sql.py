@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 STAGING_PREFIX = "prediction_staging_"
 STAGING_NAME = re.compile(rf"^{STAGING_PREFIX}(\d{{14}})_[0-9a-f]{{8}}$")
+INSERT_CHUNK_ROWS = 50_000
 PREDICTION_COLUMNS = ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
 
 
@@ -63,11 +64,12 @@ class ShardSql:
         """Replace ``devices`` x ``sensors`` of the hours ``[start, end)`` in the staging table, in one transaction."""
         table = self._table(check_staging_name(name))
         t = table.c
-        records = frame[PREDICTION_COLUMNS].astype({"device": str, "sensor": str, "model_version": str,
-                                                    "is_anomaly": bool})
-        records = records.assign(ts=records["ts"].dt.to_pydatetime()).to_dict("records") if len(records) else []
+        rows = frame[PREDICTION_COLUMNS].astype({"device": str, "sensor": str, "model_version": str,
+                                                 "is_anomaly": bool})
         with self.engine.begin() as conn:
             conn.execute(table.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)),
                                               t.device.in_(list(devices))))
-            if records:
-                conn.execute(table.insert(), records)
+            # In chunks: Python row objects cost ~10x the columns, so only a chunk of them at a time.
+            for first in range(0, len(rows), INSERT_CHUNK_ROWS):
+                chunk = rows.iloc[first:first + INSERT_CHUNK_ROWS]
+                conn.execute(table.insert(), chunk.assign(ts=chunk["ts"].dt.to_pydatetime()).to_dict("records"))

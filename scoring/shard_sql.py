@@ -33,12 +33,23 @@ def check_staging_name(name: str) -> str:
     return name
 
 
+def job_engine_options(url: str) -> dict:
+    """``create_engine`` options: pyodbc's bulk path on Azure SQL; on SQLite (a stand-in for a
+    shared database) a long wait for the write lock, since the shards' jobs write in turns."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "mssql" and parsed.get_driver_name() == "pyodbc":
+        return {"fast_executemany": True}
+    if parsed.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": 600}}
+    return {}
+
+
 class ShardSql:
     """``read_sensor_values`` and ``stage_predictions`` on a SQLAlchemy URL (what
     ``scoring.shard_task.run_shard_task`` asks of its store)."""
 
     def __init__(self, url: str):
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.engine = sa.create_engine(url, pool_pre_ping=True, **job_engine_options(url))
         self._tables: dict[str, sa.Table] = {}
 
     def _table(self, name: str) -> sa.Table:

@@ -8,10 +8,15 @@ import hashlib
 import pandas as pd
 
 from resources.blob import BlobStore
+from scoring.prediction_layout import (
+    BLOB_HOUR_FORMAT,
+    manifest_bytes,
+    prediction_manifest_key,
+    prediction_prefix,
+    read_manifest,
+)
 from scoring.raw_parts import read_raw_parts
-from scoring.readings import empty_readings
-
-BLOB_HOUR_FORMAT = "%Y-%m-%dT%H"
+from scoring.readings import drop_duplicate_readings, empty_readings
 
 
 def raw_prefix(hour: pd.Timestamp) -> str:
@@ -49,8 +54,29 @@ def deadletter_key(digest: str) -> str:
     return f"deadletter/{digest}.parquet"
 
 
-def prediction_key(hour: pd.Timestamp, sensor: str) -> str:
-    return f"predictions/{hour:{BLOB_HOUR_FORMAT}}/sensor={sensor}.parquet"
+def read_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str) -> pd.DataFrame | None:
+    """The (hour, sensor) partition's predictions, whole (the parts its manifest names), or None
+    when no run has completed it (``scoring.prediction_layout``)."""
+    manifest = read_manifest(blob, hour, sensor)
+    if manifest is None:
+        return None
+    parts = [blob.read_parquet(key) for key in manifest["parts"]]
+    if not parts:
+        return pd.DataFrame(columns=["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str, parts: list[str], rows: int) -> int:
+    """Make ``parts`` the partition: write its manifest (one atomic blob), then delete every other
+    part under it (a crashed run's, or other shard boundaries'); returns how many were deleted."""
+    blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows))
+    keep = set(parts) | {prediction_manifest_key(hour, sensor)}
+    stale = [key for key in blob.list(prediction_prefix(hour, sensor)) if key not in keep]
+    legacy = f"predictions/{hour:{BLOB_HOUR_FORMAT}}/sensor={sensor}.parquet"  # the one-file layout before parts
+    stale += [legacy] if blob.exists(legacy) else []
+    for key in stale:
+        blob.delete(key)
+    return len(stale)
 
 
 def read_raw_hour(blob: BlobStore, hour: pd.Timestamp) -> pd.DataFrame:

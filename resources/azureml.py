@@ -1,11 +1,12 @@
 """The Azure ML compute backend: each shard is an Azure ML command job run through Dagster Pipes.
 
-Each shard's windows and model bundles are staged to a blob container; the job
-(``python -m scoring.entrypoint`` in the scoring Environment on the cluster) reads them,
-writes its predictions beside them and reports counts and timings over Pipes messages in
-the same container. ``max_jobs_in_flight`` jobs run at once; ``PipesAzureMLClient.run``
-blocks per job, so each runs on a thread of its own. What the jobs report lands on the
-asset's materialization as ``azureml_*`` metadata.
+The run moves names, not data: a shard's Pipes context carries only its task (devices, hours,
+sensors, the run's staging table). The job (``python -m scoring.entrypoint`` in the scoring
+Environment on the cluster) reads its windows from SQL and its bundles from the blob store with
+the cluster's identity, writes its predictions to the staging table and the blob store itself,
+and reports its summary over Pipes messages in the Pipes container. ``max_jobs_in_flight`` jobs
+run at once; ``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
+What the jobs report lands on the asset's materialization as ``azureml_*`` metadata.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 import dagster as dg
 from azure.core.exceptions import ResourceExistsError
 
-from resources.compute import ComputeBackend
-from scoring.engine import ShardScores
-from scoring.entrypoint import ACCOUNT_URL_VAR, ContainerBlobs, read_shard_scores, stage_shard
-from scoring.shards import Shard
+import sqlalchemy as sa
+
+from resources.blob import BlobStore, LocalBlobStore
+from resources.compute import ComputeBackend, shard_log_line
+from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_URL_VAR
+from scoring.shards import ShardTask
 
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
 
@@ -33,13 +36,34 @@ def redact_query_strings(error: Exception) -> str:
     return re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]+", r"\1?<redacted>", str(error))
 
 
+SECRET_QUERY_KEYS = {"password", "pwd", "odbc_connect"}
+
+
+def job_sql_url(url: str) -> str:
+    """The SQL URL a job may carry in its environment: one without a password (the job signs in
+    with the cluster's managed identity), else a clear error naming the variable to set."""
+    parsed = sa.make_url(url)
+    if parsed.password or SECRET_QUERY_KEYS & {k.lower() for k in parsed.query}:
+        raise ValueError("the SQL URL holds a password, which an Azure ML job definition would show: set "
+                         "AZUREML_SQL_URL to a URL the cluster's managed identity signs in with")
+    return url
+
+
+def job_blob_url(blob: BlobStore) -> str:
+    """Where the job finds the blob store (models in, prediction parts out): its URL, no secret."""
+    if isinstance(blob, LocalBlobStore):
+        return blob.root  # a folder the job shares (the local stand-in)
+    if blob.account_url:
+        return f"{blob.account_url.rstrip('/')}/{blob.container}/{blob.prefix}"
+    return f"az://{blob.container}/{blob.prefix}"
+
+
 @dataclass(frozen=True)
 class ShardJob:
-    """A shard, the Azure ML job that scores it, and where its input and output are staged."""
+    """A shard task and the Azure ML job that runs it."""
 
-    shard: Shard
+    task: ShardTask
     name: str
-    prefix: str
 
 
 class AzureMLComputeBackend(ComputeBackend):
@@ -54,6 +78,8 @@ class AzureMLComputeBackend(ComputeBackend):
     container: str = "bscore-pipes"
     storage_connection_string: str | None = None
     max_jobs_in_flight: int = 4
+    sql_url: str | None = None  # for jobs, when not the run's own (AZUREML_SQL_URL)
+    blob_url: str | None = None  # for jobs, when not the run's own (AZUREML_BLOB_URL)
     experiment_name: str = "bscore-scoring"
     job_command: str = "python -m scoring.entrypoint"
     poll_interval_seconds: float = 10.0
@@ -88,6 +114,8 @@ class AzureMLComputeBackend(ComputeBackend):
                 dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING") if env.get("AZURE_STORAGE_CONNECTION_STRING") else None
             ),
             max_jobs_in_flight=int(env.get("AZUREML_MAX_JOBS", "4")),
+            sql_url=dg.EnvVar("AZUREML_SQL_URL") if env.get("AZUREML_SQL_URL") else None,
+            blob_url=env.get("AZUREML_BLOB_URL") or None,
             devices_per_shard=int(env.get("AZUREML_DEVICES_PER_SHARD", "500")),
         )
 
@@ -99,7 +127,7 @@ class AzureMLComputeBackend(ComputeBackend):
         return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
 
     def blob_service_client(self):
-        """The storage account of Pipes messages and staged shards."""
+        """The storage account of Pipes context and messages."""
         from azure.storage.blob import BlobServiceClient
 
         if self.storage_connection_string:
@@ -112,9 +140,11 @@ class AzureMLComputeBackend(ComputeBackend):
         return (f"Azure ML cluster {self.cluster_name} of workspace {self.workspace_name} "
                 f"({self.max_jobs_in_flight} jobs in flight)")
 
-    def score_shards(self, context, shards):
-        if not shards:
+    def run_shards(self, context, tasks, sql, blob):
+        if not tasks:
             return []
+        job_env = {ACCOUNT_URL_VAR: self.storage_account_url, SQL_URL_VAR: job_sql_url(self.sql_url or sql.url),
+                   BLOB_URL_VAR: self.blob_url or job_blob_url(blob)}
         service = self.blob_service_client()
         try:
             service.create_container(self.container)
@@ -122,28 +152,24 @@ class AzureMLComputeBackend(ComputeBackend):
             pass
         ml_client = self.ml_client()
         attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
-        jobs = [
-            ShardJob(shard, f"bscore_{context.run.run_id[:8]}_{attempt}_{shard.label}",
-                     f"staging/{context.run.run_id}/{attempt}/{shard.label}")
-            for shard in shards
-        ]
-        results: list[ShardScores | None] = [None] * len(jobs)
+        jobs = [ShardJob(task, f"bscore_{context.run.run_id[:8]}_{attempt}_{task.label}") for task in tasks]
+        results: list[dict | None] = [None] * len(jobs)
         reports: list[dict | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.max_jobs_in_flight), thread_name_prefix="azureml") as pool:
-            futures = {pool.submit(self._run_job, context, ml_client, service, job): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(self._run_job, context, ml_client, service, job, job_env): i
+                       for i, job in enumerate(jobs)}
             try:
                 for done, future in enumerate(as_completed(futures), start=1):
                     i = futures[future]
                     results[i], reports[i] = future.result()
-                    context.log.info(f"{jobs[i].name}: {reports[i]['rows_scored']} rows scored, "
-                                     f"{reports[i]['anomalies']} anomalies ({done}/{len(jobs)} jobs)")
+                    context.log.info(f"{jobs[i].name}: " + shard_log_line(results[i], done, len(jobs)))
             except BaseException:
                 self._cancel_in_flight(context, ml_client, jobs, futures)
                 raise
         context.add_asset_metadata(job_metadata(reports))
         return results
 
-    def _run_job(self, context, ml_client, service, job: ShardJob) -> tuple[ShardScores, dict]:
+    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[dict, dict]:
         from azure.ai.ml import command
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
@@ -151,8 +177,6 @@ class AzureMLComputeBackend(ComputeBackend):
             PipesAzureMLClient,
         )
 
-        stage = ContainerBlobs(service.get_container_client(self.container), job.prefix)
-        stage_shard(stage, job.shard)
         # One Pipes client per job: a message reader keeps its chunk counter per instance.
         pipes = PipesAzureMLClient(
             client=ml_client,
@@ -163,31 +187,31 @@ class AzureMLComputeBackend(ComputeBackend):
         )
         spec = command(
             name=job.name,
-            display_name=job.shard.label,
+            display_name=job.task.label,
             experiment_name=self.experiment_name,
             command=self.job_command,
             environment=self.environment,
             compute=self.cluster_name,
-            environment_variables={ACCOUNT_URL_VAR: self.storage_account_url},
-            tags={"dagster_run_id": context.run.run_id, "shard": job.shard.label},
+            environment_variables=job_env,
+            tags={"dagster_run_id": context.run.run_id, "shard": job.task.label},
         )
         started = time.perf_counter()
         try:
-            invocation = pipes.run(context=context, command=spec, extras={
-                "shard": job.shard.label, "container": self.container, "prefix": job.prefix})
+            invocation = pipes.run(context=context, command=spec, extras={"task": job.task.to_json()})
             reported = [m for m in invocation.get_custom_messages()
-                        if isinstance(m, dict) and m.get("shard") == job.shard.label]
+                        if isinstance(m, dict) and m.get("shard") == job.task.label]
             if not reported:
-                raise RuntimeError("the job completed without reporting its shard's scores")
-            scores = read_shard_scores(stage)
+                raise RuntimeError("the job completed without reporting its shard's summary")
         except Exception as exc:
             raise dg.Failure(
-                description=f"Azure ML job {job.name} ({job.shard.label}) failed: {redact_query_strings(exc)}. "
+                description=f"Azure ML job {job.name} ({job.task.label}) failed: {redact_query_strings(exc)}. "
                             f"Logs: {log_location(ml_client, job.name, self.experiment_name)}",
-                metadata={"azureml_job": job.name, "staged_input": f"{self.container}/{job.prefix}"},
+                metadata={"azureml_job": job.name},
             ) from exc
-        stage.delete_all()
-        return scores, {"job": job.name, **reported[-1], "wall_seconds": round(time.perf_counter() - started, 3)}
+        summary = reported[-1]
+        report = {"job": job.name, **{k: v for k, v in summary.items() if k not in ("partitions", "missing_models")},
+                  "wall_seconds": round(time.perf_counter() - started, 3)}
+        return summary, report
 
     def _cancel_in_flight(self, context, ml_client, jobs: list[ShardJob], futures: dict) -> None:
         """Stop queued shards and cancel submitted jobs, so a failed run leaves no work behind."""

@@ -543,3 +543,96 @@ class SqlStore(dg.ConfigurableResource):
         col = sensor_values.c[column]
         with self.engine.connect() as conn:
             return sorted(row[0] for row in conn.execute(sa.select(col).distinct()))
+
+    # Predictions written by scoring shards (see the staging tables below).
+
+    def devices_with_windows(self, start: datetime, end: datetime, sensors: list[str]) -> list[str]:
+        """Devices with windows of ``sensors`` in the hours ``[start, end)``: one DISTINCT query,
+        all a scoring run needs to plan its shards."""
+        t = sensor_values.c
+        query = (sa.select(t.device).where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
+                 .distinct().order_by(t.device))
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
+
+    def replace_device_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime,
+                                   sensors: list[str], devices: list[str]) -> None:
+        """Replace the predictions of ``devices`` x ``sensors`` for the hours ``[start, end)``, in one
+        transaction; other devices' rows stay."""
+        _replace_devices(self.engine, predictions, frame, start, end, sensors, devices)
+
+    def create_prediction_staging(self, name: str) -> None:
+        """Create the run's staging table (same columns and key as ``predictions``)."""
+        _staging_table(name).create(self.engine, checkfirst=True)
+
+    def stage_predictions(self, name: str, frame: pd.DataFrame, start: datetime, end: datetime,
+                          sensors: list[str], devices: list[str]) -> None:
+        """A shard's predictions of one hour into the staging table ``name``, replacing that shard's
+        devices' rows (a retried shard replaces what its first attempt wrote)."""
+        _replace_devices(self.engine, _staging_table(name), frame, start, end, sensors, devices)
+
+    def publish_staged_predictions(self, name: str, start: datetime, end: datetime, sensors: list[str]) -> int:
+        """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by what is staged in
+        ``name``, in one transaction, inside the database; returns the rows published."""
+        staging, t = _staging_table(name), predictions.c
+        s = staging.c
+        columns = [c.name for c in predictions.columns]
+        with self.engine.begin() as conn:
+            lock_table_for_replace(conn, predictions)
+            conn.execute(predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors))))
+            where = (s.ts > start, s.ts <= end, s.sensor.in_(list(sensors)))
+            conn.execute(predictions.insert().from_select(columns, sa.select(*(s[c] for c in columns)).where(*where)))
+            # Counted rather than taken from rowcount, which some drivers leave at -1 for INSERT ... SELECT.
+            return int(conn.execute(sa.select(sa.func.count()).select_from(staging).where(*where)).scalar_one())
+
+    def drop_prediction_staging(self, name: str) -> None:
+        _staging_table(name).drop(self.engine, checkfirst=True)
+
+    def drop_stale_prediction_staging(self, now=None) -> list[str]:
+        """Drop staging tables older than ``STAGING_MAX_AGE`` (left by killed runs); returns their names."""
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+        stale = []
+        for name in sa.inspect(self.engine).get_table_names():
+            match = _STAGING_NAME.match(name)
+            if match and pd.to_datetime(match.group(1), format="%Y%m%d%H%M%S") < now - STAGING_MAX_AGE:
+                self.drop_prediction_staging(name)
+                stale.append(name)
+        return stale
+
+
+# Scoring shards write their predictions to a staging table of the run's own, and the run
+# publishes each hour from it in one transaction once every shard succeeded: shards write in
+# parallel, yet an hour in ``predictions`` is one run's whole hour or the previous one.
+# Names (and their check) are shared with the dagster-free job side, scoring.shard_sql.
+from scoring.shard_sql import STAGING_NAME as _STAGING_NAME  # noqa: E402
+from scoring.shard_sql import check_staging_name, staging_table_name  # noqa: E402,F401
+
+STAGING_MAX_AGE = pd.Timedelta(days=1)
+
+
+def _staging_table(name: str) -> sa.Table:
+    return predictions.to_metadata(sa.MetaData(), name=check_staging_name(name))
+
+
+def _check_rows_within(table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
+    if not len(frame):
+        return
+    ts = pd.to_datetime(frame["ts"])
+    inside = ((ts > pd.Timestamp(start)) & (ts <= pd.Timestamp(end)) & frame["sensor"].astype(str).isin(list(sensors))
+              & frame["device"].astype(str).isin(list(devices)))
+    if not inside.all():
+        raise ValueError(f"{int((~inside).sum())} of {len(frame)} rows for {table.name} lie outside "
+                         "the hours, sensors and devices being replaced")
+
+
+def _replace_devices(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
+    """Replace the rows of ``devices`` x ``sensors`` in the hours ``[start, end)`` in one transaction."""
+    _check_rows_within(table, frame, start, end, sensors, devices)
+    t = table.c
+    with engine.begin() as conn:
+        if table is predictions:  # a staging table's shards write disjoint devices: no turns needed
+            lock_table_for_replace(conn, table)
+        conn.execute(table.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)),
+                                          t.device.in_(list(devices))))
+        if len(frame):
+            bulk_insert(conn, table, frame[[c.name for c in predictions.columns]])

@@ -1,4 +1,8 @@
-"""Split a scoring job into shards of many models each, never one task per model."""
+"""Split a scoring run into shards of many devices each, never one task per model.
+
+A shard is named, not filled: its devices, the run's hours and sensors, and the run's
+staging table. Whoever runs it (a local worker, an Azure ML job) reads the data itself.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +14,53 @@ from scoring.model_format import ModelBundle
 
 
 @dataclass(frozen=True)
+class ShardTask:
+    """What one shard scores: ``devices`` (sorted) x ``hours`` x ``sensors``, staged in ``staging``."""
+
+    label: str
+    devices: tuple[str, ...]
+    hours: tuple[pd.Timestamp, ...]
+    sensors: tuple[str, ...]
+    staging: str
+
+    def to_json(self) -> dict:
+        """The task as plain JSON values (what an Azure ML job receives over Pipes)."""
+        return {"label": self.label, "devices": list(self.devices), "hours": [h.isoformat() for h in self.hours],
+                "sensors": list(self.sensors), "staging": self.staging}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ShardTask":
+        return cls(data["label"], tuple(data["devices"]), tuple(pd.Timestamp(h) for h in data["hours"]),
+                   tuple(data["sensors"]), data["staging"])
+
+
+def plan_shards(devices, hours, sensors, devices_per_shard: int, staging: str) -> list[ShardTask]:
+    """Group the devices, sorted, into shards of at most ``devices_per_shard`` each.
+
+    Parameters
+    ----------
+    devices : iterable of str
+        Devices with windows in the run's hours and sensors (with or without a model, so
+        that those without one are reported rather than dropped).
+    hours, sensors : sequences
+        The run's hours and sensors; every shard covers all of them.
+    devices_per_shard : int
+        Shard size: bounds each task's memory.
+    staging : str
+        The run's staging table name.
+    """
+    if devices_per_shard < 1:
+        raise ValueError(f"devices_per_shard={devices_per_shard} must be at least 1")
+    ordered = sorted(set(map(str, devices)))
+    hours, sensors = tuple(pd.Timestamp(h) for h in sorted(hours)), tuple(map(str, sensors))
+    return [ShardTask(f"shard-{n:04d}", tuple(ordered[i:i + devices_per_shard]), hours, sensors, staging)
+            for n, i in enumerate(range(0, len(ordered), devices_per_shard))]
+
+
+@dataclass(frozen=True)
 class Shard:
-    """The windows of a group of devices and those devices' model bundles."""
+    """A shard's windows and its devices' bundles, in memory (tests and benchmarks of the scorer)."""
 
     label: str
     rows: pd.DataFrame
     bundles: dict[str, ModelBundle]
-
-
-def plan_shards(rows: pd.DataFrame, bundles: dict[str, ModelBundle], devices_per_shard: int) -> list[Shard]:
-    """Group devices into shards of at most ``devices_per_shard`` devices each.
-
-    Devices without a bundle stay in a shard so that their rows are reported as missing
-    a model rather than dropped.
-    """
-    if devices_per_shard < 1:
-        raise ValueError(f"devices_per_shard={devices_per_shard} must be at least 1")
-    codes, devices = pd.factorize(rows["device"].astype(str), sort=True)
-    shard_of_row = codes // devices_per_shard  # devices sorted, so each shard is a run of them
-    shards = []
-    for number, shard_rows in rows.groupby(shard_of_row, sort=True):
-        group = devices[number * devices_per_shard : (number + 1) * devices_per_shard]
-        shards.append(
-            Shard(
-                label=f"shard-{number:04d}",
-                rows=shard_rows,
-                bundles={d: bundles[d] for d in group if d in bundles},
-            )
-        )
-    return shards

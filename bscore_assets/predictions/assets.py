@@ -1,8 +1,12 @@
 """``sensor_predictions``: every device's current model scores an hour's windows of a sensor.
 
-A run may cover many (hour, sensor) partitions at once (backfills, ``bscore score``): it
-reads their windows in one query, fans the devices out in shards to the compute backend,
-and writes each partition's predictions to blob Parquet and SQL, replacing any earlier run's.
+A run may cover many (hour, sensor) partitions at once (backfills, ``bscore score``). It moves
+names, not data: it lists the devices with windows in one query, splits them into shards, and
+the compute backend's tasks each read their own devices' windows, score them and write their
+predictions (a staging table of the run's own, and one blob part per partition), reporting
+counts. Once every shard succeeded the run publishes each hour in SQL (one transaction per
+hour, inside the database) and each partition's manifest in blob storage, so an hour is one
+run's whole hour or the previous one. It reads rows back only for the few partitions it plots.
 """
 
 import dagster as dg
@@ -11,15 +15,15 @@ import pandas as pd
 from bscore_assets.partitions import hour_of_key, hour_sensor_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
 from bscore_assets.predictions.metadata import partition_metadata, partitions_to_plot
+from bscore_assets.predictions.plots import MAX_DEVICES
+from bscore_assets.predictions.summaries import merge_shard_summaries, missing_models, refused_devices
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import prediction_key
+from bscore_assets.storage import commit_prediction_partition
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
-from resources.sql import SqlStore
-from scoring.model_store import load_current_bundles_or_refusals
+from resources.sql import SqlStore, staging_table_name
 from scoring.shards import plan_shards
-from scoring.windows import hour_of_window
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -32,11 +36,26 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
     return hours, sensors
 
 
-def by_partition(frame: pd.DataFrame) -> dict[tuple[pd.Timestamp, str], pd.DataFrame]:
-    """A table of windows or predictions split by (hour, sensor) partition."""
-    if frame.empty:
-        return {}
-    return dict(tuple(frame.groupby([hour_of_window(frame["ts"]), frame["sensor"]], sort=False)))
+def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors) -> list[dict]:
+    """Run every shard of the run's hours x sensors and publish their predictions; their summaries."""
+    devices = sql.devices_with_windows(hours[0], hours[-1] + HOUR, sensors)
+    for stale in sql.drop_stale_prediction_staging():
+        context.log.info(f"dropped {stale}, left by a run that did not finish")
+    staging = staging_table_name()
+    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, staging)
+    context.log.info(f"{len(devices)} device(s) with windows in {len(hours)} hour(s) x {len(sensors)} sensor(s): "
+                     f"{len(tasks)} shard(s) on {compute.describe()}")
+    sql.create_prediction_staging(staging)
+    try:
+        shards = compute.run_shards(context, tasks, sql, blob)
+        for hour in hours:
+            published = sql.publish_staged_predictions(staging, hour, hour + HOUR, sensors)
+            expected = sum(p["rows_scored"] for s in shards for p in s["partitions"] if pd.Timestamp(p["hour"]) == hour)
+            if published != expected:  # a shard's write lost or doubled: never report it as done
+                raise RuntimeError(f"hour {hour}: {published} predictions staged, shards reported {expected}")
+    finally:
+        sql.drop_prediction_staging(staging)
+    return shards
 
 
 @dg.asset(
@@ -56,39 +75,22 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                        compute: ComputeBackend, pipeline: PipelineSettings):
     with retry_on_outage(context):
         hours, sensors = run_partitions(context)
-        start, end = hours[0], hours[-1] + HOUR
-        windows = sql.read_sensor_values(start, end, sensors=sensors)
-        bundles, refused = load_current_bundles_or_refusals(blob, sorted(windows["device"].unique()))
+        shards = score_in_shards(context, sql, blob, compute, hours, sensors)
+        summaries = merge_shard_summaries(shards, hours, sensors)
+        for summary in summaries.values():
+            commit_prediction_partition(blob, summary.hour, summary.sensor, summary.parts, summary.rows_scored)
+        refused, missing = refused_devices(shards), missing_models(shards)
         for device, reason in refused.items():
             context.log.error(f"device {device}: model refused, not scored: {reason}")
-        shards = plan_shards(windows, bundles, compute.devices_per_shard)
-        context.log.info(f"{len(windows)} windows of {len(hours)} hour(s) x {len(sensors)} sensor(s), "
-                         f"{len(bundles)} device bundle(s), {len(shards)} shard(s) on {compute.describe()}")
-        results = compute.score_shards(context, shards)
-        scored = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
-        missing = pd.concat([r.missing_models for r in results], ignore_index=True) if results else pd.DataFrame()
-        for result in results:  # devices whose model failed while scoring: refused, by name
-            for device, reason in zip(result.refused["device"], result.refused["reason"]):
-                refused[str(device)] = reason
-                context.log.error(f"device {device}: model refused while scoring, not scored: {reason}")
-        # Split once by (hour, sensor) partition rather than filtering the whole table per partition.
-        scored_parts = by_partition(scored)
-        window_parts = by_partition(windows)
-        partitions = []
-        for hour in hours:
-            hour_rows = []
-            for sensor in sensors:
-                rows = scored_parts.get((hour, sensor), scored.iloc[0:0]).reset_index(drop=True)
-                blob.write_parquet(prediction_key(hour, sensor), rows)
-                partitions.append((hour, sensor, rows, window_parts.get((hour, sensor), windows.iloc[0:0])))
-                hour_rows.append(rows)
-            sql.replace_predictions(pd.concat(hour_rows, ignore_index=True), hour, hour + HOUR, sensors)
-        plotted = partitions_to_plot(partitions)
-        for hour, sensor, rows, had in partitions:
-            context.add_asset_metadata(partition_metadata(hour, sensor, rows, had, plot=(hour, sensor) in plotted),
-                                       partition_key=hour_sensor_key(hour, sensor))
-        context.log.info(f"{len(scored)} windows scored, {int(scored['is_anomaly'].sum()) if len(scored) else 0} "
-                         f"anomalies, in {len(partitions)} partition(s); {len(missing)} device/sensor pair(s) "
-                         f"without a model, {len(refused)} device(s) refused")
-        yield dg.MaterializeResult(metadata={"storage": blob.describe()})
-        yield from prediction_check_results(partitions, missing, refused, pipeline)
+        plotted = partitions_to_plot(list(summaries.values()))
+        for (hour, sensor), summary in summaries.items():
+            # Only the drawn devices' rows are read back, and only for the partitions plotted.
+            plot_rows = (sql.read_predictions(hour, hour + HOUR, devices=summary.worst_devices(MAX_DEVICES),
+                                              sensors=[sensor]) if (hour, sensor) in plotted else None)
+            context.add_asset_metadata(partition_metadata(summary, plot_rows), partition_key=hour_sensor_key(hour, sensor))
+        rows = sum(s.rows_scored for s in summaries.values())
+        context.log.info(f"{rows} windows scored, {sum(s.anomalies for s in summaries.values())} anomalies, in "
+                         f"{len(summaries)} partition(s) by {len(shards)} shard(s); {len(missing)} device/sensor "
+                         f"pair(s) without a model, {len(refused)} device(s) refused")
+        yield dg.MaterializeResult(metadata={"storage": blob.describe(), "shards": len(shards)})
+        yield from prediction_check_results(list(summaries.values()), missing, refused, pipeline)

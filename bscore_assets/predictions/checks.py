@@ -22,15 +22,17 @@ prediction_check_specs = [
 MAX_ROWS_SHOWN = 50
 
 
-def anomaly_rate_result(partitions, warn: float, error: float) -> dg.AssetCheckResult:
+def anomaly_rate_result(summaries, warn: float, error: float) -> dg.AssetCheckResult:
     """Worst partition decides the severity; metadata lists the worst partitions and their top devices."""
     table, worst_devices = [], {}
-    for hour, sensor, rows, _ in partitions:
-        rate = float(rows["is_anomaly"].mean()) if len(rows) else 0.0
-        table.append({"hour": hour_key(hour), "sensor": sensor, "rows": len(rows), "anomaly_rate": round(rate, 4)})
-        if len(rows) and rate > warn:
-            per_device = rows.groupby("device", observed=True)["is_anomaly"].mean().sort_values(ascending=False)
-            worst_devices[f"{hour_key(hour)}|{sensor}"] = {str(d): round(float(r), 4) for d, r in per_device.head(10).items()}
+    for summary in summaries:
+        rate = summary.anomaly_rate
+        table.append({"hour": hour_key(summary.hour), "sensor": summary.sensor, "rows": summary.rows_scored,
+                      "anomaly_rate": round(rate, 4)})
+        if summary.rows_scored and rate > warn:
+            per_device = summary.device_rates()
+            worst_devices[f"{hour_key(summary.hour)}|{summary.sensor}"] = {
+                str(d): round(float(r), 4) for d, r in per_device.head(10).items()}
     frame = pd.DataFrame(table, columns=["hour", "sensor", "rows", "anomaly_rate"])
     max_rate = float(frame["anomaly_rate"].max()) if len(frame) else 0.0
     worst = frame.sort_values("anomaly_rate", ascending=False).head(MAX_ROWS_SHOWN)
@@ -50,13 +52,12 @@ def anomaly_rate_result(partitions, warn: float, error: float) -> dg.AssetCheckR
     )
 
 
-def coverage_result(partitions, missing: pd.DataFrame, refused: dict[str, str]) -> dg.AssetCheckResult:
-    unscored = sorted(f"{hour_key(h)}|{s}" for h, s, rows, had in partitions if len(had) and not len(rows))
+def coverage_result(summaries, missing: pd.DataFrame, refused: dict[str, str]) -> dg.AssetCheckResult:
+    unscored = sorted(f"{hour_key(s.hour)}|{s.sensor}" for s in summaries if s.windows and not s.rows_scored)
     missing_models = (missing[~missing["device"].isin(list(refused))].groupby("device")["sensor"]
-                      .apply(lambda s: sorted(map(str, s))).to_dict() if len(missing) else {})
-    devices_with_windows = set().union(*(set(had["device"]) for *_, had in partitions)) if partitions else set()
-    devices_scored = set().union(*(set(rows["device"]) for _, _, rows, _ in partitions if len(rows))) \
-        if partitions else set()
+                      .apply(lambda s: sorted(set(map(str, s)))).to_dict() if len(missing) else {})
+    devices_with_windows = set().union(*(s.devices_with_windows for s in summaries))
+    devices_scored = set().union(*(s.devices for s in summaries))
     error = bool(unscored or refused)
     return dg.AssetCheckResult(
         check_name="scoring_coverage",
@@ -72,6 +73,7 @@ def coverage_result(partitions, missing: pd.DataFrame, refused: dict[str, str]) 
     )
 
 
-def prediction_check_results(partitions, missing: pd.DataFrame, refused: dict[str, str], pipeline: PipelineSettings):
-    yield anomaly_rate_result(partitions, pipeline.anomaly_rate_warn, pipeline.anomaly_rate_error)
-    yield coverage_result(partitions, missing, refused)
+def prediction_check_results(summaries, missing: pd.DataFrame, refused: dict[str, str], pipeline: PipelineSettings):
+    """Both checks from the run's partition summaries (``summaries.PartitionSummary``)."""
+    yield anomaly_rate_result(summaries, pipeline.anomaly_rate_warn, pipeline.anomaly_rate_error)
+    yield coverage_result(summaries, missing, refused)

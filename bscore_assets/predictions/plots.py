@@ -25,7 +25,7 @@ def worst_devices(rows: pd.DataFrame, limit: int = MAX_DEVICES) -> list[str]:
     return counts["device"].head(limit).tolist()
 
 
-def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES) -> bytes:
+def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES, devices_total: int | None = None) -> bytes:
     """PNG of the values of the worst ``limit`` devices, one line each, anomalies as red crosses.
 
     Parameters
@@ -36,8 +36,11 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES) -> b
         The figure's title.
     limit : int
         At most this many devices are drawn (those with the most anomalies).
+    devices_total : int, optional
+        Devices in the whole partition, when ``rows`` holds only those to draw.
     """
     devices = worst_devices(rows, limit)
+    total = devices_total if devices_total is not None else rows["device"].nunique()
     fig, ax = plt.subplots(figsize=(7, 2.6), dpi=80)
     try:
         for device in devices:
@@ -47,7 +50,7 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES) -> b
             ax.scatter(flagged["ts"], flagged["value"], marker="x", s=28, color="red", zorder=3,
                        label="anomaly" if device == devices[0] else None)
             line.set_alpha(0.85)
-        shown = f" (worst {len(devices)} of {rows['device'].nunique()} devices)" if rows["device"].nunique() > limit else ""
+        shown = f" (worst {len(devices)} of {total} devices)" if total > len(devices) else ""
         ax.set_title(title + shown, fontsize=9)
         ax.set_ylabel("value", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -62,9 +65,10 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES) -> b
         plt.close(fig)
 
 
-def partition_plot_markdown(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES) -> str:
+def partition_plot_markdown(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES,
+                            devices_total: int | None = None) -> str:
     """Markdown with the partition's plot inline, or a note when there is nothing to draw."""
     if rows.empty:
         return f"*{title}: no windows scored*"
-    encoded = base64.b64encode(partition_png(rows, title, limit)).decode()
+    encoded = base64.b64encode(partition_png(rows, title, limit, devices_total)).decode()
     return f"![{title}](data:image/png;base64,{encoded})"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from bscore_assets.storage import prediction_key, read_raw_hour
+from bscore_assets.storage import read_prediction_partition, read_raw_hour
 from scoring.training import build_pipeline
 from bscore_assets.operations import ChecksFailed
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
@@ -56,8 +56,10 @@ def test_predictions_equal_scikit_learn_predict(platform, simulated):
         decided = np.abs(rows["score"].to_numpy()) > 1e-9
         sklearn_anomaly = pipeline.predict(x) == -1
         assert (rows["is_anomaly"].to_numpy()[decided] == sklearn_anomaly[decided]).all()
-    blob_rows = platform.resources["blob"].read_parquet(prediction_key(SCORE_START, "1"))
+    blob_rows = read_prediction_partition(platform.resources["blob"], SCORE_START, "1")
     assert len(blob_rows) == 3 * 720
+    assert_allclose(blob_rows.sort_values(["device", "ts"])["score"],
+                    predictions[predictions["sensor"] == "1"].sort_values(["device", "ts"])["score"], atol=0)
     checks = check_results(result)
     assert checks["scoring_coverage"].passed
     assert checks["anomaly_rate"].metadata["max_anomaly_rate"] < 0.05

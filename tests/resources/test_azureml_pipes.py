@@ -23,6 +23,7 @@ from azure.storage.blob import BlobServiceClient
 
 from bscore_assets.operations import Operations, local_instance
 from bscore_assets.settings import Settings
+from bscore_assets.storage import read_prediction_partition
 from resources.azureml import AzureMLComputeBackend
 from scoring.model_format import ModelBundle
 from scoring.model_store import save_bundle
@@ -156,7 +157,20 @@ def test_azureml_pipes_round_trip_reports_metadata_and_matches_local(platform, a
     assert len(jobs.started) == 2  # 3 devices, 2 per shard
     for name in jobs.started:
         assert jobs.get(name).status == "Completed"
-        assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(jobs.environment(name))
+        env = jobs.environment(name)
+        assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(env)
+        # The job is told where to read and write, not given the data.
+        assert env["BSCORE_SQL_URL"] == sql.url and env["BSCORE_BLOB_URL"] == platform.resources["blob"].root
+    # Each job wrote its own part of every partition, named by its devices; readers see them whole.
+    blob = platform.resources["blob"]
+    for sensor in map(str, range(1, SENSORS + 1)):
+        parts = [k for k in blob.list(f"predictions/{SCORE_START:%Y-%m-%dT%H}/sensor={sensor}/") if "part-" in k]
+        assert sorted(k.rsplit("/", 1)[1] for k in parts) == ["part-1--2.parquet", "part-3--3.parquet"]
+        stored = read_prediction_partition(blob, SCORE_START, sensor)
+        expected = local[local["sensor"] == sensor]
+        pd.testing.assert_frame_equal(sorted_predictions(stored).astype({"model_version": str}),
+                                      expected.reset_index(drop=True).astype({"model_version": str}),
+                                      check_exact=False, atol=1e-12, rtol=0, check_dtype=False)
     records = platform.instance.fetch_materializations(dg.AssetKey("sensor_predictions"), limit=100).records
     materializations = [r.asset_materialization for r in records if r.run_id == result.run_id]
     assert len(materializations) == SENSORS  # one hour x each sensor

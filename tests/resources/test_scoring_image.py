@@ -3,9 +3,11 @@
 A virtual environment is built from the image's build context alone (``docker/requirements.txt``
 with ``constraints.txt``, as the Dockerfile installs them; not the project's environment) and
 ``python -m scoring.entrypoint`` runs in it with ``PYTHONPATH`` holding only the staged
-``scoring`` package, on a shard staged on Azurite with every detector kind and one malformed
-bundle. Pipes context and messages go through blob storage as on Azure ML; only the process
-launcher is local (``PipesSubprocessClient`` instead of an Azure ML job).
+``scoring`` package, on a shard named over Pipes (devices, hour, sensors, staging table) whose
+windows are in SQL and whose bundles (every detector kind and one malformed bundle) are on
+Azurite: the job reads both and writes its predictions itself. Pipes context and messages go
+through blob storage as on Azure ML; only the process launcher is local
+(``PipesSubprocessClient`` instead of an Azure ML job).
 
 The environment is cached under ``build/scoring-image-venv-<hash of requirements and
 constraints>`` so re-runs (and CI with a kept ``build/``) skip the install.
@@ -37,14 +39,17 @@ from sklearn.svm import OneClassSVM
 from resources.azureml_provision import CONSTRAINTS, DOCKER_DIR, stage_build_context
 from scoring.detectors import DetectorModel
 from scoring.engine import score_shard
-from scoring.entrypoint import MISSING, PREDICTIONS, REFUSED, ContainerBlobs, read_shard_refusals, stage_shard
+from resources.sql import SqlStore, staging_table_name
+from scoring.entrypoint import ContainerBlobs
 from scoring.model_format import ModelBundle, SensorModel
 from scoring.model_store import save_bundle
-from scoring.shards import Shard
+from scoring.parquet import from_parquet_bytes
+from scoring.shards import ShardTask
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORS = ["1", "2"]
 ROWS_PER_SENSOR = 240
+HOUR = pd.Timestamp("2026-03-01T00:00")
 
 
 def image_venv() -> Path:
@@ -93,7 +98,8 @@ def fleet_bundles() -> dict[str, ModelBundle]:
 def shard_rows(devices: list[str]) -> pd.DataFrame:
     rng = np.random.default_rng(34)
     ts = pd.date_range("2026-03-01T00:00:05", periods=ROWS_PER_SENSOR, freq="5s")
-    frames = [pd.DataFrame({"ts": ts, "device": d, "sensor": s, "value": rng.normal(30, 6, ROWS_PER_SENSOR)})
+    frames = [pd.DataFrame({"ts": ts, "device": d, "sensor": s, "value": rng.normal(30, 6, ROWS_PER_SENSOR),
+                            "readings": 5})
               for d in devices for s in SENSORS]
     return pd.concat(frames, ignore_index=True)
 
@@ -102,11 +108,11 @@ def test_image_environment_is_only_docker_requirements(tmp_path):
     python = image_venv() / "bin" / "python"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(stage_build_context(tmp_path / "context"))}
     probe = ("import importlib.util as u; print(*(bool(u.find_spec(m)) for m in "
-             "('sklearn', 'skops', 'dagster_pipes', 'scoring', 'dagster', 'bscore_assets', 'resources')))")
+             "('sklearn', 'skops', 'dagster_pipes', 'sqlalchemy', 'scoring', 'dagster', 'bscore_assets', 'resources')))")
     found = subprocess.run([str(python), "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                            check=True).stdout.split()
     # What the job needs is there; the project's orchestration side is not.
-    assert found == ["True"] * 4 + ["False"] * 3
+    assert found == ["True"] * 5 + ["False"] * 3
 
 
 def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_the_bad_bundle(azurite, tmp_path):
@@ -116,16 +122,25 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     devices = sorted([*bundles, "broken", "unmodelled"])
     rows = shard_rows(devices)
 
+    # The windows in SQL, where the job reads them; the run's staging table, where it writes.
+    sql_url = f"sqlite:///{tmp_path / 'bscore.db'}"
+    sql = SqlStore(url=sql_url)
+    sql.replace_sensor_values(rows, HOUR, HOUR + pd.Timedelta(hours=1))
+    staging = staging_table_name()
+    sql.create_prediction_staging(staging)
+    # The bundles in the blob store, where the job loads them.
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = azurite.new_container_name()
     service.create_container(container)
-    stage = ContainerBlobs(service.get_container_client(container), "staging/run/shard-0000")
-    stage_shard(stage, Shard("shard-0000", rows, bundles))
+    store = ContainerBlobs(service.get_container_client(container), "store")
+    for bundle in bundles.values():
+        save_bundle(store, bundle)
     # A bundle whose arrays were damaged after it was written: its hash no longer matches.
     good = ModelBundle("broken", "v-broken", {s: bundles["svm"].models[s] for s in SENSORS})
-    save_bundle(stage, good)
+    save_bundle(store, good)
     params = f"models/broken/{good.version}/params.npz"
-    stage.write_bytes(params, stage.read_bytes(params)[:-40] + b"\0" * 40)
+    store.write_bytes(params, store.read_bytes(params)[:-40] + b"\0" * 40)
+    task = ShardTask("shard-0000", tuple(devices), (HOUR,), tuple(SENSORS), staging)
 
     reports = []
 
@@ -137,16 +152,19 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
         )
         invocation = pipes.run(
             context=context, command=[str(python), "-m", "scoring.entrypoint"], cwd=str(tmp_path),
-            extras={"shard": "shard-0000", "container": container, "prefix": "staging/run/shard-0000"},
+            extras={"task": task.to_json()},  # names only
             # Nothing of the project but the staged scoring package; blob access as on Azurite.
-            env={"PYTHONPATH": str(context_dir), "PATH": "/usr/bin:/bin",
+            env={"PYTHONPATH": str(context_dir), "PATH": "/usr/bin:/bin", "BSCORE_SQL_URL": sql_url,
+                 "BSCORE_BLOB_URL": f"az://{container}/store",
                  "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
         reports.extend(invocation.get_custom_messages())
         return dg.MaterializeResult()
 
     assert dg.materialize([scoring_job]).success
 
-    remote = stage.read_parquet(PREDICTIONS)
+    assert sql.publish_staged_predictions(staging, HOUR, HOUR + pd.Timedelta(hours=1), SENSORS) == \
+        len(bundles) * len(SENSORS) * ROWS_PER_SENSOR
+    remote = sql.read_predictions(HOUR, HOUR + pd.Timedelta(hours=1))
     local = score_shard(rows[rows["device"] != "broken"].reset_index(drop=True), bundles).predictions
     key = ["device", "sensor", "ts"]
     remote = remote.sort_values(key).reset_index(drop=True)
@@ -158,14 +176,13 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     np.testing.assert_allclose(remote["score"], local["score"], rtol=0, atol=1e-9)
     assert remote["model_version"].astype(str).tolist() == local["model_version"].astype(str).tolist()
 
-    refused = read_shard_refusals(stage)
-    assert list(refused) == ["broken"] and "params.npz hashes to" in refused["broken"]
-    refusals = stage.read_parquet(REFUSED)
-    assert refusals["rows"].tolist() == [len(SENSORS) * ROWS_PER_SENSOR]
-    missing = stage.read_parquet(MISSING)  # a device without any bundle is missing, not refused
-    assert missing["device"].astype(str).unique().tolist() == ["unmodelled"]
-
     [report] = [r for r in reports if isinstance(r, dict) and r.get("shard") == "shard-0000"]
-    assert report["devices_refused"] == refused
-    assert report["rows_scored"] == len(remote) and report["rows_refused"] == len(SENSORS) * ROWS_PER_SENSOR
-    assert report["rows_missing_model"] == len(SENSORS) * ROWS_PER_SENSOR
+    assert list(report["devices_refused"]) == ["broken"] and "params.npz hashes to" in report["devices_refused"]["broken"]
+    # A device without any bundle is missing, not refused.
+    assert sorted({d for d, _, _ in report["missing_models"]}) == ["unmodelled"]
+    assert report["rows_scored"] == len(remote) and report["rows"] == len(rows)
+    for part in report["partitions"]:
+        assert part["devices_refused"] == ["broken"] and part["devices_missing_model"] == ["unmodelled"]
+        # The job's own Parquet part of the partition holds what SQL holds.
+        parquet = from_parquet_bytes(store.read_bytes(part["part"])).sort_values(key).reset_index(drop=True)
+        np.testing.assert_allclose(parquet["score"], remote[remote["sensor"] == part["sensor"]]["score"], atol=0)

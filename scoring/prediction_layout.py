@@ -1,0 +1,47 @@
+"""Where predictions live in blob storage, so that shards write them independently.
+
+A partition (hour, sensor) is a folder of Parquet parts, one per shard, named by the shard's
+first and last device (``predictions/<hour>/sensor=<s>/part-<first>--<last>.parquet``), and a
+manifest ``predictions/<hour>/sensor=<s>/_manifest.json`` naming the parts that make up the
+partition. Shards write parts; only the run writes the manifest, once every shard succeeded,
+then removes the parts it does not name. A reader reads the manifest's parts: a partition is
+whole (the parts of one successful run) or absent (no manifest yet), and parts left by a crash
+or by other shard boundaries are never read.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+BLOB_HOUR_FORMAT = "%Y-%m-%dT%H"
+MANIFEST = "_manifest.json"
+
+
+def prediction_prefix(hour: pd.Timestamp, sensor: str) -> str:
+    """The folder of the (hour, sensor) partition's parts and manifest."""
+    return f"predictions/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}/sensor={sensor}/"
+
+
+def prediction_part_key(hour: pd.Timestamp, sensor: str, first_device: str, last_device: str) -> str:
+    """The part of a shard holding devices ``first_device .. last_device`` (device ids are
+    validated names without ``/``; ``--`` separates them since ids may hold ``-``)."""
+    return f"{prediction_prefix(hour, sensor)}part-{first_device}--{last_device}.parquet"
+
+
+def prediction_manifest_key(hour: pd.Timestamp, sensor: str) -> str:
+    return prediction_prefix(hour, sensor) + MANIFEST
+
+
+def manifest_bytes(parts: list[str], rows: int) -> bytes:
+    """The manifest naming a partition's parts (keys) and its row count."""
+    return json.dumps({"parts": sorted(parts), "rows": int(rows)}).encode()
+
+
+def read_manifest(blobs, hour: pd.Timestamp, sensor: str) -> dict | None:
+    """The partition's manifest, or None when no run has completed it."""
+    key = prediction_manifest_key(hour, sensor)
+    if not blobs.exists(key):
+        return None
+    return json.loads(blobs.read_bytes(key))

@@ -1,0 +1,131 @@
+"""One scoring shard, run where its data is: read its devices' windows, score, write predictions.
+
+The orchestrator decides only names (``scoring.shards.ShardTask``: devices, hours, sensors,
+the staging table); the task, in a local worker process or an Azure ML job, reads its own
+devices' windows from the SQL store, loads their current bundles (a bad bundle refuses its own
+device only), scores them with ``scoring.engine.score_shard`` and writes the predictions
+itself: to the run's SQL staging table (one transaction per hour, replacing the shard's own
+devices' rows so that a retried shard never duplicates) and as one blob Parquet part per
+partition. It returns a summary per (hour, sensor) partition whose size does not grow with
+rows: counts, per-device counts and model versions, devices missing a model or refused.
+The run publishes the staged hours once every shard succeeded (``SqlStore.publish_staged_predictions``
+and the partitions' manifests), so a failed shard leaves no partial hour.
+
+No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``
+and ``stage_predictions(staging, frame, start, end, sensors, devices)``; ``blobs`` has the model
+store's protocol plus ``write_bytes``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from scoring.engine import score_shard
+from scoring.model_store import load_current_bundles_or_refusals
+from scoring.parquet import to_parquet_bytes
+from scoring.prediction_layout import prediction_part_key
+from scoring.shards import ShardTask
+from scoring.windows import hour_of_window
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def partition_summary(hour, sensor, windows: pd.DataFrame, predictions: pd.DataFrame,
+                      refused: dict[str, str], part: str | None) -> dict:
+    """What one shard reports of one (hour, sensor) partition: counts, never rows."""
+    had = windows["device"].astype(str)
+    scored_devices = predictions["device"].astype(str)
+    anomalies = predictions["is_anomaly"].to_numpy(dtype=bool)
+    per_device = (pd.DataFrame({"device": scored_devices.to_numpy(), "anomaly": anomalies})
+                  .groupby("device", sort=True)["anomaly"].agg(["size", "sum"]))
+    versions = (pd.DataFrame({"device": scored_devices.to_numpy(),
+                              "version": predictions["model_version"].astype(str).to_numpy()})
+                .groupby("device", sort=True)["version"].first())
+    with_windows = set(had.unique())
+    return {
+        "hour": pd.Timestamp(hour).isoformat(),
+        "sensor": str(sensor),
+        "windows": int(len(windows)),
+        "rows_scored": int(len(predictions)),
+        "anomalies": int(anomalies.sum()),
+        "devices": {str(d): [int(n), int(a)] for d, (n, a) in per_device.iterrows()},
+        "model_versions": {str(d): str(v) for d, v in versions.items()},
+        "devices_with_windows": sorted(with_windows),
+        "devices_missing_model": sorted(with_windows - set(per_device.index) - set(refused)),
+        "devices_refused": sorted(with_windows & set(refused)),
+        "part": part,
+    }
+
+
+def run_shard_task(task: ShardTask, store, blobs) -> dict:
+    """Score the shard ``task`` names and write its predictions; return its summary.
+
+    Parameters
+    ----------
+    task : ShardTask
+        The shard's devices, hours, sensors and the run's staging table.
+    store
+        The SQL store (windows in, staged predictions out).
+    blobs
+        Blob storage holding the model bundles and receiving the prediction parts.
+
+    Returns
+    -------
+    dict
+        ``shard``, ``partitions`` (one summary per (hour, sensor) of the task, with the blob
+        part it wrote, see ``partition_summary``), ``devices_refused`` (device ->
+        reason), ``missing_models`` (``[device, sensor, rows]`` without a model), totals and timings.
+    """
+    started = time.perf_counter()
+    start, end = min(task.hours), max(task.hours) + HOUR
+    windows = store.read_sensor_values(start, end, devices=list(task.devices), sensors=list(task.sensors))
+    read = time.perf_counter()
+    devices = windows["device"].astype(str)
+    bundles, refused = load_current_bundles_or_refusals(blobs, sorted(devices.unique()))
+    loaded = time.perf_counter()
+    # A refused device's rows are not scored, and not reported as missing a model either:
+    # they are in the refusals, with the reason.
+    kept = windows if not refused else windows[~devices.isin(list(refused))].reset_index(drop=True)
+    scores = score_shard(kept, bundles)
+    # A device whose model failed while scoring is refused too, with the scorer's reason.
+    refused = {**refused, **dict(zip(scores.refused["device"].astype(str), scores.refused["reason"]))}
+    scored = time.perf_counter()
+    predictions = scores.predictions
+    window_hours = hour_of_window(windows["ts"]).to_numpy()
+    prediction_hours = hour_of_window(predictions["ts"]).to_numpy()
+    summaries = []
+    first, last = task.devices[0], task.devices[-1]
+    for hour in task.hours:
+        in_hour = prediction_hours == np.datetime64(pd.Timestamp(hour))
+        hour_rows = predictions[in_hour].reset_index(drop=True)
+        # One transaction per hour, replacing only this shard's devices.
+        store.stage_predictions(task.staging, hour_rows, hour, hour + HOUR, list(task.sensors), list(task.devices))
+        hour_windows = windows[window_hours == np.datetime64(pd.Timestamp(hour))]
+        for sensor in task.sensors:
+            rows = hour_rows[hour_rows["sensor"].astype(str) == sensor].reset_index(drop=True)
+            key = prediction_part_key(hour, sensor, first, last) if len(rows) else None
+            if key:
+                blobs.write_bytes(key, to_parquet_bytes(rows))
+            had = hour_windows[hour_windows["sensor"].astype(str) == sensor]
+            summaries.append(partition_summary(hour, sensor, had, rows, refused, key))
+    written = time.perf_counter()
+    missing = scores.missing_models
+    return {
+        "shard": task.label,
+        "devices": len(task.devices),
+        "rows": int(len(windows)),
+        "rows_scored": int(len(predictions)),
+        "anomalies": int(predictions["is_anomaly"].sum()),
+        "models": sum(len(b.models) for b in bundles.values()),
+        "partitions": summaries,
+        "devices_refused": dict(sorted(refused.items())),
+        "missing_models": [[str(d), str(s), int(n)] for d, s, n in
+                           missing[["device", "sensor", "rows"]].itertuples(index=False)],
+        "read_seconds": round(read - started, 3),
+        "load_seconds": round(loaded - read, 3),
+        "score_seconds": round(scored - loaded, 3),
+        "write_seconds": round(written - scored, 3),
+    }

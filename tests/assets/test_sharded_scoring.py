@@ -2,16 +2,15 @@
 no partial hour (SQL and blob keep the previous run's whole hour, or nothing)."""
 
 import dagster as dg
-import numpy as np
+
 import pandas as pd
 import pytest
 
 from bscore_assets.operations import Operations
 from bscore_assets.storage import read_prediction_partition
+from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.sql import SqlStore
-from scoring.model_format import ModelBundle, SensorModel
-from scoring.model_store import save_bundle
 from tests.assets.conftest import SCORE_START, TRAIN_START
 
 HOUR = pd.Timedelta(hours=1)
@@ -48,11 +47,21 @@ def stored(platform):
     return rows.reset_index(drop=True), parts
 
 
-def break_model_of(platform, device: str) -> None:
-    """A current model the scorer rejects while scoring (two features): that shard fails."""
-    two = SensorModel(mean=np.zeros(2), scale=np.ones(2), support_vectors=np.zeros((1, 2)), dual_coef=np.ones(1),
-                      intercept=0.0)
-    save_bundle(platform.resources["blob"], ModelBundle(device, "two-features", {str(s): two for s in range(1, 6)}))
+class PartWriteFails(LocalBlobStore):
+    """A folder store whose writes of one device's prediction parts fail (a full disk, a
+    storage outage): that device's shard fails after it staged its rows in SQL."""
+
+    failing_part: str
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        if self.failing_part in key:
+            raise OSError(f"no space left on device writing {key}")
+        super().write_bytes(key, data)
+
+
+def failing_shard_of(platform, device: str) -> Operations:
+    blob = PartWriteFails(root=platform.resources["blob"].root, failing_part=f"/part-{device}--{device}.")
+    return with_resources(platform, blob=blob, compute=LocalComputeBackend(devices_per_shard=1, max_workers=2))
 
 
 def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simulated):
@@ -71,23 +80,19 @@ def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simula
 def test_a_failed_shard_leaves_no_partial_hour(platform, simulated):
     platform.train(None, TRAIN_START, TRAIN_START)
     sharded = one_device_shards(platform)
-    good = platform.resources["blob"].read_bytes("models/3/current.json")
-    break_model_of(platform, "3")
     with pytest.raises(RuntimeError):
-        sharded.score(SCORE_START, SCORE_START)
+        failing_shard_of(platform, "3").score(SCORE_START, SCORE_START)
     rows, parts = stored(platform)
     assert rows.empty and all(part is None for part in parts.values())  # absent, not devices 1-2 only
 
-    platform.resources["blob"].write_bytes("models/3/current.json", good)
-    sharded.score(SCORE_START, SCORE_START)
+    sharded.score(SCORE_START, SCORE_START, refresh=False)
     first_rows, first_parts = stored(platform)
     assert len(first_rows) == 3 * 5 * 720 and all(len(p) == 3 * 720 for p in first_parts.values())
     # Every device's part of each partition, written by its own shard.
     assert len([k for k in platform.resources["blob"].list("predictions/") if "/part-" in k]) == 3 * 5
 
-    break_model_of(platform, "3")
     with pytest.raises(RuntimeError):
-        sharded.score(SCORE_START, SCORE_START)
+        failing_shard_of(platform, "3").score(SCORE_START, SCORE_START, refresh=False)
     rows, parts = stored(platform)
     pd.testing.assert_frame_equal(rows, first_rows)  # the earlier run's whole hour, not a mix
     for sensor, part in parts.items():

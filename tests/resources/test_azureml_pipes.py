@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 from azure.ai.ml.entities import JobService
@@ -25,8 +24,6 @@ from bscore_assets.operations import Operations, local_instance
 from bscore_assets.settings import Settings
 from bscore_assets.storage import read_prediction_partition
 from resources.azureml import AzureMLComputeBackend
-from scoring.model_format import ModelBundle
-from scoring.model_store import save_bundle
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 

@@ -29,7 +29,6 @@ workers count together). The JSON ends with the ratios the issue's bars are stat
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform

@@ -16,7 +16,7 @@ from scoring.prediction_layout import (
     read_manifest,
 )
 from scoring.raw_parts import read_raw_parts
-from scoring.readings import drop_duplicate_readings, empty_readings
+from scoring.readings import empty_readings
 
 
 def raw_prefix(hour: pd.Timestamp) -> str:

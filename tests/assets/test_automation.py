@@ -94,7 +94,7 @@ def automation(bscore_home, monkeypatch):
 
 
 def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
-    defs, instance, sql = automation.defs, automation.instance, automation.defs.resources["sql"]
+    defs, sql = automation.defs, automation.defs.resources["sql"]
     clean = simulate_readings(2, 2, DAY, 2, anomaly_rate=0.0, seed=3)
     spiky = simulate_readings(2, 2, DAY + 2 * HOUR, 1, anomaly_rate=0.01, seed=4)
     open_hour = simulate_readings(2, 2, DAY + 3 * HOUR, 0.01, anomaly_rate=0.0, seed=5)

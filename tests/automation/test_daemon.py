@@ -141,7 +141,7 @@ def latest_models(instance) -> dict:
 
 
 def test_daemon_ingests_scores_and_retrains_without_poisoning(walk_away):
-    first, env = walk_away["first"], walk_away["env"]
+    first = walk_away["first"]
     hours = [first + HOUR * n for n in range(5)]
     wanted = {f"{hour_key(h)}|{s}" for h in hours for s in map(str, range(1, SENSORS + 1))}
     deadline = time.time() + DEADLINE_SECONDS

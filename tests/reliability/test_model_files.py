@@ -34,7 +34,6 @@ def test_tampered_bundle_is_refused_and_reported_not_skipped_silently(platform, 
 import pickle  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
 from bscore_assets.operations import Operations, local_instance  # noqa: E402
 from bscore_assets.settings import Settings  # noqa: E402

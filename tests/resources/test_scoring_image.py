@@ -26,7 +26,6 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 from azure.storage.blob import BlobServiceClient
 from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader
 from sklearn.covariance import EllipticEnvelope

@@ -19,9 +19,9 @@ def test_a_line_separator_inside_an_event_keeps_it_one_event(platform):
     good = json.dumps({"ts": TS, "device": "1", "sensor": "2", "value": 2.0})
     platform.resources["events"].publish([good, smuggler])
     result = platform.ingest_hours(TRAIN_START, TRAIN_START)
-    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "raw_readings"]
-    assert raw.materialization.metadata["events_drained"].value == 1
-    assert raw.materialization.metadata["events_dead_lettered"].value == 1
+    drained = result.check("no_dead_letters").metadata
+    assert drained["readings_stored"] == 1
+    assert drained["events_dead_lettered"] == 1
     blob = platform.resources["blob"]
     dead = pd.concat([blob.read_parquet(k) for k in blob.list("deadletter/")])
     assert dead["body"].tolist() == [smuggler]  # the whole event, with its separators

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from bscore_assets.storage import read_prediction_partition
 from resources.azure_blob import AzureBlobStore
 from tests.conftest import postgres_database, sqlalchemy_postgres_url
 
@@ -46,11 +47,12 @@ def test_demo_on_azurite_and_postgres_leaves_blobs_and_rows(azurite, demo_databa
         readings = [blob.read_parquet(k) for k in raw if k.startswith(f"raw/{hour}/") and k.endswith(".parquet")]
         assert sum(len(part) for part in readings) > 0
     assert len(models) >= DEVICES
-    assert len(preds) == SENSORS  # one scored hour x each sensor
-    for key in preds:
-        stored = blob.read_parquet(key)
+    manifests = [key for key in preds if key.endswith("/_manifest.json")]
+    assert len(manifests) == SENSORS  # one scored hour x each sensor
+    for key in manifests:
         hour = pd.Timestamp(key.split("/")[1])
-        sensor = key.split("sensor=")[1].removesuffix(".parquet")
+        sensor = key.split("sensor=")[1].split("/")[0]
+        stored = read_prediction_partition(blob, hour, sensor)
         assert len(stored) == DEVICES * WINDOWS_PER_HOUR
         with engine.connect() as conn:
             rows = pd.read_sql(sa.text("SELECT device, ts, score FROM predictions WHERE sensor = :s AND ts > :a "

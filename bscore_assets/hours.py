@@ -1,8 +1,6 @@
-"""Which hours automation may act on: closed ones past their allowed lateness, which of them
-are aggregated (and when), and contiguous blocks of them for ranged runs.
-
-An hour is *ready* once it has closed and the allowed lateness has passed, so readings
-that arrive a little late still land in its aggregates before anything scores it.
+"""Hours as Dagster records them: which are aggregated (and when), what their latest
+materialization said, and contiguous blocks of them for ranged runs. (When an hour is ready is
+decided by the automation conditions, ``bscore_assets.automation``.)
 """
 
 from __future__ import annotations
@@ -11,24 +9,8 @@ import dagster as dg
 import pandas as pd
 
 from bscore_assets.partitions import hour_of_key
-from bscore_assets.storage import naive_utc
 
 HOUR = pd.Timedelta(hours=1)
-
-
-def latest_ready_hour(moment, lateness_minutes: int) -> pd.Timestamp:
-    """The last hour that ended at least ``lateness_minutes`` before ``moment``.
-
-    Examples
-    --------
-    >>> latest_ready_hour("2026-03-01T10:15", 5)
-    Timestamp('2026-03-01 09:00:00')
-    """
-    return (naive_utc(moment) - pd.Timedelta(minutes=lateness_minutes)).floor("h") - HOUR
-
-
-def is_ready(hour: pd.Timestamp, moment, lateness_minutes: int) -> bool:
-    return pd.Timestamp(hour) <= latest_ready_hour(moment, lateness_minutes)
 
 
 def hour_blocks(hours) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

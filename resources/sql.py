@@ -519,19 +519,6 @@ class SqlStore(dg.ConfigurableResource):
             windows, readings = conn.execute(query).one()
         return int(windows), int(readings)
 
-    def duplicate_windows(self, start: datetime, end: datetime) -> int:
-        """How many (device, sensor, ts) keys occur more than once in the hours (a PK breach)."""
-        t = sensor_values.c
-        dupes = (
-            sa.select(t.device, t.sensor, t.ts)
-            .where(t.ts > start, t.ts <= end)
-            .group_by(t.device, t.sensor, t.ts)
-            .having(sa.func.count() > 1)
-            .subquery()
-        )
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(dupes)).scalar_one())
-
     def latest_window(self):
         """The end of the newest stored window, or None when there is none."""
         with self.engine.connect() as conn:

@@ -4,7 +4,9 @@ and writer of it."""
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from resources.blob import BlobStore
@@ -23,10 +25,48 @@ def raw_prefix(hour: pd.Timestamp) -> str:
     return f"raw/{hour:{BLOB_HOUR_FORMAT}}/"
 
 
-def raw_part_key(hour: pd.Timestamp, digest: str, rows: int) -> str:
+HOUR_SECONDS = 3600
+
+
+class PartLayout(NamedTuple):
+    """What a raw part's name says about it: its rows, and the whole seconds after the hour's
+    start that its readings' times lie within, ``[first_second, last_second]``."""
+
+    rows: int
+    first_second: int
+    last_second: int
+
+
+def raw_part_key(hour: pd.Timestamp, digest: str, rows: int, span: tuple[int, int] | None = None) -> str:
     """A raw part named by its content (and row count), so the same readings always land under
-    the same name, whichever landing, hub or re-delivery brought them."""
-    return f"{raw_prefix(hour)}part-{digest}-{rows}.parquet"
+    the same name, whichever landing, hub or re-delivery brought them.
+
+    ``span`` (from :func:`part_span`) puts the readings' time span in the name, so that readers
+    can choose the parts of part of an hour from the listing alone; the row count stays last.
+    """
+    if span is None:
+        return f"{raw_prefix(hour)}part-{digest}-{rows}.parquet"
+    first, last = span
+    if not 0 <= first <= last <= HOUR_SECONDS:
+        raise ValueError(f"span {span} of a raw part lies outside its hour")
+    return f"{raw_prefix(hour)}part-{digest}-{first}-{last}-{rows}.parquet"
+
+
+def part_span(ts_ns: np.ndarray, hour: pd.Timestamp) -> tuple[int, int]:
+    """The whole seconds after ``hour`` around readings' times (nanoseconds): floor of the
+    first, ceiling of the last."""
+    offsets = ts_ns - pd.Timestamp(hour).value
+    second = 1_000_000_000
+    return int(offsets.min() // second), int(-(-offsets.max() // second))
+
+
+def part_layout(key: str) -> PartLayout:
+    """Rows and time span a raw part's name records; a name without a span (written before
+    names carried one) spans the whole hour."""
+    fields = key.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
+    if len(fields) == 5:  # part-<digest>-<first>-<last>-<rows>
+        return PartLayout(int(fields[4]), int(fields[2]), int(fields[3]))
+    return PartLayout(int(fields[-1]), 0, HOUR_SECONDS)
 
 
 def raw_parts(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
@@ -35,7 +75,7 @@ def raw_parts(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
 
 def part_rows(key: str) -> int:
     """The row count a raw part's name records."""
-    return int(key.rsplit("-", 1)[1].removesuffix(".parquet"))
+    return part_layout(key).rows
 
 
 def raw_version(part_keys: list[str]) -> str:

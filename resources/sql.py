@@ -4,7 +4,7 @@ SQLite by default; PostgreSQL (``postgresql+psycopg``) and Azure SQL (``mssql+py
 the same code. Both tables have primary keys, and every write replaces the rows of the hours
 (and sensors) it covers in one transaction, so a re-run never duplicates a row and a crash
 leaves the old rows or the new ones. Bulk paths move columns, not Python rows: on a SQLite
-file the replace runs on an ADBC connection (delete, then ``adbc_ingest``, one transaction;
+file the replace runs on an ADBC connection (delete, then ``adbc_ingest`` per batch, one transaction;
 timestamps stored as the text SQLAlchemy writes); on PostgreSQL a COPY of CSV that pyarrow
 writes, inside SQLAlchemy's transaction and its table lock; ``fast_executemany`` on pyodbc.
 Reads from SQLite and PostgreSQL fetch Arrow columns through ADBC.
@@ -16,6 +16,7 @@ import fcntl
 import io
 import re
 import threading
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -231,9 +232,11 @@ _ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
 
 
-def _arrow_table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
+def _arrow_table(frame: pd.DataFrame | pa.Table, columns: list[str]) -> pa.Table:
     """``frame``'s columns as Arrow, in ``columns`` order, timestamps cut to microseconds as the
     databases keep them."""
+    if isinstance(frame, pa.Table):
+        return pa.table([pc.cast(frame[name], _ARROW_TYPES[name], safe=False) for name in columns], names=columns)
     arrays = []
     for name in columns:
         values = frame[name]
@@ -254,7 +257,7 @@ def _sqlite_ts_text(ts: pa.ChunkedArray) -> pa.Array:
     return pc.strftime(encoded.dictionary, SQLITE_TS_FORMAT).take(encoded.indices)
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
+def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame | pa.Table) -> None:
     """COPY ``frame`` into ``table`` on the transaction's own psycopg connection, as CSV that
     pyarrow writes in columns (no Python object per row or value)."""
     quote = conn.dialect.identifier_preparer.quote
@@ -288,25 +291,30 @@ def _executemany_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame)
     conn.exec_driver_sql(statement, list(zip(*columns)))
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
-    """Insert every row of ``frame`` into ``table`` inside ``conn``'s transaction."""
+def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame | pa.Table) -> None:
+    """Insert every row of ``frame`` (pandas or Arrow) into ``table`` inside ``conn``'s transaction."""
     columns = [column.name for column in table.columns]
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         _copy_rows(conn, table, columns, frame)
-    elif conn.dialect.positional:
+        return
+    if isinstance(frame, pa.Table):
+        frame = frame.to_pandas()
+    if conn.dialect.positional:
         _executemany_rows(conn, table, frame)
     else:
         conn.execute(table.insert(), [dict(zip(columns, row)) for row in _rows(frame, columns)])
 
 
-def _rows_outside(frame: pd.DataFrame, start, end, sensors=None) -> int:
-    """How many rows have ``ts`` outside ``(start, end]`` or a sensor not in ``sensors``."""
-    if not len(frame):
+def _rows_outside(data: pa.Table, start, end, sensors=None) -> int:
+    """How many rows (``ts`` in microseconds, as :func:`_arrow_table` gives) have ``ts`` outside
+    ``(start, end]`` or a sensor not in ``sensors``."""
+    if not len(data):
         return 0
-    ts = pd.to_datetime(frame["ts"])
-    inside = (ts > pd.Timestamp(start)) & (ts <= pd.Timestamp(end))
+    us = pc.cast(data["ts"], pa.int64()).to_numpy()
+    inside = (us > pd.Timestamp(start).value // 1000) & (us <= pd.Timestamp(end).value // 1000)
     if sensors is not None:
-        inside &= frame["sensor"].isin(list(sensors))
+        inside &= pc.is_in(data["sensor"], value_set=pa.array(list(sensors), pa.string())).to_numpy(
+            zero_copy_only=False)
     return int((~inside).sum())
 
 
@@ -341,14 +349,9 @@ def _adbc_connect(engine: sa.Engine):
     return None
 
 
-def _replace_sqlite(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, delete) -> None:
-    """Delete and bulk insert (ADBC ingest) in one SQLite transaction, timestamps stored as the
-    text SQLAlchemy writes and reads."""
-    columns = [column.name for column in table.columns]
-    data = None
-    if len(frame):
-        data = _arrow_table(frame, columns)
-        data = data.set_column(columns.index("ts"), "ts", _sqlite_ts_text(data["ts"]))
+def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete) -> None:
+    """Delete, then bulk insert each batch (ADBC ingest), in one SQLite transaction, timestamps
+    stored as the text SQLAlchemy writes and reads."""
     import adbc_driver_manager.dbapi as adbc
 
     statement = _literal_sql(delete, engine.dialect)
@@ -357,10 +360,11 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, del
         try:
             with conn.cursor() as cursor:
                 cursor.execute(statement)
-                if data is not None:
+                for data in batches:
+                    data = data.set_column(data.schema.get_field_index("ts"), "ts", _sqlite_ts_text(data["ts"]))
                     cursor.adbc_ingest(table.name, data, mode="append")
             conn.commit()
-        except Exception:
+        except BaseException:  # an error, or the batches' producer stopped: nothing of this replace stays
             conn.rollback()
             raise
         finally:
@@ -414,6 +418,21 @@ def _frame_from_arrow(data: pa.Table, table: sa.Table) -> pd.DataFrame:
     return pa.table(columns).to_pandas()
 
 
+def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
+    """The non-empty batches as Arrow in the table's columns; a batch with rows outside the hours
+    (and sensors) being replaced raises ValueError."""
+    columns = [column.name for column in table.columns]
+    for batch in batches:
+        if not len(batch):
+            continue
+        data = _arrow_table(batch, columns)
+        outside = _rows_outside(data, start, end, sensors)
+        if outside:
+            raise ValueError(f"{outside} of {len(data)} rows for {table.name} lie outside "
+                             "the hours (and sensors) being replaced")
+        yield data
+
+
 class SqlStore(dg.ConfigurableResource):
     """Aggregates (``sensor_values``) and predictions (``predictions``) in a SQL database."""
 
@@ -447,29 +466,45 @@ class SqlStore(dg.ConfigurableResource):
         url = url.set(query={k: ("***" if k.lower() in secret_keys else v) for k, v in url.query.items()})
         return url.render_as_string(hide_password=True)
 
-    def _replace(self, table: sa.Table, frame: pd.DataFrame, where, outside: int) -> None:
-        if outside:
-            raise ValueError(f"{outside} of {len(frame)} rows for {table.name} lie outside "
-                             "the hours (and sensors) being replaced")
+    def _replace(self, table: sa.Table, batches: Iterable[pd.DataFrame | pa.Table], where, start, end,
+                 sensors=None) -> None:
+        """Delete the rows ``where`` selects and insert the batches', in one transaction."""
+        checked = _checked_batches(table, batches, start, end, sensors)
         if _sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
-            _replace_sqlite(self.engine, table, frame, table.delete().where(where))
+            _replace_sqlite(self.engine, table, checked, table.delete().where(where))
             return
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, table, self.lock_timeout_seconds)
             conn.execute(table.delete().where(where))
-            if len(frame):
-                bulk_insert(conn, table, frame)
+            for data in checked:
+                bulk_insert(conn, table, data)
 
     def replace_sensor_values(self, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
         """Replace the windows of the hours ``[start, end)`` (window ends in ``(start, end]``)."""
+        self.replace_sensor_values_batches(start, end, [frame])
+
+    def replace_sensor_values_batches(self, start: datetime, end: datetime,
+                                      batches: Iterable[pa.Table | pd.DataFrame]) -> None:
+        """Replace the windows of the hours ``[start, end)`` by those of ``batches``, in one transaction.
+
+        Parameters
+        ----------
+        start, end : datetime
+            The hours replaced: window ends in ``(start, end]``.
+        batches : iterable of pyarrow Table or DataFrame
+            ``ts, device, sensor, value, readings``, consumed one at a time inside the
+            transaction (so an hour can be written in slices, none of them held with the others).
+            An exception from the iterable, or a batch with rows outside the hours, rolls the
+            whole replace back: the previous rows stay.
+        """
         t = sensor_values.c
-        self._replace(sensor_values, frame, sa.and_(t.ts > start, t.ts <= end), _rows_outside(frame, start, end))
+        self._replace(sensor_values, batches, sa.and_(t.ts > start, t.ts <= end), start, end)
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""
         t = predictions.c
         where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(sensors))
-        self._replace(predictions, frame, where, _rows_outside(frame, start, end, sensors))
+        self._replace(predictions, [frame], where, start, end, sensors)
 
     def _read(self, table: sa.Table, start, end, devices=None, sensors=None) -> pd.DataFrame:
         t = table.c

@@ -9,9 +9,11 @@ by pyarrow and the duplicates found by hashing one integer per (device, sensor, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -31,17 +33,35 @@ def _read_part(part: bytes | str | Path) -> pa.Table:
     return table.cast(_READ_SCHEMA) if table.schema != _READ_SCHEMA else table
 
 
-def read_raw_parts(parts: Sequence[bytes | str | Path], *, dictionary: bool = False) -> pa.Table:
+def _within(table: pa.Table, after: pd.Timestamp | None, until: pd.Timestamp | None) -> pa.Table:
+    """The rows with ``after < ts <= until`` (a missing bound does not limit)."""
+    if after is None and until is None:
+        return table
+    ns = pc.cast(table["ts"], pa.int64()).to_numpy()
+    keep = np.ones(len(ns), dtype=bool)
+    if after is not None:
+        keep &= ns > pd.Timestamp(after).value
+    if until is not None:
+        keep &= ns <= pd.Timestamp(until).value
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+def read_raw_parts(parts: Iterable[bytes | str | Path], *, dictionary: bool = False,
+                   after: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pa.Table:
     """Readings of Parquet parts (bytes or paths), each (device, sensor, ts) kept once.
 
     Parameters
     ----------
-    parts : sequence of bytes, str or Path
+    parts : iterable of bytes, str or Path
         Parquet files holding ``ts, device, sensor, value`` (other columns are ignored), in
-        the order their readings arrived.
+        the order their readings arrived; read one at a time.
     dictionary : bool
         Keep ``device`` and ``sensor`` dictionary-encoded, as read (less memory, and
         :func:`scoring.windows.window_means_table` groups them without hashing strings).
+    after, until : Timestamp, optional
+        Keep only the readings with ``after < ts <= until``, dropped as each part is read (so
+        a time slice of an hour needs memory for the slice). Repeats of a reading share its
+        time, so de-duplicating a slice gives the slice of the de-duplicated whole.
 
     Returns
     -------
@@ -49,9 +69,10 @@ def read_raw_parts(parts: Sequence[bytes | str | Path], *, dictionary: bool = Fa
         ``ts`` (``timestamp[ns]``), ``device``, ``sensor``, ``value``: the first reading of each
         (device, sensor, ts), in the order they first appear.
     """
-    if not parts:
+    tables = [_within(_read_part(part), after, until) for part in parts]
+    if not tables:
         return (_READ_SCHEMA if dictionary else RAW_SCHEMA).empty_table()
-    table = pa.concat_tables([_read_part(part) for part in parts])
+    table = pa.concat_tables(tables)
     if not len(table):
         return table if dictionary else table.cast(RAW_SCHEMA)
     series, _, _ = series_codes(table["device"], table["sensor"])

@@ -6,7 +6,6 @@ otherwise the run says so and leaves SQL alone.
 """
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from bscore_assets.aggregation.checks import aggregate_check_results, aggregate_check_specs
@@ -14,9 +13,10 @@ from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
-from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
+from bscore_assets.storage import hours_between, part_layout, raw_parts, raw_version, window_bounds
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.hour_slices import HourTally, plan_hour_slices
 from scoring.raw_parts import read_raw_parts
 from scoring.windows import window_means_table
 
@@ -25,24 +25,28 @@ CARRIED = ("windows", "readings", "devices", "sensors")
 
 
 def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int) -> dict:
-    """Aggregate one hour into SQL, in columns; return its metadata and what its checks need."""
-    readings = read_raw_parts([blob.read_bytes(key) for key in raw_parts(blob, hour)], dictionary=True)
-    windows = window_means_table(readings, window_seconds).to_pandas()
-    sql.replace_sensor_values(windows, hour, hour + HOUR)
-    stored = sql.window_stats(hour, hour + HOUR)
-    have = set(windows["device"].unique())
-    sent = set(readings["device"].unique().to_pylist()) if readings.num_rows else set()
-    return {
-        "aggregated": True,
-        "windows": len(windows),
-        "readings": readings.num_rows,
-        "devices": len(have),
-        "sensors": int(windows["sensor"].nunique()),
-        "non_finite": int((~np.isfinite(windows["value"].to_numpy())).sum()),
-        "expected": [len(windows), readings.num_rows],
-        "stored": list(stored),
-        "devices_missing": sorted(map(str, sent - have)),
-    }
+    """Aggregate one hour into SQL, in columns and time slices (``scoring.hour_slices``), so that
+    memory holds one slice's readings whatever the fleet's size; return its metadata and what
+    its checks need. The slices' windows replace the hour in one transaction."""
+    keys = raw_parts(blob, hour)
+    slices = plan_hour_slices([part_layout(key) for key in keys], window_seconds)
+    tally = HourTally()
+
+    def slice_windows():
+        for piece in slices:
+            readings = read_raw_parts((blob.read_bytes(keys[i]) for i in piece.parts), dictionary=True,
+                                      after=_offset(hour, piece.after), until=_offset(hour, piece.until))
+            windows = window_means_table(readings, window_seconds)
+            tally.add(readings, windows)
+            del readings
+            yield windows
+
+    sql.replace_sensor_values_batches(hour, hour + HOUR, slice_windows())
+    return {"aggregated": True, **tally.metadata(), "stored": list(sql.window_stats(hour, hour + HOUR))}
+
+
+def _offset(hour: pd.Timestamp, seconds: int | None) -> pd.Timestamp | None:
+    return None if seconds is None else hour + pd.Timedelta(seconds=seconds)
 
 
 @dg.asset(

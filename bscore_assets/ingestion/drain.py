@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bscore_assets.storage import content_digest, deadletter_key, raw_part_key
+from bscore_assets.storage import content_digest, deadletter_key, part_span, raw_part_key
 from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.fleet import undeclared_sensor_mask
@@ -102,7 +102,8 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
                     continue
                 summary.reopened_hours.add(hour)
             rows = rows.reset_index(drop=True)
-            blob.write_parquet(raw_part_key(hour, content_digest(rows), len(rows)), rows)
+            span = part_span(rows["ts"].to_numpy(dtype="datetime64[ns]").view("int64"), hour)
+            blob.write_parquet(raw_part_key(hour, content_digest(rows), len(rows), span), rows)
             summary.readings_per_hour[hour] = summary.readings_per_hour.get(hour, 0) + len(rows)
             stored += len(rows)
         rejected = pd.concat(rejected, ignore_index=True)

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from bscore_assets.ingestion.drain import drain_events
 from bscore_assets.storage import deadletter_key, read_raw_hour
@@ -47,3 +48,19 @@ def test_crash_before_commit_redelivers_without_duplicates(tmp_path):
     assert drain_events(events, blob).accepted == 10  # re-delivered
     assert len(read_raw_hour(blob, pd.Timestamp("2026-01-01T00:00"))) == 10
     assert deadletter_key("x").startswith("deadletter/")
+
+
+def test_parts_are_named_with_their_time_span_and_old_names_span_the_hour(tmp_path):
+    from bscore_assets.storage import part_layout, part_rows, raw_part_key, raw_parts
+
+    events = LocalEventSource(landing=str(tmp_path / "landing"))
+    blob = LocalBlobStore(root=str(tmp_path / "blob"))
+    events.publish([body("2026-01-01T00:10:00.250"), body("2026-01-01T00:20:00", device="2"),
+                    body("2026-01-01T01:00:00", device="3")])  # the end of hour 00 belongs to it
+    drain_events(events, blob)
+    [key] = raw_parts(blob, pd.Timestamp("2026-01-01T00:00"))
+    assert part_layout(key) == (3, 600, 3600) and part_rows(key) == 3
+    old = "raw/2026-01-01T00/part-0123456789abcdef0123-42.parquet"
+    assert part_layout(old) == (42, 0, 3600) and part_rows(old) == 42
+    with pytest.raises(ValueError, match="outside its hour"):
+        raw_part_key(pd.Timestamp("2026-01-01T00:00"), "ab", 1, (-1, 5))

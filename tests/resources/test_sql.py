@@ -6,6 +6,7 @@ for the mssql dialect instead.
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -192,3 +193,28 @@ def test_latest_window_is_the_newest_stored_end(store):
     store.replace_sensor_values(windows(H0), H0, H1)
     store.replace_sensor_values(windows(H1, per_hour=12), H1, H2)
     assert store.latest_window() == H2
+
+
+def test_batches_replace_the_hour_as_one_frame_does(store):
+    store.replace_sensor_values(windows(H1), H1, H2)
+    frame = windows(H0, seed=7)
+    halves = [pa.Table.from_pandas(part, preserve_index=False) for part in (frame.iloc[:1000], frame.iloc[1000:])]
+    store.replace_sensor_values_batches(H0, H1, iter([halves[0], halves[0].slice(0, 0), halves[1]]))
+    pd.testing.assert_frame_equal(store.read_sensor_values(H0, H1), sort(frame), check_exact=True)
+    pd.testing.assert_frame_equal(store.read_sensor_values(H1, H2), sort(windows(H1)))
+
+
+def test_a_crash_between_batches_leaves_the_old_rows(store):
+    store.replace_sensor_values(windows(H0), H0, H1)
+
+    def batches():
+        yield pa.Table.from_pandas(windows(H0, devices=("d1",), seed=8), preserve_index=False)
+        raise MemoryError("killed while computing the second batch")
+
+    with pytest.raises(MemoryError):
+        store.replace_sensor_values_batches(H0, H1, batches())
+    spills_over = [pa.Table.from_pandas(windows(H0, devices=("d7",)), preserve_index=False),
+                   pa.Table.from_pandas(windows(H1, devices=("d8",)), preserve_index=False)]
+    with pytest.raises(ValueError, match="1440 of 1440 rows for sensor_values"):
+        store.replace_sensor_values_batches(H0, H1, spills_over)
+    pd.testing.assert_frame_equal(store.read_sensor_values(H0, H1), sort(windows(H0)))

@@ -28,6 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 from scoring.readings import (
     MAX_EVENT_BYTES,
     ParsedBatch,
+    empty_readings,
     parse_bodies_rowwise,
     readings_frame,
 )
@@ -228,6 +229,31 @@ def parse_event_lines(
     ...                   now=pd.Timestamp("2026-06-01T12:00")).readings["device"].tolist()
     ['7']
     """
+    readings, rejected = parse_event_lines_table(data, now=now, max_age=max_age, max_ahead=max_ahead)
+    return ParsedBatch(readings.to_pandas() if readings.num_rows else empty_readings(), rejected)
+
+
+READINGS_SCHEMA = pa.schema([("ts", pa.timestamp("ns")), ("device", pa.string()), ("sensor", pa.string()),
+                             ("value", pa.float64())])
+
+
+def parse_event_lines_table(
+    data: bytes,
+    *,
+    now: pd.Timestamp | None = None,
+    max_age: pd.Timedelta = pd.Timedelta(days=3650),
+    max_ahead: pd.Timedelta = pd.Timedelta(hours=1),
+) -> tuple[pa.Table, pd.DataFrame]:
+    """:func:`parse_event_lines` with the accepted readings as an Arrow table, for callers that
+    stay in columns (the drain): strings stay Arrow strings, not a Python object each.
+
+    Returns
+    -------
+    readings : pyarrow.Table
+        ``ts`` (``timestamp[ns]``), ``device``, ``sensor``, ``value``, in line order.
+    rejected : DataFrame
+        ``body, reason`` of each rejected line.
+    """
     now = now if now is not None else pd.Timestamp.now("UTC").tz_localize(None)
     min_ts, max_ts = now - max_age, now + max_ahead
     lines = _lines(bytes(data))
@@ -240,13 +266,12 @@ def parse_event_lines(
             positions.append(i)
     rows, accepted, rejected = parse_bodies_rowwise(bodies, min_ts, max_ts)
     rejected = pd.DataFrame(rejected, columns=["body", "reason"])
+    slow = pa.Table.from_pandas(readings_frame(rows), schema=READINGS_SCHEMA, preserve_index=False)
     if fast is None:
-        return ParsedBatch(readings_frame(rows), rejected)
-    readings = fast.to_pandas()
-    if rows:
-        # Lines the row-wise parser accepted go back to their place among the others.
-        slow = readings_frame(rows).astype(readings.dtypes.to_dict())
-        where = np.concatenate([np.flatnonzero(good), np.asarray(positions, dtype=np.int64)[accepted]])
-        readings = pd.concat([readings, slow], ignore_index=True).take(np.argsort(where, kind="stable"))
-        readings = readings.reset_index(drop=True)
-    return ParsedBatch(readings, rejected)
+        return slow, rejected
+    if not rows:
+        return fast, rejected
+    # Lines the row-wise parser accepted go back to their place among the others.
+    where = np.concatenate([np.flatnonzero(good), np.asarray(positions, dtype=np.int64)[accepted]])
+    readings = pa.concat_tables([fast, slow]).take(pa.array(np.argsort(where, kind="stable")))
+    return readings, rejected

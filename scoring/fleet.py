@@ -14,6 +14,8 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DEFAULT_SENSOR_MIN_DEVICES = 2
 
@@ -53,10 +55,14 @@ def undeclared_sensor_reason(sensor: str, declared: Collection[str]) -> str | No
 
 
 def undeclared_sensor_mask(sensors, declared: Collection[str]) -> np.ndarray:
-    """``True`` for each sensor id (a column) that ``undeclared_sensor_reason`` refuses; vectorized."""
-    sensors = pd.Series(sensors, copy=False)
+    """``True`` for each sensor id (a column: pandas, numpy or Arrow) that ``undeclared_sensor_reason``
+    refuses; vectorized."""
     if not declared:
         return np.zeros(len(sensors), dtype=bool)
+    if isinstance(sensors, (pa.Array, pa.ChunkedArray)):  # no Python string per reading
+        known = pc.is_in(sensors, value_set=pa.array(list(declared), pa.string()))
+        return ~known.to_numpy(zero_copy_only=False)
+    sensors = pd.Series(sensors, copy=False)
     return ~sensors.isin(list(declared)).to_numpy()
 
 

@@ -14,5 +14,12 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def table_to_parquet_bytes(table: pa.Table) -> bytes:
+    """Encode an Arrow table as zstd-compressed Parquet, as :func:`to_parquet_bytes` does a frame."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
 def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from bscore_assets.storage import content_digest, deadletter_key, part_span, raw_part_key
+from bscore_assets.storage import arrow_digest, content_digest, deadletter_key, part_span, raw_part_key
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.event_lines import READINGS_SCHEMA, parse_event_lines_table
 from scoring.fleet import undeclared_sensor_mask
+from scoring.parquet import table_to_parquet_bytes
 from scoring.readings import parse_event_bodies, readings_to_event_bodies
-from scoring.windows import hour_of_window
 
 LATE_POLICIES = ("reopen", "deadletter")
+_HOUR_NS = 3_600_000_000_000
 
 
 @dataclass
@@ -44,23 +49,53 @@ class DrainSummary:
         return sorted(self.readings_per_hour)
 
 
-def _late_rows(rows: pd.DataFrame, hour: pd.Timestamp) -> pd.DataFrame:
+def _late_rows(rows: pa.Table, hour: pd.Timestamp) -> pd.DataFrame:
     reason = f"late: hour {hour:%Y-%m-%dT%H} was already recorded"
-    return pd.DataFrame({"body": readings_to_event_bodies(rows), "reason": reason})
+    return pd.DataFrame({"body": readings_to_event_bodies(rows.to_pandas()), "reason": reason})
 
 
-def _parse(batch):
+def _parse(batch) -> tuple[pa.Table, pd.DataFrame]:
+    """A batch's accepted readings as Arrow columns, and its rejected events with their reasons."""
     payload = getattr(batch, "payload", None)
     if payload is not None:
-        from scoring.event_lines import parse_event_lines
+        return parse_event_lines_table(payload)
+    parsed = parse_event_bodies(batch.bodies)
+    readings = pa.Table.from_pandas(parsed.readings[READINGS_SCHEMA.names], schema=READINGS_SCHEMA,
+                                    preserve_index=False)
+    return readings.replace_schema_metadata(None), parsed.rejected
 
-        return parse_event_lines(payload)
-    return parse_event_bodies(batch.bodies)
 
-
-def _undeclared_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def _undeclared_rows(rows: pa.Table) -> pd.DataFrame:
     reason = "undeclared sensor: not in BSCORE_SENSORS"
-    return pd.DataFrame({"body": readings_to_event_bodies(rows), "reason": reason})
+    return pd.DataFrame({"body": readings_to_event_bodies(rows.to_pandas()), "reason": reason})
+
+
+def _split_undeclared(readings: pa.Table, declared_sensors) -> tuple[pa.Table, pa.Table | None]:
+    """The readings of declared sensors, and those of others (None when there are none)."""
+    undeclared = undeclared_sensor_mask(readings["sensor"], declared_sensors)
+    if not undeclared.any():
+        return readings, None
+    return readings.filter(pa.array(~undeclared)), readings.filter(pa.array(undeclared))
+
+
+def _by_hour(readings: pa.Table):
+    """``(hour, rows, times)`` per hour partition, hours in order, rows in their order: the hour
+    of a reading as :func:`scoring.windows.hour_of_window` gives it, times in nanoseconds."""
+    ns = pc.cast(readings["ts"], pa.int64()).to_numpy()
+    hours = -(-ns // _HOUR_NS) * _HOUR_NS - _HOUR_NS
+    distinct = np.unique(hours)
+    if len(distinct) == 1:  # a batch of a time-ordered landing mostly lies in one hour
+        yield pd.Timestamp(int(distinct[0])), readings, ns
+        return
+    for hour in distinct:
+        mask = hours == hour
+        yield pd.Timestamp(int(hour)), readings.filter(pa.array(mask)), ns[mask]
+
+
+def _store_part(blob: BlobStore, hour: pd.Timestamp, rows: pa.Table, ns: np.ndarray) -> None:
+    """Write an hour's rows of a batch as one part named by its content and time span."""
+    key = raw_part_key(hour, arrow_digest(rows), rows.num_rows, part_span(ns, hour))
+    blob.write_bytes(key, table_to_parquet_bytes(rows))
 
 
 def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(), late_policy: str = "reopen",
@@ -87,25 +122,22 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
         batch = events.receive()
         if batch is None:
             break
-        parsed = _parse(batch)
-        readings, rejected = parsed.readings, [parsed.rejected]
-        undeclared = undeclared_sensor_mask(readings["sensor"], declared_sensors)
-        if undeclared.any():
-            rejected.append(_undeclared_rows(readings[undeclared]))
-            readings = readings[~undeclared]
+        readings, parsed_rejected = _parse(batch)
+        rejected = [parsed_rejected]
+        readings, undeclared = _split_undeclared(readings, declared_sensors)
+        if undeclared is not None:
+            rejected.append(_undeclared_rows(undeclared))
         stored = 0
-        for hour, rows in readings.groupby(hour_of_window(readings["ts"]), sort=True):
+        for hour, rows, ns in _by_hour(readings):
             if hour in recorded_hours:
-                summary.late += len(rows)
+                summary.late += rows.num_rows
                 if late_policy == "deadletter":
                     rejected.append(_late_rows(rows, hour))
                     continue
                 summary.reopened_hours.add(hour)
-            rows = rows.reset_index(drop=True)
-            span = part_span(rows["ts"].to_numpy(dtype="datetime64[ns]").view("int64"), hour)
-            blob.write_parquet(raw_part_key(hour, content_digest(rows), len(rows), span), rows)
-            summary.readings_per_hour[hour] = summary.readings_per_hour.get(hour, 0) + len(rows)
-            stored += len(rows)
+            _store_part(blob, hour, rows, ns)
+            summary.readings_per_hour[hour] = summary.readings_per_hour.get(hour, 0) + rows.num_rows
+            stored += rows.num_rows
         rejected = pd.concat(rejected, ignore_index=True)
         if len(rejected):
             blob.write_parquet(deadletter_key(content_digest(rejected)), rejected)

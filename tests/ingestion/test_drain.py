@@ -64,3 +64,19 @@ def test_parts_are_named_with_their_time_span_and_old_names_span_the_hour(tmp_pa
     assert part_layout(old) == (42, 0, 3600) and part_rows(old) == 42
     with pytest.raises(ValueError, match="outside its hour"):
         raw_part_key(pd.Timestamp("2026-01-01T00:00"), "ab", 1, (-1, 5))
+
+
+def test_a_parts_name_depends_on_its_readings_and_their_order_not_on_arrow_chunks():
+    import pyarrow as pa
+
+    from bscore_assets.storage import arrow_digest
+
+    table = pa.table({"ts": pa.array(pd.date_range("2026-01-01", periods=6, freq="s").values),
+                      "device": ["1", "22", "1", "333", "1", ""], "sensor": ["1"] * 6,
+                      "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    chunked = pa.concat_tables([table.slice(0, 2), table.slice(2, 3), table.slice(5)])
+    sliced = pa.concat_tables([table, table]).slice(6)  # buffers with offsets
+    assert arrow_digest(table) == arrow_digest(chunked) == arrow_digest(sliced)
+    assert arrow_digest(table) != arrow_digest(table.take([1, 0, 2, 3, 4, 5]))
+    assert arrow_digest(table) != arrow_digest(table.set_column(1, "device", pa.array(["12", "2", "1", "333", "1", ""])))
+    assert arrow_digest(table) != arrow_digest(table.slice(0, 5))

@@ -47,3 +47,12 @@ def test_settings_read_the_sensor_rules(tmp_path):
     assert parse_sensor_list(None) == ()
     with pytest.raises(ValueError, match="BSCORE_SENSOR_MIN_DEVICES='0' is not a whole number of at least 1"):
         Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_SENSOR_MIN_DEVICES": "0"})
+
+
+def test_undeclared_mask_of_an_arrow_column_equals_the_pandas_one():
+    import pyarrow as pa
+
+    sensors = ["1", "x", "2", "1", "y"]
+    column = pa.chunked_array([pa.array(sensors[:2]), pa.array(sensors[2:])])
+    np.testing.assert_array_equal(undeclared_sensor_mask(column, {"1", "2"}), undeclared_sensor_mask(sensors, {"1", "2"}))
+    np.testing.assert_array_equal(undeclared_sensor_mask(column, ()), [False] * 5)

@@ -14,10 +14,11 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def table_to_parquet_bytes(table: pa.Table) -> bytes:
-    """Encode an Arrow table as zstd-compressed Parquet, as :func:`to_parquet_bytes` does a frame."""
+def table_to_parquet_bytes(table: pa.Table, **options) -> bytes:
+    """Encode an Arrow table as zstd-compressed Parquet, as :func:`to_parquet_bytes` does a frame;
+    ``options`` go to ``pyarrow.parquet.write_table``."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", **options)
     return buffer.getvalue()
 
 

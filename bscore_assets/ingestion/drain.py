@@ -95,7 +95,8 @@ def _by_hour(readings: pa.Table):
 def _store_part(blob: BlobStore, hour: pd.Timestamp, rows: pa.Table, ns: np.ndarray) -> None:
     """Write an hour's rows of a batch as one part named by its content and time span."""
     key = raw_part_key(hour, arrow_digest(rows), rows.num_rows, part_span(ns, hour))
-    blob.write_bytes(key, table_to_parquet_bytes(rows))
+    # Values seldom repeat: a dictionary for them would be built only to be dropped.
+    blob.write_bytes(key, table_to_parquet_bytes(rows, use_dictionary=["ts", "device", "sensor"]))
 
 
 def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(), late_policy: str = "reopen",

@@ -78,5 +78,6 @@ def test_a_parts_name_depends_on_its_readings_and_their_order_not_on_arrow_chunk
     sliced = pa.concat_tables([table, table]).slice(6)  # buffers with offsets
     assert arrow_digest(table) == arrow_digest(chunked) == arrow_digest(sliced)
     assert arrow_digest(table) != arrow_digest(table.take([1, 0, 2, 3, 4, 5]))
-    assert arrow_digest(table) != arrow_digest(table.set_column(1, "device", pa.array(["12", "2", "1", "333", "1", ""])))
+    moved_boundary = pa.array(["12", "2", "1", "333", "1", ""])  # same bytes, other string boundaries
+    assert arrow_digest(table) != arrow_digest(table.set_column(1, "device", moved_boundary))
     assert arrow_digest(table) != arrow_digest(table.slice(0, 5))

@@ -66,10 +66,12 @@ def read_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str) 
     return pd.concat(parts, ignore_index=True)
 
 
-def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str, parts: list[str], rows: int) -> int:
-    """Make ``parts`` the partition: write its manifest (one atomic blob), then delete every other
-    part under it (a crashed run's, or other shard boundaries'); returns how many were deleted."""
-    blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows))
+def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str, parts: list[str], rows: int,
+                                inputs: str | None = None, summary: dict | None = None) -> int:
+    """Make ``parts`` the partition: write its manifest (one atomic blob, with the inputs version
+    and summary it was scored from), then delete every other part under it (an earlier run's, a
+    crashed run's); returns how many were deleted."""
+    blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows, inputs, summary))
     keep = set(parts) | {prediction_manifest_key(hour, sensor)}
     stale = [key for key in blob.list(prediction_prefix(hour, sensor)) if key not in keep]
     legacy = f"predictions/{hour:{BLOB_HOUR_FORMAT}}/sensor={sensor}.parquet"  # the one-file layout before parts

@@ -16,6 +16,7 @@ import fcntl
 import io
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -254,13 +255,13 @@ def _sqlite_ts_text(ts: pa.ChunkedArray) -> pa.Array:
     return pc.strftime(encoded.dictionary, SQLITE_TS_FORMAT).take(encoded.indices)
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
-    """COPY ``frame`` into ``table`` on the transaction's own psycopg connection, as CSV that
+def _copy_rows(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """COPY Arrow rows into ``table`` on the transaction's own psycopg connection, as CSV that
     pyarrow writes in columns (no Python object per row or value)."""
     quote = conn.dialect.identifier_preparer.quote
-    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT CSV)"
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in data.column_names)}) FROM STDIN (FORMAT CSV)"
     buffer = io.BytesIO()
-    pacsv.write_csv(_arrow_table(frame, columns), buffer, pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             view, chunk = buffer.getbuffer(), 8 << 20
@@ -292,11 +293,19 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> No
     """Insert every row of ``frame`` into ``table`` inside ``conn``'s transaction."""
     columns = [column.name for column in table.columns]
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_rows(conn, table, columns, frame)
+        _copy_rows(conn, table, _arrow_table(frame, columns))
     elif conn.dialect.positional:
         _executemany_rows(conn, table, frame)
     else:
         conn.execute(table.insert(), [dict(zip(columns, row)) for row in _rows(frame, columns)])
+
+
+def bulk_insert_arrow(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """Insert Arrow rows (``table``'s columns, bscore's Arrow types) inside ``conn``'s transaction."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_rows(conn, table, data)
+    else:
+        bulk_insert(conn, table, data.to_pandas())
 
 
 def _rows_outside(frame: pd.DataFrame, start, end, sensors=None) -> int:
@@ -531,7 +540,7 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return sorted(row[0] for row in conn.execute(sa.select(col).distinct()))
 
-    # Predictions written by scoring shards (see the staging tables below).
+    # Predictions: shards write Parquet parts; the run publishes each hour from them.
 
     def devices_with_windows(self, start: datetime, end: datetime, sensors: list[str]) -> list[str]:
         """Devices with windows of ``sensors`` in the hours ``[start, end)``: one DISTINCT query,
@@ -542,84 +551,86 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
 
-    def replace_device_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime,
-                                   sensors: list[str], devices: list[str]) -> None:
-        """Replace the predictions of ``devices`` x ``sensors`` for the hours ``[start, end)``, in one
-        transaction; other devices' rows stay."""
-        _replace_devices(self.engine, predictions, frame, start, end, sensors, devices)
+    def replace_predictions_streamed(self, batches: Iterable[pa.Table], start: datetime, end: datetime,
+                                     sensors: list[str]) -> int:
+        """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by the rows of
+        ``batches`` (Arrow tables with the predictions' columns), in one transaction, one batch in
+        memory at a time; returns the rows written. A batch with a row outside the hours and
+        sensors, or any error while the batches are produced, leaves the previous rows."""
+        t = predictions.c
+        delete = predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
+        return _replace_streamed(self.engine, predictions, delete, _checked_batches(batches, start, end, sensors),
+                                 self.lock_timeout_seconds)
 
-    def create_prediction_staging(self, name: str) -> None:
-        """Create the run's staging table (same columns and key as ``predictions``)."""
-        _staging_table(name).create(self.engine, checkfirst=True)
-
-    def stage_predictions(self, name: str, frame: pd.DataFrame, start: datetime, end: datetime,
-                          sensors: list[str], devices: list[str]) -> None:
-        """A shard's predictions of one hour into the staging table ``name``, replacing that shard's
-        devices' rows (a retried shard replaces what its first attempt wrote)."""
-        _replace_devices(self.engine, _staging_table(name), frame, start, end, sensors, devices)
-
-    def publish_staged_predictions(self, name: str, start: datetime, end: datetime, sensors: list[str]) -> int:
-        """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by what is staged in
-        ``name``, in one transaction, inside the database; returns the rows published."""
-        staging, t = _staging_table(name), predictions.c
-        s = staging.c
-        columns = [c.name for c in predictions.columns]
-        with self.engine.begin() as conn:
-            lock_table_for_replace(conn, predictions)
-            conn.execute(predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors))))
-            where = (s.ts > start, s.ts <= end, s.sensor.in_(list(sensors)))
-            conn.execute(predictions.insert().from_select(columns, sa.select(*(s[c] for c in columns)).where(*where)))
-            # Counted rather than taken from rowcount, which some drivers leave at -1 for INSERT ... SELECT.
-            return int(conn.execute(sa.select(sa.func.count()).select_from(staging).where(*where)).scalar_one())
-
-    def drop_prediction_staging(self, name: str) -> None:
-        _staging_table(name).drop(self.engine, checkfirst=True)
-
-    def drop_stale_prediction_staging(self, now=None) -> list[str]:
-        """Drop staging tables older than ``STAGING_MAX_AGE`` (left by killed runs); returns their names."""
-        now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
-        stale = []
-        for name in sa.inspect(self.engine).get_table_names():
-            match = _STAGING_NAME.match(name)
-            if match and pd.to_datetime(match.group(1), format="%Y%m%d%H%M%S") < now - STAGING_MAX_AGE:
-                self.drop_prediction_staging(name)
-                stale.append(name)
-        return stale
+    def prediction_counts(self, start: datetime, end: datetime, sensors: list[str]) -> dict[str, int]:
+        """Rows stored per sensor of ``sensors`` in the hours ``[start, end)``."""
+        t = predictions.c
+        query = (sa.select(t.sensor, sa.func.count()).where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
+                 .group_by(t.sensor))
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(query).all())
+        return {str(sensor): int(counts.get(sensor, 0)) for sensor in sensors}
 
 
-# Scoring shards write their predictions to a staging table of the run's own, and the run
-# publishes each hour from it in one transaction once every shard succeeded: shards write in
-# parallel, yet an hour in ``predictions`` is one run's whole hour or the previous one.
-# Names (and their check) are shared with the dagster-free job side, scoring.shard_sql.
-from scoring.shard_sql import STAGING_NAME as _STAGING_NAME  # noqa: E402
-from scoring.shard_sql import check_staging_name, staging_table_name  # noqa: E402,F401
-
-STAGING_MAX_AGE = pd.Timedelta(days=1)
-
-
-def _staging_table(name: str) -> sa.Table:
-    return predictions.to_metadata(sa.MetaData(), name=check_staging_name(name))
+def _arrow_rows(data: pa.Table, table: sa.Table) -> pa.Table:
+    """``data``'s columns in ``table``'s order and bscore's Arrow types (timestamps cut to the
+    microseconds the databases keep)."""
+    columns = {}
+    for column in table.columns:
+        values, wanted = data[column.name], _ARROW_TYPES[column.name]
+        columns[column.name] = values if values.type == wanted else pc.cast(values, wanted, safe=False)
+    return pa.table(columns)
 
 
-def _check_rows_within(table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
-    if not len(frame):
-        return
-    ts = pd.to_datetime(frame["ts"])
-    inside = ((ts > pd.Timestamp(start)) & (ts <= pd.Timestamp(end)) & frame["sensor"].astype(str).isin(list(sensors))
-              & frame["device"].astype(str).isin(list(devices)))
-    if not inside.all():
-        raise ValueError(f"{int((~inside).sum())} of {len(frame)} rows for {table.name} lie outside "
-                         "the hours, sensors and devices being replaced")
+def _checked_batches(batches: Iterable[pa.Table], start, end, sensors) -> Iterator[pa.Table]:
+    """The prediction batches as Arrow rows, refusing one with rows outside ``(start, end]`` or ``sensors``."""
+    low, high = pa.scalar(pd.Timestamp(start).to_datetime64(), pa.timestamp("us")), pa.scalar(
+        pd.Timestamp(end).to_datetime64(), pa.timestamp("us"))
+    wanted = pa.array(list(map(str, sensors)), pa.string())
+    for batch in batches:
+        rows = _arrow_rows(batch, predictions)
+        inside = pc.and_(pc.and_(pc.greater(rows["ts"], low), pc.less_equal(rows["ts"], high)),
+                         pc.is_in(rows["sensor"], value_set=wanted))
+        outside = len(rows) - (pc.sum(inside).as_py() or 0)
+        if outside:
+            raise ValueError(f"{outside} of {len(rows)} rows for predictions lie outside the hours "
+                             "(and sensors) being replaced")
+        yield rows
 
 
-def _replace_devices(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
-    """Replace the rows of ``devices`` x ``sensors`` in the hours ``[start, end)`` in one transaction."""
-    _check_rows_within(table, frame, start, end, sensors, devices)
-    t = table.c
+def _replace_streamed(engine: sa.Engine, table: sa.Table, delete, batches: Iterable[pa.Table],
+                      lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> int:
+    """Run ``delete``, then insert every batch (Arrow rows in ``table``'s columns), in one
+    transaction with each dialect's bulk path; returns the rows inserted."""
+    rows = 0
+    if _sqlite_file(engine) is not None:  # SQLite serializes writers itself: no lock to take
+        import adbc_driver_manager.dbapi as adbc
+
+        statement = _literal_sql(delete, engine.dialect)
+        try:
+            conn = _adbc_connect(engine)
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute(statement)
+                    for batch in batches:
+                        if len(batch):
+                            cursor.adbc_ingest(table.name, batch.set_column(
+                                batch.schema.get_field_index("ts"), "ts", _sqlite_ts_text(batch["ts"])), mode="append")
+                            rows += len(batch)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.close()
+        except adbc.Error as exc:
+            raise _sqlalchemy_error(statement, exc) from exc
+        return rows
     with engine.begin() as conn:
-        if table is predictions:  # a staging table's shards write disjoint devices: no turns needed
-            lock_table_for_replace(conn, table)
-        conn.execute(table.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)),
-                                          t.device.in_(list(devices))))
-        if len(frame):
-            bulk_insert(conn, table, frame[[c.name for c in predictions.columns]])
+        lock_table_for_replace(conn, table, lock_timeout_seconds)
+        conn.execute(delete)
+        for batch in batches:
+            if len(batch):
+                bulk_insert_arrow(conn, table, batch)
+                rows += len(batch)
+    return rows

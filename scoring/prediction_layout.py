@@ -4,9 +4,9 @@ A partition (hour, sensor) is a folder of Parquet parts, one per shard, named by
 first and last device and the run (``predictions/<hour>/sensor=<s>/part-<first>--<last>--<run>.parquet``),
 and a manifest ``predictions/<hour>/sensor=<s>/_manifest.json`` naming the parts that make up
 the partition. Shards write parts; only the run writes the manifest, once every shard
-succeeded, then removes the parts it does not name. A reader reads the manifest's parts: a
-partition is whole (the parts of one successful run) or absent (no manifest yet), and parts
-left by a crash, by other shard boundaries or by a run still going are never read.
+succeeded, then removes the parts the manifest it replaced named. A reader reads the
+manifest's parts: a partition is whole (the parts of one successful run) or absent (no manifest
+yet), and parts of a run still going or of one that failed are never read.
 
 The manifest also records what the partition was scored from (``inputs``: the hour's
 aggregates and the models' versions) and the run's summary of it, so that a later run with the

@@ -33,7 +33,7 @@ from bscore_assets.storage import commit_prediction_partition
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
 from resources.sql import SqlStore
-from scoring.prediction_layout import run_token
+from scoring.prediction_layout import prediction_prefix, run_token
 from scoring.shards import plan_shards
 
 HOUR = pd.Timedelta(hours=1)
@@ -47,34 +47,52 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
     return hours, sensors
 
 
-def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors) -> list[dict]:
+def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors,
+                    token: str) -> list[dict]:
     """Run every shard of the hours x sensors; their summaries (each shard wrote its parts)."""
     devices = sql.devices_with_windows(hours[0], hours[-1] + HOUR, sensors)
-    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, run_token())
+    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, token)
     context.log.info(f"{len(devices)} device(s) with windows in {len(hours)} hour(s) x {len(sensors)} sensor(s): "
                      f"{len(tasks)} shard(s) on {compute.describe()}")
     return compute.run_shards(context, tasks, sql, blob)
 
 
-def _part_batches(blob: BlobStore, summaries: list[PartitionSummary]):
-    """The rows of the partitions' parts, a part at a time; a partition whose parts do not hold
-    what its shards reported raises (inside the publishing transaction, so nothing is kept)."""
+def _shard_batches(blob: BlobStore, summaries: list[PartitionSummary]):
+    """The rows of the hour's parts, a shard at a time (its parts of every sensor together, in
+    the tables' key order: SQLite inserts in key order several times faster than sensor by
+    sensor); a partition whose parts do not hold what its shards reported raises (inside the
+    publishing transaction, so nothing is kept)."""
+    by_shard: dict[str, list[tuple[str, str]]] = {}  # a shard's part name -> (sensor, key) of each partition
     for summary in summaries:
-        rows = 0
         for key in summary.parts:
-            table = pq.read_table(pa.BufferReader(blob.read_bytes(key)))
-            rows += len(table)
-            yield table
-        if rows != summary.rows_scored:
-            raise RuntimeError(f"{hour_key(summary.hour)}, sensor {summary.sensor}: the parts hold {rows} "
-                               f"predictions, the shards reported {summary.rows_scored}")
+            by_shard.setdefault(key.rsplit("/", 1)[-1], []).append((summary.sensor, key))
+    rows = {summary.sensor: 0 for summary in summaries}
+    for parts in by_shard.values():  # in shard order, as the shards reported them
+        tables = []
+        for sensor, key in parts:
+            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key))))
+            rows[sensor] += len(tables[-1])
+        yield pa.concat_tables(tables).sort_by([("device", "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
+    for summary in summaries:
+        if rows[summary.sensor] != summary.rows_scored:
+            raise RuntimeError(f"{hour_key(summary.hour)}, sensor {summary.sensor}: the parts hold "
+                               f"{rows[summary.sensor]} predictions, the shards reported {summary.rows_scored}")
+
+
+def remove_run_parts(blob: BlobStore, hours, sensors, token: str) -> None:
+    """Delete the parts run ``token`` wrote for partitions it did not commit (it failed)."""
+    for hour in hours:
+        for sensor in sensors:
+            for key in blob.list(prediction_prefix(hour, sensor)):
+                if key.endswith(f"--{token}.parquet"):
+                    blob.delete(key)
 
 
 def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: list[PartitionSummary],
                  inputs: str | None) -> None:
     """Replace the hour's predictions of the summaries' sensors in SQL by their parts (one
     transaction), then commit each partition's manifest with its inputs and summary."""
-    sql.replace_predictions_streamed(_part_batches(blob, summaries), hour, hour + HOUR, [s.sensor for s in summaries])
+    sql.replace_predictions_streamed(_shard_batches(blob, summaries), hour, hour + HOUR, [s.sensor for s in summaries])
     for summary in summaries:
         commit_prediction_partition(blob, hour, summary.sensor, summary.parts, summary.rows_scored,
                                     inputs=inputs, summary=summary.to_json())
@@ -106,10 +124,19 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                 context.log.info(f"{hour_key(hour)}: aggregates and models unchanged since scoring (inputs "
                                  f"{inputs[hour]}); not scored again")
         to_score = [hour for hour in hours if (hour, sensors[0]) not in summaries]
-        shards = score_in_shards(context, sql, blob, compute, to_score, sensors) if to_score else []
-        scored = merge_shard_summaries(shards, to_score, sensors)
-        for hour in to_score:
-            publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
+        token, published = run_token(), []
+        try:
+            shards = score_in_shards(context, sql, blob, compute, to_score, sensors, token) if to_score else []
+            scored = merge_shard_summaries(shards, to_score, sensors)
+            for hour in to_score:
+                publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
+                published.append(hour)
+        except BaseException:
+            try:
+                remove_run_parts(blob, [h for h in to_score if h not in published], sensors, token)
+            except Exception as cleanup:  # the run's own failure is what the operator must see
+                context.log.warning(f"parts of run {token} not removed ({cleanup}); no manifest names them")
+            raise
         summaries = dict(sorted({**summaries, **scored}.items()))
         refused, missing = refused_devices(summaries.values()), missing_models(summaries.values())
         for device, reason in refused.items():

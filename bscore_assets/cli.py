@@ -75,7 +75,9 @@ def _describe(report) -> str:
     coverage = report.check_metadata("sensor_predictions", "scoring_coverage")
     return (f"{totals.get('sensor_predictions.rows_scored', 0):,} windows scored of "
             f"{totals.get('sensor_predictions.windows', 0):,}, {totals.get('sensor_predictions.anomalies', 0):,} "
-            f"anomalies, in {report.partitions.get('sensor_predictions', 0)} partition(s); devices without a model: "
+            f"anomalies, in {report.partitions.get('sensor_predictions', 0)} partition(s) "
+            f"({statuses.get('sensor_predictions.scored=True', 0)} scored, "
+            f"{statuses.get('sensor_predictions.scored=False', 0)} unchanged since scoring); devices without a model: "
             f"{len(coverage.get('devices_missing_model') or {})}, models refused: "
             f"{len(coverage.get('devices_model_refused') or {})}")
 

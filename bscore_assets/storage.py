@@ -15,7 +15,6 @@ from scoring.prediction_layout import (
     BLOB_HOUR_FORMAT,
     manifest_bytes,
     prediction_manifest_key,
-    prediction_prefix,
     read_manifest,
 )
 from scoring.raw_parts import read_raw_parts
@@ -127,16 +126,20 @@ def read_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str) 
     return pd.concat(parts, ignore_index=True)
 
 
-def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str, parts: list[str], rows: int) -> int:
-    """Make ``parts`` the partition: write its manifest (one atomic blob), then delete every other
-    part under it (a crashed run's, or other shard boundaries'); returns how many were deleted."""
-    blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows))
-    keep = set(parts) | {prediction_manifest_key(hour, sensor)}
-    stale = [key for key in blob.list(prediction_prefix(hour, sensor)) if key not in keep]
+def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str, parts: list[str], rows: int,
+                                inputs: str | None = None, summary: dict | None = None) -> int:
+    """Make ``parts`` the partition: write its manifest (one atomic blob, with the inputs version
+    and summary it was scored from), then delete the parts the manifest it replaced named;
+    returns how many were deleted. Other parts under the partition are left alone: they may be
+    another run's, still going (a crashed run's parts are never read, having no manifest)."""
+    previous = read_manifest(blob, hour, sensor)
+    blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows, inputs, summary))
+    stale = sorted(set(previous["parts"] if previous else []) - set(parts))
     legacy = f"predictions/{hour:{BLOB_HOUR_FORMAT}}/sensor={sensor}.parquet"  # the one-file layout before parts
     stale += [legacy] if blob.exists(legacy) else []
     for key in stale:
-        blob.delete(key)
+        if blob.exists(key):
+            blob.delete(key)
     return len(stale)
 
 

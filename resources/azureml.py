@@ -1,10 +1,10 @@
 """The Azure ML compute backend: each shard is an Azure ML command job run through Dagster Pipes.
 
 The run moves names, not data: a shard's Pipes context carries only its task (devices, hours,
-sensors, the run's staging table). The job (``python -m scoring.entrypoint`` in the scoring
+sensors, the run's token). The job (``python -m scoring.entrypoint`` in the scoring
 Environment on the cluster) reads its windows from SQL and its bundles from the blob store with
-the cluster's identity, writes its predictions to the staging table and the blob store itself,
-and reports its summary over Pipes messages in the Pipes container. ``max_jobs_in_flight`` jobs
+the cluster's identity, writes its predictions to the blob store itself (the run publishes them
+to SQL), and reports its summary over Pipes messages in the Pipes container. ``max_jobs_in_flight`` jobs
 run at once; ``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
 What the jobs report lands on the asset's materialization as ``azureml_*`` metadata.
 """

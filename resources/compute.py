@@ -1,6 +1,6 @@
 """Where shards are scored: a local process pool by default, Azure ML command jobs on Azure.
 
-A backend receives shard tasks (names: devices, hours, sensors, the staging table) and runs
+A backend receives shard tasks (names: devices, hours, sensors, the run's token) and runs
 ``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
 returns each shard's summary, never its rows.
 """

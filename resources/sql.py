@@ -349,9 +349,9 @@ def _adbc_connect(engine: sa.Engine):
     return None
 
 
-def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete) -> None:
+def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete) -> int:
     """Delete, then bulk insert each batch (ADBC ingest), in one SQLite transaction, timestamps
-    stored as the text SQLAlchemy writes and reads."""
+    stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
     import adbc_driver_manager.dbapi as adbc
 
     statement = _literal_sql(delete, engine.dialect)
@@ -360,10 +360,13 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
         try:
             with conn.cursor() as cursor:
                 cursor.execute(statement)
+                rows = 0
                 for data in batches:
                     data = data.set_column(data.schema.get_field_index("ts"), "ts", _sqlite_ts_text(data["ts"]))
                     cursor.adbc_ingest(table.name, data, mode="append")
+                    rows += len(data)
             conn.commit()
+            return rows
         except BaseException:  # an error, or the batches' producer stopped: nothing of this replace stays
             conn.rollback()
             raise
@@ -467,17 +470,20 @@ class SqlStore(dg.ConfigurableResource):
         return url.render_as_string(hide_password=True)
 
     def _replace(self, table: sa.Table, batches: Iterable[pd.DataFrame | pa.Table], where, start, end,
-                 sensors=None) -> None:
-        """Delete the rows ``where`` selects and insert the batches', in one transaction."""
+                 sensors=None) -> int:
+        """Delete the rows ``where`` selects and insert the batches', in one transaction; returns
+        the rows inserted."""
         checked = _checked_batches(table, batches, start, end, sensors)
         if _sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
-            _replace_sqlite(self.engine, table, checked, table.delete().where(where))
-            return
+            return _replace_sqlite(self.engine, table, checked, table.delete().where(where))
+        rows = 0
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, table, self.lock_timeout_seconds)
             conn.execute(table.delete().where(where))
             for data in checked:
                 bulk_insert(conn, table, data)
+                rows += len(data)
+        return rows
 
     def replace_sensor_values(self, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
         """Replace the windows of the hours ``[start, end)`` (window ends in ``(start, end]``)."""
@@ -502,9 +508,17 @@ class SqlStore(dg.ConfigurableResource):
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""
+        self.replace_predictions_streamed([frame], start, end, sensors)
+
+    def replace_predictions_streamed(self, batches: Iterable[pa.Table | pd.DataFrame], start: datetime,
+                                     end: datetime, sensors: list[str]) -> int:
+        """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by the rows of
+        ``batches`` (the shards' parts), in one transaction, one batch in memory at a time;
+        returns the rows written. A batch with a row outside the hours and sensors, or any error
+        while the batches are produced, leaves the previous rows."""
         t = predictions.c
-        where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(sensors))
-        self._replace(predictions, [frame], where, start, end, sensors)
+        where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
+        return self._replace(predictions, batches, where, start, end, list(sensors))
 
     def _read(self, table: sa.Table, start, end, devices=None, sensors=None) -> pd.DataFrame:
         t = table.c
@@ -566,7 +580,7 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return sorted(row[0] for row in conn.execute(sa.select(col).distinct()))
 
-    # Predictions written by scoring shards (see the staging tables below).
+    # Predictions: shards write Parquet parts; the run publishes each hour from them.
 
     def devices_with_windows(self, start: datetime, end: datetime, sensors: list[str]) -> list[str]:
         """Devices with windows of ``sensors`` in the hours ``[start, end)``: one DISTINCT query,
@@ -577,84 +591,11 @@ class SqlStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
 
-    def replace_device_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime,
-                                   sensors: list[str], devices: list[str]) -> None:
-        """Replace the predictions of ``devices`` x ``sensors`` for the hours ``[start, end)``, in one
-        transaction; other devices' rows stay."""
-        _replace_devices(self.engine, predictions, frame, start, end, sensors, devices)
-
-    def create_prediction_staging(self, name: str) -> None:
-        """Create the run's staging table (same columns and key as ``predictions``)."""
-        _staging_table(name).create(self.engine, checkfirst=True)
-
-    def stage_predictions(self, name: str, frame: pd.DataFrame, start: datetime, end: datetime,
-                          sensors: list[str], devices: list[str]) -> None:
-        """A shard's predictions of one hour into the staging table ``name``, replacing that shard's
-        devices' rows (a retried shard replaces what its first attempt wrote)."""
-        _replace_devices(self.engine, _staging_table(name), frame, start, end, sensors, devices)
-
-    def publish_staged_predictions(self, name: str, start: datetime, end: datetime, sensors: list[str]) -> int:
-        """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by what is staged in
-        ``name``, in one transaction, inside the database; returns the rows published."""
-        staging, t = _staging_table(name), predictions.c
-        s = staging.c
-        columns = [c.name for c in predictions.columns]
-        with self.engine.begin() as conn:
-            lock_table_for_replace(conn, predictions)
-            conn.execute(predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors))))
-            where = (s.ts > start, s.ts <= end, s.sensor.in_(list(sensors)))
-            conn.execute(predictions.insert().from_select(columns, sa.select(*(s[c] for c in columns)).where(*where)))
-            # Counted rather than taken from rowcount, which some drivers leave at -1 for INSERT ... SELECT.
-            return int(conn.execute(sa.select(sa.func.count()).select_from(staging).where(*where)).scalar_one())
-
-    def drop_prediction_staging(self, name: str) -> None:
-        _staging_table(name).drop(self.engine, checkfirst=True)
-
-    def drop_stale_prediction_staging(self, now=None) -> list[str]:
-        """Drop staging tables older than ``STAGING_MAX_AGE`` (left by killed runs); returns their names."""
-        now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
-        stale = []
-        for name in sa.inspect(self.engine).get_table_names():
-            match = _STAGING_NAME.match(name)
-            if match and pd.to_datetime(match.group(1), format="%Y%m%d%H%M%S") < now - STAGING_MAX_AGE:
-                self.drop_prediction_staging(name)
-                stale.append(name)
-        return stale
-
-
-# Scoring shards write their predictions to a staging table of the run's own, and the run
-# publishes each hour from it in one transaction once every shard succeeded: shards write in
-# parallel, yet an hour in ``predictions`` is one run's whole hour or the previous one.
-# Names (and their check) are shared with the dagster-free job side, scoring.shard_sql.
-from scoring.shard_sql import STAGING_NAME as _STAGING_NAME  # noqa: E402
-from scoring.shard_sql import check_staging_name, staging_table_name  # noqa: E402,F401
-
-STAGING_MAX_AGE = pd.Timedelta(days=1)
-
-
-def _staging_table(name: str) -> sa.Table:
-    return predictions.to_metadata(sa.MetaData(), name=check_staging_name(name))
-
-
-def _check_rows_within(table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
-    if not len(frame):
-        return
-    ts = pd.to_datetime(frame["ts"])
-    inside = ((ts > pd.Timestamp(start)) & (ts <= pd.Timestamp(end)) & frame["sensor"].astype(str).isin(list(sensors))
-              & frame["device"].astype(str).isin(list(devices)))
-    if not inside.all():
-        raise ValueError(f"{int((~inside).sum())} of {len(frame)} rows for {table.name} lie outside "
-                         "the hours, sensors and devices being replaced")
-
-
-def _replace_devices(engine: sa.Engine, table: sa.Table, frame: pd.DataFrame, start, end, sensors, devices) -> None:
-    """Replace the rows of ``devices`` x ``sensors`` in the hours ``[start, end)`` in one transaction."""
-    _check_rows_within(table, frame, start, end, sensors, devices)
-    t = table.c
-    with engine.begin() as conn:
-        if table is predictions:  # a staging table's shards write disjoint devices: no turns needed
-            lock_table_for_replace(conn, table)
-        conn.execute(table.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)),
-                                          t.device.in_(list(devices))))
-        if len(frame):
-            bulk_insert(conn, table, frame[[c.name for c in predictions.columns]])
+    def prediction_counts(self, start: datetime, end: datetime, sensors: list[str]) -> dict[str, int]:
+        """Rows stored per sensor of ``sensors`` in the hours ``[start, end)``."""
+        t = predictions.c
+        query = (sa.select(t.sensor, sa.func.count()).where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
+                 .group_by(t.sensor))
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(query).all())
+        return {str(sensor): int(counts.get(sensor, 0)) for sensor in sensors}

@@ -1,12 +1,12 @@
 """The Azure ML scoring job (``python -m scoring.entrypoint``): one shard, named, not staged.
 
 The orchestrator sends only names over the Dagster Pipes context (extra ``task``: the shard's
-devices, the run's hours and sensors, the run's SQL staging table). The job reads its devices'
+devices, the run's hours and sensors, the run's token). The job reads its devices'
 windows from SQL itself (``BSCORE_SQL_URL`` in its environment: on Azure a URL signing in with
 the cluster's managed identity, never a password), loads their current bundles from the blob
 store (``BSCORE_BLOB_URL``; a bundle that does not load refuses its own device only), scores
-with ``scoring.engine.score_shard``, writes its predictions to their final place (the run's
-staging table, one transaction per hour, and one Parquet part per partition in blob storage)
+with ``scoring.engine.score_shard``, writes its predictions (one Parquet part per partition in
+blob storage, from where the run publishes each hour to SQL)
 and reports the shard's summary (counts per partition and device, model versions, devices
 missing a model or refused; never rows) as a custom Pipes message. Needs only this package and
 ``docker/requirements.txt`` (numpy, pandas, pyarrow, scikit-learn and skops, SQLAlchemy,

@@ -141,6 +141,21 @@ def _load_current(blobs: Blobs, keys: set[str], device: str) -> ModelBundle:
     return bundle
 
 
+def current_versions(blobs: Blobs, threads: int = READ_THREADS) -> dict[str, str]:
+    """Every device's current version, from one listing and concurrent reads of the
+    ``current.json`` files; a device whose file names no version maps to the reason."""
+    keys = sorted(key for key in blobs.list(f"{PREFIX}/") if key.endswith("/current.json") and key.count("/") == 2)
+
+    def read(key: str) -> str:
+        try:
+            return _version_of(key, blobs.read_bytes(key))
+        except (ModelFormatError, FileNotFoundError) as exc:
+            return f"refused: {exc}"
+
+    with ThreadPoolExecutor(max(1, min(threads, len(keys)))) as pool:
+        return {key.split("/")[1]: version for key, version in zip(keys, pool.map(read, keys))}
+
+
 def devices_with_models(blobs: Blobs) -> list[str]:
     return sorted({key.split("/")[1] for key in blobs.list(f"{PREFIX}/") if key.endswith("/current.json")})
 

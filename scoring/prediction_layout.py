@@ -1,17 +1,22 @@
 """Where predictions live in blob storage, so that shards write them independently.
 
 A partition (hour, sensor) is a folder of Parquet parts, one per shard, named by the shard's
-first and last device (``predictions/<hour>/sensor=<s>/part-<first>--<last>.parquet``), and a
-manifest ``predictions/<hour>/sensor=<s>/_manifest.json`` naming the parts that make up the
-partition. Shards write parts; only the run writes the manifest, once every shard succeeded,
-then removes the parts it does not name. A reader reads the manifest's parts: a partition is
-whole (the parts of one successful run) or absent (no manifest yet), and parts left by a crash
-or by other shard boundaries are never read.
+first and last device and the run (``predictions/<hour>/sensor=<s>/part-<first>--<last>--<run>.parquet``),
+and a manifest ``predictions/<hour>/sensor=<s>/_manifest.json`` naming the parts that make up
+the partition. Shards write parts; only the run writes the manifest, once every shard
+succeeded, then removes the parts the manifest it replaced named. A reader reads the
+manifest's parts: a partition is whole (the parts of one successful run) or absent (no manifest
+yet), and parts of a run still going or of one that failed are never read.
+
+The manifest also records what the partition was scored from (``inputs``: the hour's
+aggregates and the models' versions) and the run's summary of it, so that a later run with the
+same inputs can report the partition without scoring it again.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 
 import pandas as pd
 
@@ -24,19 +29,25 @@ def prediction_prefix(hour: pd.Timestamp, sensor: str) -> str:
     return f"predictions/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}/sensor={sensor}/"
 
 
-def prediction_part_key(hour: pd.Timestamp, sensor: str, first_device: str, last_device: str) -> str:
-    """The part of a shard holding devices ``first_device .. last_device`` (device ids are
-    validated names without ``/``; ``--`` separates them since ids may hold ``-``)."""
-    return f"{prediction_prefix(hour, sensor)}part-{first_device}--{last_device}.parquet"
+def run_token() -> str:
+    """A new run's token: its parts never overwrite the parts another run's manifest names."""
+    return uuid.uuid4().hex[:12]
+
+
+def prediction_part_key(hour: pd.Timestamp, sensor: str, first_device: str, last_device: str, run: str) -> str:
+    """The part of run ``run``'s shard holding devices ``first_device .. last_device`` (device ids
+    are validated names without ``/``; ``--`` separates them since ids may hold ``-``)."""
+    return f"{prediction_prefix(hour, sensor)}part-{first_device}--{last_device}--{run}.parquet"
 
 
 def prediction_manifest_key(hour: pd.Timestamp, sensor: str) -> str:
     return prediction_prefix(hour, sensor) + MANIFEST
 
 
-def manifest_bytes(parts: list[str], rows: int) -> bytes:
-    """The manifest naming a partition's parts (keys) and its row count."""
-    return json.dumps({"parts": sorted(parts), "rows": int(rows)}).encode()
+def manifest_bytes(parts: list[str], rows: int, inputs: str | None = None, summary: dict | None = None) -> bytes:
+    """The manifest naming a partition's parts (keys) and its row count; optionally the version
+    of the inputs it was scored from and the run's summary of it."""
+    return json.dumps({"parts": sorted(parts), "rows": int(rows), "inputs": inputs, "summary": summary}).encode()
 
 
 def read_manifest(blobs, hour: pd.Timestamp, sensor: str) -> dict | None:

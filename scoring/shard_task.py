@@ -1,19 +1,17 @@
 """One scoring shard, run where its data is: read its devices' windows, score, write predictions.
 
 The orchestrator decides only names (``scoring.shards.ShardTask``: devices, hours, sensors,
-the staging table); the task, in a local worker process or an Azure ML job, reads its own
+the run's token); the task, in a local worker process or an Azure ML job, reads its own
 devices' windows from the SQL store, loads their current bundles (a bad bundle refuses its own
 device only), scores them with ``scoring.engine.score_shard`` and writes the predictions
-itself: to the run's SQL staging table (one transaction per hour, replacing the shard's own
-devices' rows so that a retried shard never duplicates) and as one blob Parquet part per
-partition. It returns a summary per (hour, sensor) partition whose size does not grow with
-rows: counts, per-device counts and model versions, devices missing a model or refused.
-The run publishes the staged hours once every shard succeeded (``SqlStore.publish_staged_predictions``
-and the partitions' manifests), so a failed shard leaves no partial hour.
+itself, as one blob Parquet part per partition, named by its devices and the run. It returns a
+summary per (hour, sensor) partition whose size does not grow with rows: counts, per-device
+counts and model versions, devices missing a model or refused. Once every shard succeeded the
+run publishes each hour to SQL from the parts (one transaction per hour) and commits each
+partition's manifest, so a failed shard leaves no partial hour in either place.
 
-No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``
-and ``stage_predictions(staging, frame, start, end, sensors, devices)``; ``blobs`` has the model
-store's protocol plus ``write_bytes``.
+No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``;
+``blobs`` has the model store's protocol plus ``write_bytes``.
 """
 
 from __future__ import annotations
@@ -66,9 +64,9 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
     Parameters
     ----------
     task : ShardTask
-        The shard's devices, hours, sensors and the run's staging table.
+        The shard's devices, hours, sensors and the run's token.
     store
-        The SQL store (windows in, staged predictions out).
+        The SQL store the windows are read from.
     blobs
         Blob storage holding the model bundles and receiving the prediction parts.
 
@@ -101,12 +99,10 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
     for hour in task.hours:
         in_hour = prediction_hours == np.datetime64(pd.Timestamp(hour))
         hour_rows = predictions[in_hour].reset_index(drop=True)
-        # One transaction per hour, replacing only this shard's devices.
-        store.stage_predictions(task.staging, hour_rows, hour, hour + HOUR, list(task.sensors), list(task.devices))
         hour_windows = windows[window_hours == np.datetime64(pd.Timestamp(hour))]
         for sensor in task.sensors:
             rows = hour_rows[hour_rows["sensor"].astype(str) == sensor].reset_index(drop=True)
-            key = prediction_part_key(hour, sensor, first, last) if len(rows) else None
+            key = prediction_part_key(hour, sensor, first, last, task.run) if len(rows) else None
             if key:
                 blobs.write_bytes(key, to_parquet_bytes(rows))
             had = hour_windows[hour_windows["sensor"].astype(str) == sensor]

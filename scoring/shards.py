@@ -1,7 +1,8 @@
 """Split a scoring run into shards of many devices each, never one task per model.
 
-A shard is named, not filled: its devices, the run's hours and sensors, and the run's
-staging table. Whoever runs it (a local worker, an Azure ML job) reads the data itself.
+A shard is named, not filled: its devices, the run's hours and sensors, and the run's token
+(which names the prediction parts it writes). Whoever runs it (a local worker, an Azure ML
+job) reads the data itself.
 """
 
 from __future__ import annotations
@@ -15,26 +16,26 @@ from scoring.model_format import ModelBundle
 
 @dataclass(frozen=True)
 class ShardTask:
-    """What one shard scores: ``devices`` (sorted) x ``hours`` x ``sensors``, staged in ``staging``."""
+    """What one shard scores: ``devices`` (sorted) x ``hours`` x ``sensors``; ``run`` names its parts."""
 
     label: str
     devices: tuple[str, ...]
     hours: tuple[pd.Timestamp, ...]
     sensors: tuple[str, ...]
-    staging: str
+    run: str
 
     def to_json(self) -> dict:
         """The task as plain JSON values (what an Azure ML job receives over Pipes)."""
         return {"label": self.label, "devices": list(self.devices), "hours": [h.isoformat() for h in self.hours],
-                "sensors": list(self.sensors), "staging": self.staging}
+                "sensors": list(self.sensors), "run": self.run}
 
     @classmethod
     def from_json(cls, data: dict) -> "ShardTask":
         return cls(data["label"], tuple(data["devices"]), tuple(pd.Timestamp(h) for h in data["hours"]),
-                   tuple(data["sensors"]), data["staging"])
+                   tuple(data["sensors"]), data["run"])
 
 
-def plan_shards(devices, hours, sensors, devices_per_shard: int, staging: str) -> list[ShardTask]:
+def plan_shards(devices, hours, sensors, devices_per_shard: int, run: str) -> list[ShardTask]:
     """Group the devices, sorted, into shards of at most ``devices_per_shard`` each.
 
     Parameters
@@ -46,14 +47,14 @@ def plan_shards(devices, hours, sensors, devices_per_shard: int, staging: str) -
         The run's hours and sensors; every shard covers all of them.
     devices_per_shard : int
         Shard size: bounds each task's memory.
-    staging : str
-        The run's staging table name.
+    run : str
+        A token of the run (``scoring.prediction_layout.run_token``), in its parts' names.
     """
     if devices_per_shard < 1:
         raise ValueError(f"devices_per_shard={devices_per_shard} must be at least 1")
     ordered = sorted(set(map(str, devices)))
     hours, sensors = tuple(pd.Timestamp(h) for h in sorted(hours)), tuple(map(str, sensors))
-    return [ShardTask(f"shard-{n:04d}", tuple(ordered[i:i + devices_per_shard]), hours, sensors, staging)
+    return [ShardTask(f"shard-{n:04d}", tuple(ordered[i:i + devices_per_shard]), hours, sensors, run)
             for n, i in enumerate(range(0, len(ordered), devices_per_shard))]
 
 

@@ -1,28 +1,39 @@
 """``sensor_predictions``: every device's current model scores an hour's windows of a sensor.
 
-A run may cover many (hour, sensor) partitions at once (backfills, ``bscore score``). It moves
-names, not data: it lists the devices with windows in one query, splits them into shards, and
-the compute backend's tasks each read their own devices' windows, score them and write their
-predictions (a staging table of the run's own, and one blob part per partition), reporting
-counts. Once every shard succeeded the run publishes each hour in SQL (one transaction per
-hour, inside the database) and each partition's manifest in blob storage, so an hour is one
-run's whole hour or the previous one. It reads rows back only for the few partitions it plots.
+A run may cover many (hour, sensor) partitions at once (backfills, ``bscore score``). An hour
+whose inputs (its aggregates and the models' versions, ``inputs``) are what its stored
+predictions were scored from is reported from its manifests, not scored again. The others move
+names, not data: the run lists the devices with windows in one query, splits them into shards,
+and the compute backend's tasks each read their own devices' windows, score them and write one
+blob Parquet part per partition, reporting counts. Once every shard succeeded the run publishes
+each hour to SQL from the parts (one transaction per hour, a part in memory at a time) and each
+partition's manifest, so an hour is one run's whole hour or the previous one. It reads rows
+back only for the few partitions it plots.
 """
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bscore_assets.partitions import hour_of_key, hour_sensor_key, hour_sensor_partitions_def
+from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
+from bscore_assets.predictions.inputs import scoring_inputs, unchanged_partitions
 from bscore_assets.predictions.metadata import partition_metadata, partitions_to_plot
 from bscore_assets.predictions.plots import MAX_DEVICES
-from bscore_assets.predictions.summaries import merge_shard_summaries, missing_models, refused_devices
+from bscore_assets.predictions.summaries import (
+    PartitionSummary,
+    merge_shard_summaries,
+    missing_models,
+    refused_devices,
+)
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import commit_prediction_partition
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
-from resources.sql import SqlStore, staging_table_name
+from resources.sql import SqlStore
+from scoring.prediction_layout import prediction_prefix, run_token
 from scoring.shards import plan_shards
 
 HOUR = pd.Timedelta(hours=1)
@@ -36,26 +47,55 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
     return hours, sensors
 
 
-def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors) -> list[dict]:
-    """Run every shard of the run's hours x sensors and publish their predictions; their summaries."""
+def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors,
+                    token: str) -> list[dict]:
+    """Run every shard of the hours x sensors; their summaries (each shard wrote its parts)."""
     devices = sql.devices_with_windows(hours[0], hours[-1] + HOUR, sensors)
-    for stale in sql.drop_stale_prediction_staging():
-        context.log.info(f"dropped {stale}, left by a run that did not finish")
-    staging = staging_table_name()
-    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, staging)
+    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, token)
     context.log.info(f"{len(devices)} device(s) with windows in {len(hours)} hour(s) x {len(sensors)} sensor(s): "
                      f"{len(tasks)} shard(s) on {compute.describe()}")
-    sql.create_prediction_staging(staging)
-    try:
-        shards = compute.run_shards(context, tasks, sql, blob)
-        for hour in hours:
-            published = sql.publish_staged_predictions(staging, hour, hour + HOUR, sensors)
-            expected = sum(p["rows_scored"] for s in shards for p in s["partitions"] if pd.Timestamp(p["hour"]) == hour)
-            if published != expected:  # a shard's write lost or doubled: never report it as done
-                raise RuntimeError(f"hour {hour}: {published} predictions staged, shards reported {expected}")
-    finally:
-        sql.drop_prediction_staging(staging)
-    return shards
+    return compute.run_shards(context, tasks, sql, blob)
+
+
+def _shard_batches(blob: BlobStore, summaries: list[PartitionSummary]):
+    """The rows of the hour's parts, a shard at a time (its parts of every sensor together, in
+    the tables' key order: SQLite inserts in key order several times faster than sensor by
+    sensor); a partition whose parts do not hold what its shards reported raises (inside the
+    publishing transaction, so nothing is kept)."""
+    by_shard: dict[str, list[tuple[str, str]]] = {}  # a shard's part name -> (sensor, key) of each partition
+    for summary in summaries:
+        for key in summary.parts:
+            by_shard.setdefault(key.rsplit("/", 1)[-1], []).append((summary.sensor, key))
+    rows = {summary.sensor: 0 for summary in summaries}
+    for parts in by_shard.values():  # in shard order, as the shards reported them
+        tables = []
+        for sensor, key in parts:
+            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key))))
+            rows[sensor] += len(tables[-1])
+        yield pa.concat_tables(tables).sort_by([("device", "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
+    for summary in summaries:
+        if rows[summary.sensor] != summary.rows_scored:
+            raise RuntimeError(f"{hour_key(summary.hour)}, sensor {summary.sensor}: the parts hold "
+                               f"{rows[summary.sensor]} predictions, the shards reported {summary.rows_scored}")
+
+
+def remove_run_parts(blob: BlobStore, hours, sensors, token: str) -> None:
+    """Delete the parts run ``token`` wrote for partitions it did not commit (it failed)."""
+    for hour in hours:
+        for sensor in sensors:
+            for key in blob.list(prediction_prefix(hour, sensor)):
+                if key.endswith(f"--{token}.parquet"):
+                    blob.delete(key)
+
+
+def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: list[PartitionSummary],
+                 inputs: str | None) -> None:
+    """Replace the hour's predictions of the summaries' sensors in SQL by their parts (one
+    transaction), then commit each partition's manifest with its inputs and summary."""
+    sql.replace_predictions_streamed(_shard_batches(blob, summaries), hour, hour + HOUR, [s.sensor for s in summaries])
+    for summary in summaries:
+        commit_prediction_partition(blob, hour, summary.sensor, summary.parts, summary.rows_scored,
+                                    inputs=inputs, summary=summary.to_json())
 
 
 @dg.asset(
@@ -75,22 +115,43 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                        compute: ComputeBackend, pipeline: PipelineSettings):
     with retry_on_outage(context):
         hours, sensors = run_partitions(context)
-        shards = score_in_shards(context, sql, blob, compute, hours, sensors)
-        summaries = merge_shard_summaries(shards, hours, sensors)
-        for summary in summaries.values():
-            commit_prediction_partition(blob, summary.hour, summary.sensor, summary.parts, summary.rows_scored)
-        refused, missing = refused_devices(shards), missing_models(shards)
+        inputs = scoring_inputs(context.instance, blob, hours)
+        summaries: dict[tuple[pd.Timestamp, str], PartitionSummary] = {}
+        for hour in hours:
+            unchanged = unchanged_partitions(blob, sql, hour, sensors, inputs[hour])
+            if unchanged:
+                summaries.update({(hour, sensor): summary for sensor, summary in unchanged.items()})
+                context.log.info(f"{hour_key(hour)}: aggregates and models unchanged since scoring (inputs "
+                                 f"{inputs[hour]}); not scored again")
+        to_score = [hour for hour in hours if (hour, sensors[0]) not in summaries]
+        token, published = run_token(), []
+        try:
+            shards = score_in_shards(context, sql, blob, compute, to_score, sensors, token) if to_score else []
+            scored = merge_shard_summaries(shards, to_score, sensors)
+            for hour in to_score:
+                publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
+                published.append(hour)
+        except BaseException:
+            try:
+                remove_run_parts(blob, [h for h in to_score if h not in published], sensors, token)
+            except Exception as cleanup:  # the run's own failure is what the operator must see
+                context.log.warning(f"parts of run {token} not removed ({cleanup}); no manifest names them")
+            raise
+        summaries = dict(sorted({**summaries, **scored}.items()))
+        refused, missing = refused_devices(summaries.values()), missing_models(summaries.values())
         for device, reason in refused.items():
             context.log.error(f"device {device}: model refused, not scored: {reason}")
-        plotted = partitions_to_plot(list(summaries.values()))
+        plotted = partitions_to_plot(list(scored.values()))
         for (hour, sensor), summary in summaries.items():
             # Only the drawn devices' rows are read back, and only for the partitions plotted.
             plot_rows = (sql.read_predictions(hour, hour + HOUR, devices=summary.worst_devices(MAX_DEVICES),
                                               sensors=[sensor]) if (hour, sensor) in plotted else None)
-            context.add_asset_metadata(partition_metadata(summary, plot_rows), partition_key=hour_sensor_key(hour, sensor))
-        rows = sum(s.rows_scored for s in summaries.values())
-        context.log.info(f"{rows} windows scored, {sum(s.anomalies for s in summaries.values())} anomalies, in "
-                         f"{len(summaries)} partition(s) by {len(shards)} shard(s); {len(missing)} device/sensor "
-                         f"pair(s) without a model, {len(refused)} device(s) refused")
+            context.add_asset_metadata({**partition_metadata(summary, plot_rows), "inputs_version": inputs[hour]},
+                                       partition_key=hour_sensor_key(hour, sensor))
+        rows = sum(s.rows_scored for s in scored.values())
+        context.log.info(f"{rows} windows scored, {sum(s.anomalies for s in scored.values())} anomalies, in "
+                         f"{len(scored)} partition(s) by {len(shards)} shard(s), {len(summaries) - len(scored)} "
+                         f"partition(s) unchanged; {len(missing)} device/sensor pair(s) without a model, "
+                         f"{len(refused)} device(s) refused")
         yield dg.MaterializeResult(metadata={"storage": blob.describe(), "shards": len(shards)})
         yield from prediction_check_results(list(summaries.values()), missing, refused, pipeline)

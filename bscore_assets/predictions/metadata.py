@@ -42,6 +42,7 @@ def partition_metadata(summary: PartitionSummary, plot_rows: pd.DataFrame | None
         "devices_scored": len(summary.devices),
         "devices_missing_model": dg.MetadataValue.json(sorted(summary.devices_with_windows - set(summary.devices))),
         "model_versions": dg.MetadataValue.json(dict(sorted(summary.model_versions.items()))),
+        "scored": summary.scored,
     }
     if plot_rows is not None:
         title = f"sensor {summary.sensor}, {hour_key(summary.hour)}"

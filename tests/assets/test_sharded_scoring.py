@@ -1,6 +1,8 @@
 """Scoring in shards: the run moves names, the shards move data, and a failed shard leaves
 no partial hour (SQL and blob keep the previous run's whole hour, or nothing)."""
 
+import json
+
 import dagster as dg
 
 import pandas as pd
@@ -49,7 +51,7 @@ def stored(platform):
 
 class PartWriteFails(LocalBlobStore):
     """A folder store whose writes of one device's prediction parts fail (a full disk, a
-    storage outage): that device's shard fails after it staged its rows in SQL."""
+    storage outage): that device's shard fails while the others write theirs."""
 
     failing_part: str
 
@@ -60,8 +62,16 @@ class PartWriteFails(LocalBlobStore):
 
 
 def failing_shard_of(platform, device: str) -> Operations:
-    blob = PartWriteFails(root=platform.resources["blob"].root, failing_part=f"/part-{device}--{device}.")
+    blob = PartWriteFails(root=platform.resources["blob"].root, failing_part=f"/part-{device}--{device}--")
     return with_resources(platform, blob=blob, compute=LocalComputeBackend(devices_per_shard=1, max_workers=2))
+
+
+def forget_scoring_inputs(platform) -> None:
+    """Make the hour's manifests look written by a version that did not record its inputs."""
+    blob = platform.resources["blob"]
+    for key in blob.list("predictions/"):
+        if key.endswith("/_manifest.json"):
+            blob.write_bytes(key, json.dumps({**json.loads(blob.read_bytes(key)), "inputs": None}).encode())
 
 
 def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simulated):
@@ -91,6 +101,7 @@ def test_a_failed_shard_leaves_no_partial_hour(platform, simulated):
     # Every device's part of each partition, written by its own shard.
     assert len([k for k in platform.resources["blob"].list("predictions/") if "/part-" in k]) == 3 * 5
 
+    forget_scoring_inputs(platform)  # else the unchanged hour is not scored again
     with pytest.raises(RuntimeError):
         failing_shard_of(platform, "3").score(SCORE_START, SCORE_START, refresh=False)
     rows, parts = stored(platform)

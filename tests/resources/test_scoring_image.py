@@ -3,7 +3,7 @@
 A virtual environment is built from the image's build context alone (``docker/requirements.txt``
 with ``constraints.txt``, as the Dockerfile installs them; not the project's environment) and
 ``python -m scoring.entrypoint`` runs in it with ``PYTHONPATH`` holding only the staged
-``scoring`` package, on a shard named over Pipes (devices, hour, sensors, staging table) whose
+``scoring`` package, on a shard named over Pipes (devices, hour, sensors, the run's token) whose
 windows are in SQL and whose bundles (every detector kind and one malformed bundle) are on
 Azurite: the job reads both and writes its predictions itself. Pipes context and messages go
 through blob storage as on Azure ML; only the process launcher is local
@@ -38,11 +38,12 @@ from sklearn.svm import OneClassSVM
 from resources.azureml_provision import CONSTRAINTS, DOCKER_DIR, stage_build_context
 from scoring.detectors import DetectorModel
 from scoring.engine import score_shard
-from resources.sql import SqlStore, staging_table_name
+from resources.sql import SqlStore
 from scoring.entrypoint import ContainerBlobs
 from scoring.model_format import ModelBundle, SensorModel
 from scoring.model_store import save_bundle
 from scoring.parquet import from_parquet_bytes
+from scoring.prediction_layout import run_token
 from scoring.shards import ShardTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,12 +122,10 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     devices = sorted([*bundles, "broken", "unmodelled"])
     rows = shard_rows(devices)
 
-    # The windows in SQL, where the job reads them; the run's staging table, where it writes.
+    # The windows in SQL, where the job reads them.
     sql_url = f"sqlite:///{tmp_path / 'bscore.db'}"
     sql = SqlStore(url=sql_url)
     sql.replace_sensor_values(rows, HOUR, HOUR + pd.Timedelta(hours=1))
-    staging = staging_table_name()
-    sql.create_prediction_staging(staging)
     # The bundles in the blob store, where the job loads them.
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = azurite.new_container_name()
@@ -139,7 +138,7 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     save_bundle(store, good)
     params = f"models/broken/{good.version}/params.npz"
     store.write_bytes(params, store.read_bytes(params)[:-40] + b"\0" * 40)
-    task = ShardTask("shard-0000", tuple(devices), (HOUR,), tuple(SENSORS), staging)
+    task = ShardTask("shard-0000", tuple(devices), (HOUR,), tuple(SENSORS), run_token())
 
     reports = []
 
@@ -161,9 +160,9 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
 
     assert dg.materialize([scoring_job]).success
 
-    assert sql.publish_staged_predictions(staging, HOUR, HOUR + pd.Timedelta(hours=1), SENSORS) == \
-        len(bundles) * len(SENSORS) * ROWS_PER_SENSOR
-    remote = sql.read_predictions(HOUR, HOUR + pd.Timedelta(hours=1))
+    [report] = [r for r in reports if isinstance(r, dict) and r.get("shard") == "shard-0000"]
+    # The job's own Parquet parts, one per partition, are its predictions.
+    remote = pd.concat([from_parquet_bytes(store.read_bytes(part["part"])) for part in report["partitions"]])
     local = score_shard(rows[rows["device"] != "broken"].reset_index(drop=True), bundles).predictions
     key = ["device", "sensor", "ts"]
     remote = remote.sort_values(key).reset_index(drop=True)
@@ -175,13 +174,10 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     np.testing.assert_allclose(remote["score"], local["score"], rtol=0, atol=1e-9)
     assert remote["model_version"].astype(str).tolist() == local["model_version"].astype(str).tolist()
 
-    [report] = [r for r in reports if isinstance(r, dict) and r.get("shard") == "shard-0000"]
     assert list(report["devices_refused"]) == ["broken"] and "params.npz hashes to" in report["devices_refused"]["broken"]
     # A device without any bundle is missing, not refused.
     assert sorted({d for d, _, _ in report["missing_models"]}) == ["unmodelled"]
     assert report["rows_scored"] == len(remote) and report["rows"] == len(rows)
     for part in report["partitions"]:
         assert part["devices_refused"] == ["broken"] and part["devices_missing_model"] == ["unmodelled"]
-        # The job's own Parquet part of the partition holds what SQL holds.
-        parquet = from_parquet_bytes(store.read_bytes(part["part"])).sort_values(key).reset_index(drop=True)
-        np.testing.assert_allclose(parquet["score"], remote[remote["sensor"] == part["sensor"]]["score"], atol=0)
+        assert part["rows_scored"] == len(bundles) * ROWS_PER_SENSOR

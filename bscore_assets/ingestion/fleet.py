@@ -16,18 +16,23 @@ from resources.sql import SqlStore, sensor_values
 from scoring.fleet import admitted_sensors
 
 
-def sensor_admission(sql: SqlStore, settings: Settings) -> tuple[list[str], dict[str, str]]:
+def fleet_series(sql: SqlStore) -> pd.DataFrame:
+    """Every (device, sensor) with windows: one DISTINCT over the key's index, a row per series
+    (counting distinct devices per sensor in SQL instead sorts the whole table, ~7x slower)."""
+    query = sa.select(sensor_values.c.device, sensor_values.c.sensor).distinct()
+    with sql.engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).all(), columns=["device", "sensor"])
+
+
+def sensor_admission(sql: SqlStore, settings: Settings, series: pd.DataFrame | None = None
+                     ) -> tuple[list[str], dict[str, str]]:
     """The sensors with windows that may be partitions, and ``{sensor: reason}`` for those held back.
 
-    One query counts each sensor's devices (and the fleet's) in ``sensor_values``.
+    ``series`` is :func:`fleet_series`, read when not given.
     """
-    per_sensor = sa.select(sensor_values.c.sensor, sa.func.count(sa.distinct(sensor_values.c.device))) \
-        .group_by(sensor_values.c.sensor)
-    fleet = sa.select(sa.func.count(sa.distinct(sensor_values.c.device)))
-    with sql.engine.connect() as conn:
-        counts = {sensor: int(n) for sensor, n in conn.execute(per_sensor)}
-        fleet_size = int(conn.execute(fleet).scalar_one())
-    return admitted_sensors(counts, fleet_size, settings.sensor_min_devices, settings.sensors)
+    series = fleet_series(sql) if series is None else series
+    counts = {str(sensor): int(n) for sensor, n in series.groupby("sensor")["device"].nunique().items()}
+    return admitted_sensors(counts, int(series["device"].nunique()), settings.sensor_min_devices, settings.sensors)
 
 
 def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore,
@@ -38,9 +43,11 @@ def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore,
     without it they are read from the environment.
     """
     settings = settings or Settings.from_env()
-    sensors, _ = sensor_admission(sql, settings)
+    series = fleet_series(sql)
+    sensors, _ = sensor_admission(sql, settings, series)
+    devices = sorted(series["device"].astype(str).unique())
     requests = []
-    for partitions_def, seen in ((device_partitions_def, sql.distinct("device")), (sensor_partitions_def, sensors)):
+    for partitions_def, seen in ((device_partitions_def, devices), (sensor_partitions_def, sensors)):
         known = set(instance.get_dynamic_partitions(partitions_def.name))
         new = [key for key in seen if key not in known]
         if new:

@@ -98,6 +98,26 @@ def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: 
                                     inputs=inputs, summary=summary.to_json())
 
 
+def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors,
+                      inputs: dict) -> tuple[list[dict], dict[tuple[pd.Timestamp, str], PartitionSummary]]:
+    """Score the hours in shards and publish each; the shards' reports and the partitions'
+    summaries. A run that fails removes the parts it wrote for the hours it did not publish."""
+    token, published = run_token(), []
+    try:
+        shards = score_in_shards(context, sql, blob, compute, hours, sensors, token)
+        scored = merge_shard_summaries(shards, hours, sensors)
+        for hour in hours:
+            publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
+            published.append(hour)
+    except BaseException:
+        try:
+            remove_run_parts(blob, [h for h in hours if h not in published], sensors, token)
+        except Exception as cleanup:  # the run's own failure is what the operator must see
+            context.log.warning(f"parts of run {token} not removed ({cleanup}); no manifest names them")
+        raise
+    return shards, scored
+
+
 @dg.asset(
     partitions_def=hour_sensor_partitions_def,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -124,19 +144,8 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
                 context.log.info(f"{hour_key(hour)}: aggregates and models unchanged since scoring (inputs "
                                  f"{inputs[hour]}); not scored again")
         to_score = [hour for hour in hours if (hour, sensors[0]) not in summaries]
-        token, published = run_token(), []
-        try:
-            shards = score_in_shards(context, sql, blob, compute, to_score, sensors, token) if to_score else []
-            scored = merge_shard_summaries(shards, to_score, sensors)
-            for hour in to_score:
-                publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
-                published.append(hour)
-        except BaseException:
-            try:
-                remove_run_parts(blob, [h for h in to_score if h not in published], sensors, token)
-            except Exception as cleanup:  # the run's own failure is what the operator must see
-                context.log.warning(f"parts of run {token} not removed ({cleanup}); no manifest names them")
-            raise
+        shards, scored = score_and_publish(context, sql, blob, compute, to_score, sensors, inputs) if to_score \
+            else ([], {})
         summaries = dict(sorted({**summaries, **scored}.items()))
         refused, missing = refused_devices(summaries.values()), missing_models(summaries.values())
         for device, reason in refused.items():

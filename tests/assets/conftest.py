@@ -1,5 +1,7 @@
 """A platform on a temporary BSCORE_HOME, and simulated readings landed in its event source."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -32,3 +34,12 @@ def simulated(platform):
     readings = pd.concat([training, scoring], ignore_index=True)
     land(platform, readings)
     return readings
+
+
+def forget_scoring_inputs(platform: Operations) -> None:
+    """Make the prediction manifests look written by a version that did not record their inputs,
+    so that the next run scores the hours again although nothing changed."""
+    blob = platform.resources["blob"]
+    for key in blob.list("predictions/"):
+        if key.endswith("/_manifest.json"):
+            blob.write_bytes(key, json.dumps({**json.loads(blob.read_bytes(key)), "inputs": None}).encode())

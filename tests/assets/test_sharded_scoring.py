@@ -1,8 +1,6 @@
 """Scoring in shards: the run moves names, the shards move data, and a failed shard leaves
 no partial hour (SQL and blob keep the previous run's whole hour, or nothing)."""
 
-import json
-
 import dagster as dg
 
 import pandas as pd
@@ -13,7 +11,7 @@ from bscore_assets.storage import read_prediction_partition
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.sql import SqlStore
-from tests.assets.conftest import SCORE_START, TRAIN_START
+from tests.assets.conftest import SCORE_START, TRAIN_START, forget_scoring_inputs
 
 HOUR = pd.Timedelta(hours=1)
 CALLS: list[tuple[str, object]] = []  # what the run's own process asked of SQL
@@ -64,14 +62,6 @@ class PartWriteFails(LocalBlobStore):
 def failing_shard_of(platform, device: str) -> Operations:
     blob = PartWriteFails(root=platform.resources["blob"].root, failing_part=f"/part-{device}--{device}--")
     return with_resources(platform, blob=blob, compute=LocalComputeBackend(devices_per_shard=1, max_workers=2))
-
-
-def forget_scoring_inputs(platform) -> None:
-    """Make the hour's manifests look written by a version that did not record its inputs."""
-    blob = platform.resources["blob"]
-    for key in blob.list("predictions/"):
-        if key.endswith("/_manifest.json"):
-            blob.write_bytes(key, json.dumps({**json.loads(blob.read_bytes(key)), "inputs": None}).encode())
 
 
 def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simulated):

@@ -31,7 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fleet_hour import run_measured, write_landing_hour  # noqa: E402
+from bench.fleet_hour import emit_report, run_measured, write_landing_hour  # noqa: E402
 
 
 def run_stage(stage: str, home: Path, hour: pd.Timestamp) -> dict:
@@ -87,11 +87,7 @@ def main(argv=None) -> dict:
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return report
+    return emit_report(report, args.out)
 
 
 if __name__ == "__main__":

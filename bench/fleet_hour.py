@@ -342,10 +342,15 @@ def main(argv=None) -> dict:
         "floor_ingest_readings_per_second": large["floor"]["ingest_readings_per_second"],
         "rescore_over_first": large["ratios"]["rescore_over_first"],
     }
+    return emit_report(report, args.out)
+
+
+def emit_report(report: dict, out: str | None) -> dict:
+    """Print the report as JSON, and write it to ``out`` too when given."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
     return report
 
 

@@ -508,10 +508,10 @@ class SqlStore(dg.ConfigurableResource):
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""
-        self.replace_predictions_streamed([frame], start, end, sensors)
+        self.replace_predictions_batches(start, end, sensors, [frame])
 
-    def replace_predictions_streamed(self, batches: Iterable[pa.Table | pd.DataFrame], start: datetime,
-                                     end: datetime, sensors: list[str]) -> int:
+    def replace_predictions_batches(self, start: datetime, end: datetime, sensors: list[str],
+                                    batches: Iterable[pa.Table | pd.DataFrame]) -> int:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)`` by the rows of
         ``batches`` (the shards' parts), in one transaction, one batch in memory at a time;
         returns the rows written. A batch with a row outside the hours and sensors, or any error

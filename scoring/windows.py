@@ -21,11 +21,17 @@ from scoring.series_keys import series_codes
 AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings"]
 
 
+def window_ends_ns(ns: np.ndarray, window_seconds: int) -> np.ndarray:
+    """The end of the ``(end - length, end]`` window each time (nanoseconds since the epoch) falls
+    in, in nanoseconds: a boundary ends its window."""
+    width = np.int64(window_seconds) * 1_000_000_000
+    return -(-ns // width) * width
+
+
 def window_ends(ts: pd.Series, window_seconds: int) -> pd.Series:
     """The end of the tumbling window each timestamp falls in (a boundary ends its window)."""
     ns = pd.to_datetime(ts).to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    width = np.int64(window_seconds) * 1_000_000_000
-    return pd.Series(-(-ns // width) * width, index=ts.index).astype("datetime64[ns]")
+    return pd.Series(window_ends_ns(ns, window_seconds), index=ts.index).astype("datetime64[ns]")
 
 
 def hour_of_window(ts: pd.Series) -> pd.Series:
@@ -80,7 +86,7 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
                          "readings": pa.array([], pa.int64())})
     ns = pc.cast(pc.cast(table["ts"], pa.timestamp("ns")), pa.int64()).to_numpy()
     width = np.int64(window_seconds) * 1_000_000_000
-    ends = -(-ns // width) * width  # a boundary ends its window: (end - length, end]
+    ends = window_ends_ns(ns, window_seconds)
     value = pc.cast(table["value"], pa.float64()).to_numpy()
     series, devices, sensors = series_codes(table["device"], table["sensor"])
     first = ends.min()

@@ -24,11 +24,13 @@ HOUR = pd.Timedelta(hours=1)
 CARRIED = ("windows", "readings", "devices", "sensors")
 
 
-def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int) -> dict:
+def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int,
+                   keys: list[str] | None = None) -> dict:
     """Aggregate one hour into SQL, in columns and time slices (``scoring.hour_slices``), so that
     memory holds one slice's readings whatever the fleet's size; return its metadata and what
-    its checks need. The slices' windows replace the hour in one transaction."""
-    keys = raw_parts(blob, hour)
+    its checks need. The slices' windows replace the hour in one transaction. ``keys`` is the
+    hour's raw parts, when the caller has listed them already."""
+    keys = raw_parts(blob, hour) if keys is None else keys
     slices = plan_hour_slices([part_layout(key) for key in keys], window_seconds)
     tally = HourTally()
 
@@ -64,7 +66,8 @@ def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: S
         previous = latest_partition_metadata(context.instance, "sensor_aggregates", [hour_key(h) for h in hours])
         found = {}
         for hour in hours:
-            key, version = hour_key(hour), raw_version(raw_parts(blob, hour))
+            key, parts = hour_key(hour), raw_parts(blob, hour)
+            version = raw_version(parts)
             before = previous.get(key, {})
             # SQL is counted (a scan of the table) only when the rest says the hour is unchanged.
             unchanged = (before.get("raw_version") == version and before.get("window_seconds") == pipeline.window_seconds
@@ -76,7 +79,7 @@ def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: S
                 context.log.info(f"{key}: raw readings unchanged since aggregation (raw version {version}); "
                                  "not aggregated again")
             else:
-                found[key] = aggregate_hour(blob, sql, hour, pipeline.window_seconds)
+                found[key] = aggregate_hour(blob, sql, hour, pipeline.window_seconds, parts)
                 context.log.info(f"{key}: {found[key]['readings']} readings -> {found[key]['windows']} windows")
             metadata = {k: found[key][k] for k in ("aggregated", *CARRIED) if k in found[key]}
             context.add_asset_metadata({**metadata, "raw_version": version, "window_seconds": pipeline.window_seconds},

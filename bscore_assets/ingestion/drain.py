@@ -29,6 +29,7 @@ from scoring.event_lines import READINGS_SCHEMA, parse_event_lines_table
 from scoring.fleet import undeclared_sensor_mask
 from scoring.parquet import table_to_parquet_bytes
 from scoring.readings import parse_event_bodies, readings_to_event_bodies
+from scoring.windows import window_ends_ns
 
 LATE_POLICIES = ("reopen", "deadletter")
 _HOUR_NS = 3_600_000_000_000
@@ -82,7 +83,7 @@ def _by_hour(readings: pa.Table):
     """``(hour, rows, times)`` per hour partition, hours in order, rows in their order: the hour
     of a reading as :func:`scoring.windows.hour_of_window` gives it, times in nanoseconds."""
     ns = pc.cast(readings["ts"], pa.int64()).to_numpy()
-    hours = -(-ns // _HOUR_NS) * _HOUR_NS - _HOUR_NS
+    hours = window_ends_ns(ns, 3600) - _HOUR_NS
     distinct = np.unique(hours)
     if len(distinct) == 1:  # a batch of a time-ordered landing mostly lies in one hour
         yield pd.Timestamp(int(distinct[0])), readings, ns

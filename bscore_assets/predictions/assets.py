@@ -92,7 +92,7 @@ def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: 
                  inputs: str | None) -> None:
     """Replace the hour's predictions of the summaries' sensors in SQL by their parts (one
     transaction), then commit each partition's manifest with its inputs and summary."""
-    sql.replace_predictions_streamed(_shard_batches(blob, summaries), hour, hour + HOUR, [s.sensor for s in summaries])
+    sql.replace_predictions_batches(hour, hour + HOUR, [s.sensor for s in summaries], _shard_batches(blob, summaries))
     for summary in summaries:
         commit_prediction_partition(blob, hour, summary.sensor, summary.parts, summary.rows_scored,
                                     inputs=inputs, summary=summary.to_json())

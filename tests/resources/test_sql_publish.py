@@ -23,7 +23,7 @@ def test_an_hour_is_replaced_by_its_batches_whole(store):
     store.replace_predictions(scored(windows(H1)), H1, H2, SENSORS)  # another hour stays
     shard_a = scored(windows(H0, devices=("d1",), seed=1), version="v2")
     shard_b = scored(windows(H0, devices=("d2",), seed=2), version="v2")
-    assert store.replace_predictions_streamed(batches(shard_a, shard_b), H0, H1, SENSORS) == 2 * 2 * 720
+    assert store.replace_predictions_batches(H0, H1, SENSORS, batches(shard_a, shard_b)) == 2 * 2 * 720
     pd.testing.assert_frame_equal(sort(store.read_predictions(H0, H1)), sort(pd.concat([shard_a, shard_b])),
                                   check_dtype=False)
     assert len(store.read_predictions(H1, H2)) == 2 * 2 * 720
@@ -34,7 +34,7 @@ def test_an_hour_is_replaced_by_its_batches_whole(store):
 def test_only_the_named_sensors_are_replaced(store):
     store.replace_predictions(scored(windows(H0)), H0, H1, SENSORS)
     s1_again = scored(windows(H0, sensors=("s1",), seed=3), version="v2")
-    store.replace_predictions_streamed(batches(s1_again), H0, H1, ["s1"])
+    store.replace_predictions_batches(H0, H1, ["s1"], batches(s1_again))
     stored = store.read_predictions(H0, H1)
     assert stored.groupby("sensor")["model_version"].unique().map(list).to_dict() == {"s1": ["v2"], "s2": ["v1"]}
 
@@ -45,7 +45,7 @@ def test_a_refused_or_failing_batch_leaves_the_previous_rows(store):
     good = scored(windows(H0, devices=("d1",), seed=4), version="v2")
     outside = scored(windows(H1, devices=("d9",)), version="v2")
     with pytest.raises(ValueError, match="1440 of 1440 rows for predictions lie outside"):
-        store.replace_predictions_streamed(batches(good, outside), H0, H1, SENSORS)
+        store.replace_predictions_batches(H0, H1, SENSORS, batches(good, outside))
     pd.testing.assert_frame_equal(sort(store.read_predictions()), before)
 
     def failing():
@@ -53,7 +53,7 @@ def test_a_refused_or_failing_batch_leaves_the_previous_rows(store):
         raise RuntimeError("a part could not be read")
 
     with pytest.raises(RuntimeError, match="could not be read"):
-        store.replace_predictions_streamed(failing(), H0, H1, SENSORS)
+        store.replace_predictions_batches(H0, H1, SENSORS, failing())
     pd.testing.assert_frame_equal(sort(store.read_predictions()), before)
 
 

@@ -54,7 +54,10 @@ def build_resources(settings: Settings) -> dict:
         "blob": blob,
         "events": events,
         "compute": compute,
-        "pipeline": PipelineSettings(training_hours=settings.training_hours, declared_sensors=list(settings.sensors)),
+        "pipeline": PipelineSettings(training_hours=settings.training_hours, declared_sensors=list(settings.sensors),
+                                     detector=settings.detector, false_alarm_rate=settings.false_alarm_rate,
+                                     anomaly_rate_warn=settings.anomaly_rate_warn,
+                                     anomaly_rate_error=settings.anomaly_rate_error),
     }
 
 

@@ -121,18 +121,22 @@ def main():
 @click.option("--sensors", default=5, show_default=True)
 @click.option("--train-hours", default=2, show_default=True)
 @click.option("--score-hours", default=2, show_default=True)
-@click.option("--anomaly-rate", default=0.01, show_default=True, help="Share of windows with a planted anomaly.")
+@click.option("--anomaly-rate", default=0.01, show_default=True,
+              help="Share of each sensor's scored readings inside a planted anomaly (realistic simulator).")
 @click.option("--seed", default=7, show_default=True)
-def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed):
-    """Simulate readings, ingest, aggregate, train, score, and report precision and recall."""
+@click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
+              help="The simulator, as for 'bscore simulate' (docs/simulation.md).")
+def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile):
+    """Simulate a realistic fleet, ingest, aggregate, train, score; report precision, recall and false alarms."""
     from bscore_assets.demo import run_demo
 
     ops = _ops()
     try:
-        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo)
+        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo,
+                           profile=profile)
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    click.echo("\nPer-sensor results (windows; precision and recall against the planted anomalies):")
+    click.echo("\nPer-sensor results (windows; precision, recall and false-alarm rate against the planted anomalies):")
     click.echo(summary.to_string(index=False))
     r = ops.resources
     click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions)")

@@ -11,6 +11,7 @@ does not have); near-constant ones get spikes and level shifts only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,6 +48,7 @@ def _span_steps(kind: str, interval: float, rng: np.random.Generator) -> int:
     return max(1, int(round(rng.uniform(*SPAN_MINUTES) * 60 / interval)))
 
 
+@lru_cache(maxsize=None)
 def _mean_span_steps(kinds: tuple[str, ...], interval: float) -> float:
     spans = [sum(SPIKE_READINGS) / 2 if k == "spike" else max(1.0, sum(SPAN_MINUTES) / 2 * 60 / interval) for k in kinds]
     return float(np.mean(spans))

@@ -121,18 +121,22 @@ def main():
 @click.option("--sensors", default=5, show_default=True)
 @click.option("--train-hours", default=2, show_default=True)
 @click.option("--score-hours", default=2, show_default=True)
-@click.option("--anomaly-rate", default=0.01, show_default=True, help="Share of windows with a planted anomaly.")
+@click.option("--anomaly-rate", default=0.01, show_default=True,
+              help="Share of each sensor's scored readings inside a planted anomaly (realistic simulator).")
 @click.option("--seed", default=7, show_default=True)
-def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed):
-    """Simulate readings, ingest, aggregate, train, score, and report precision and recall."""
+@click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
+              help="The simulator, as for 'bscore simulate' (docs/simulation.md).")
+def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile):
+    """Simulate a realistic fleet, ingest, aggregate, train, score; report precision, recall and false alarms."""
     from bscore_assets.demo import run_demo
 
     ops = _ops()
     try:
-        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo)
+        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo,
+                           profile=profile)
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    click.echo("\nPer-sensor results (windows; precision and recall against the planted anomalies):")
+    click.echo("\nPer-sensor results (windows; precision, recall and false-alarm rate against the planted anomalies):")
     click.echo(summary.to_string(index=False))
     r = ops.resources
     click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions)")
@@ -146,21 +150,43 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed):
 @click.option("--sensors", default=5, show_default=True)
 @click.option("--start", default=None, help="First hour (ISO-8601); default: hours ending at the last closed hour.")
 @click.option("--hours", default=1.0, show_default=True)
-@click.option("--anomaly-rate", default=0.01, show_default=True)
+@click.option("--anomaly-rate", default=0.01, show_default=True,
+              help="Share of each sensor's readings inside a planted anomaly (uniform: of its windows).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
+              help="'realistic': sensors as real fleets have them, anomalies sized in their own noise "
+                   "(docs/simulation.md); 'uniform': the reference simulator's uniform ranges and far-out windows.")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None,
+              help="Write the planted anomalies' spans here as CSV: device,sensor,start,end,kind "
+                   "(ISO-8601; a span holds the readings with start < ts <= end).")
 @click.option("--to", "target", default="events", show_default=True,
               help="'events' (the configured event source) or a .csv / .jsonl file.")
-def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
-    """Readings of N devices x M sensors with planted anomalies."""
+def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels_out, target):
+    """Readings of N devices x M sensors with planted anomalies.
+
+    \b
+    Example: 20 devices x 5 sensors for 2 hours, to a file, with the labels beside it:
+      bscore simulate --devices 20 --hours 2 --to fleet.csv --labels-out fleet.labels.csv
+    """
+    from scoring.anomaly_labels import label_mask, labels_from_planted, write_labels_csv
     from scoring.readings import readings_to_event_bodies
-    from scoring.simulate import simulate_readings
+    from scoring.simulate import simulate_fleet, simulate_readings
 
     if start is None:
         start = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=hours)
     try:
-        readings = simulate_readings(devices, sensors, start, hours, anomaly_rate, seed=seed)
+        if profile == "uniform":
+            readings = simulate_readings(devices, sensors, start, hours, anomaly_rate, seed=seed)
+            labels = labels_from_planted(readings, 1.0, 5)
+        else:
+            fleet = simulate_fleet(devices, sensors, start, hours, anomaly_rate, seed=seed)
+            readings, labels = fleet.readings, fleet.labels
+            readings["planted"] = label_mask(readings, labels)
     except ValueError as exc:
         _fail(exc)
+    if labels_out:
+        write_labels_csv(labels, labels_out)
+        click.echo(f"{len(labels):,} labelled anomalies written to {labels_out}")
     if target in ("events", "eventhub"):
         if target == "eventhub" and Settings.from_env().events != "eventhub":
             _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))

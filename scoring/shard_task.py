@@ -29,10 +29,10 @@ from scoring.shards import ShardTask
 from scoring.windows import hour_of_window
 
 HOUR = pd.Timedelta(hours=1)
-# Kinds that judge a window by its recent past (the robust kind: 24 windows, 2 minutes of 5 s
-# windows) see the minutes before the shard's first hour too, so its first windows are judged
-# like the rest; those windows are context, not scored again.
-CONTEXT = pd.Timedelta(minutes=5)
+# Kinds that judge a window by its recent past (the robust kind: up to 60 windows, 5 minutes of
+# 5 s windows) see the minutes before the shard's first hour too, so its first windows are
+# judged like the rest; those windows are context, not scored again.
+CONTEXT = pd.Timedelta(minutes=6)
 
 
 def partition_summary(hour, sensor, windows: pd.DataFrame, predictions: pd.DataFrame,

@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from scoring.detectors import FitOptions, TrainingError
-from scoring.detectors.robust import KIND, LAG, WIDTH, RobustModel, series_features
+from scoring.detectors.robust import HORIZON, KIND, LAG, WIDTH, RobustModel, series_features
 from scoring.engine import CompiledModels, Runs, score_shard
 from scoring.model_format import ModelBundle, ModelFormatError, bundle_from_files, bundle_to_files
 
@@ -20,9 +20,9 @@ def trimmed(values: np.ndarray) -> np.ndarray:
     return ordered[1:-1]
 
 
-def plain_features(x: np.ndarray, center: float, lag: int = LAG, width: int = WIDTH):
+def plain_features(x: np.ndarray, center: float, lag: int = LAG, width: int = WIDTH, horizon: int = HORIZON):
     """The features one window at a time, as written in the module's docstring."""
-    jump, spread = np.empty(len(x)), np.full(len(x), np.nan)
+    jump, spread, shift = np.empty(len(x)), np.full(len(x), np.nan), np.full(len(x), np.nan)
     full = lag - 2
     for i in range(len(x)):
         past = trimmed(x[max(0, i - lag):i] - center)
@@ -33,7 +33,9 @@ def plain_features(x: np.ndarray, center: float, lag: int = LAG, width: int = WI
             jump[i] = abs(x[i] - center)
         if i + 1 >= width:
             spread[i] = trimmed(x[i + 1 - width:i + 1] - center).std()
-    return jump, spread
+        if i >= horizon:
+            shift[i] = abs(x[i] - x[i - horizon:i].mean())
+    return jump, spread, shift
 
 
 @pytest.mark.parametrize("lengths", [[200], [50, 7, 120, 3]])
@@ -41,12 +43,13 @@ def test_features_equal_the_plain_computation_series_by_series(lengths):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_t(3, n) * 2 + 40 for n in lengths])
     center = np.repeat(rng.normal(40, 1, len(lengths)), lengths)
-    jump, spread = series_features(x, np.array(lengths), center, LAG, WIDTH)
+    jump, spread, shift = series_features(x, np.array(lengths), center, LAG, WIDTH, HORIZON)
     offset = 0
     for n, c in zip(lengths, center[np.cumsum(lengths) - lengths]):
-        want_jump, want_spread = plain_features(x[offset:offset + n], c)
+        want_jump, want_spread, want_shift = plain_features(x[offset:offset + n], c)
         assert_allclose(jump[offset:offset + n], want_jump, rtol=1e-9, atol=1e-9)
         assert_allclose(spread[offset:offset + n], want_spread, rtol=1e-7, atol=1e-7)
+        assert_allclose(shift[offset:offset + n], want_shift, rtol=1e-9, atol=1e-9)
         offset += n
 
 
@@ -58,10 +61,11 @@ def test_scores_equal_the_plain_margins():
     x[200:230] = x[199]  # stuck
     runs, _ = Runs.of(np.zeros(len(x), dtype=np.int64))
     score, flagged = CompiledModels([model]).decision(x, runs.with_model(np.zeros(1, dtype=np.int64)))
-    jump, spread = plain_features(x, model.center, model.lag, model.width)
+    jump, spread, shift = plain_features(x, model.center, model.lag, model.width, model.horizon)
     terms = [(model.jump_threshold - jump) / max(model.jump_threshold, model.unit),
              np.where(np.isnan(spread), np.inf, (model.spread_high - spread) / max(model.spread_high, model.unit)),
-             np.where(np.isnan(spread), np.inf, (spread - model.spread_low) / max(model.spread_low, model.unit))]
+             np.where(np.isnan(spread), np.inf, (spread - model.spread_low) / max(model.spread_low, model.unit)),
+             np.where(np.isnan(shift), np.inf, (model.shift_threshold - shift) / max(model.shift_threshold, model.unit))]
     assert_allclose(score, np.minimum.reduce(terms), rtol=1e-7, atol=1e-9)
     assert (flagged == (score < 0)).all()
     assert flagged[100] and flagged[215]
@@ -118,11 +122,11 @@ def test_models_round_trip_through_a_bundle_and_bad_parameters_are_refused():
     loaded = bundle_from_files(files["params.npz"], files["bundle.json"])
     assert loaded.models["s"] == model and loaded.models["c"].rule == "constant"
     with pytest.raises(ModelFormatError, match="jump_threshold nan is not a finite number"):
-        RobustModel(0.0, float("nan"), 1.0, 0.0, 1e-9)
+        RobustModel(0.0, float("nan"), 1.0, 0.0, 1.0, 1e-9)
     with pytest.raises(ModelFormatError, match="width 2 has no trimmed spread"):
-        RobustModel(0.0, 1.0, 1.0, 0.0, 1e-9, width=2)
+        RobustModel(0.0, 1.0, 1.0, 0.0, 1.0, 1e-9, width=2)
     with pytest.raises(ModelFormatError, match="rule 'x'"):
-        RobustModel(0.0, 1.0, 1.0, 0.0, 1e-9, rule="x")
+        RobustModel(0.0, 1.0, 1.0, 0.0, 1.0, 1e-9, rule="x")
 
 
 @pytest.mark.parametrize("values, reason", [

@@ -33,7 +33,13 @@ SMD, the Server Machine Dataset (``BSCORE_SMD_DIR``)
     stamped ``SMD_ORIGIN + i minutes`` and row ``j`` of the test half ``SMD_ORIGIN + (n_train + j)
     minutes`` (the test half follows the training half, as the data set describes it). Sensors are
     named ``dim01``..``dim38`` (1-based, as ``interpretation_label/`` numbers them). One device per
-    machine; by default ``machine-1-1``..``machine-1-4``, the first four of group 1.
+    machine; by default ``machine-1-2``..``machine-1-5``: the issue's four servers cannot be told
+    from its figures, and the one public copy of machine-1-1 found offline was too large to fetch.
+    In this session the data came from github.com/tuananhphamds/MST-VAE (MIT),
+    ``data/processed/machine-1-{2..5}_{train,test}.pkl``: OmniAnomaly's ``data_preprocess.py`` output
+    (float32 arrays of the same files), loaded with an unpickler that admits only numpy arrays,
+    written back as the ``.txt`` files above (``%.7g``), with ``test_label/`` taken from
+    OmniAnomaly itself.
 """
 
 from __future__ import annotations
@@ -56,7 +62,9 @@ SKAB_LABEL_COLUMNS = ("anomaly", "changepoint")
 
 SMD_ORIGIN = pd.Timestamp("2026-01-01T00:00:00")
 SMD_STEP = pd.Timedelta(minutes=1)
-DEFAULT_SMD_MACHINES = ("machine-1-1", "machine-1-2", "machine-1-3", "machine-1-4")
+# The issue's four servers cannot be told apart from its figures; machine-1-1's files are over the
+# 4 MiB a fetched snapshot keeps, so the default is the next four of group 1 (see the docstring).
+DEFAULT_SMD_MACHINES = ("machine-1-2", "machine-1-3", "machine-1-4", "machine-1-5")
 
 # Published bests to print beside bscore's figures. Each names where the number was read.
 PUBLISHED_BESTS = {

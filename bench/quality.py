@@ -13,7 +13,7 @@ verdict of their own). Figures: the share of windows flagged, point-wise precisi
 and false-alarm rate of device verdicts against the labels beside flagging everything and the
 data set's published best, the point-adjusted F1 (labelled so: it inflates), and per sensor its
 flag rate on its own training windows and on the clean test windows, with the training
-sensors that are constant, near-constant or quantized (what breaks detectors). The JSON report
+sensors that are constant, near-constant, quantized or of zero MAD (what breaks detectors). The JSON report
 goes to stdout and ``--out``; a table to stderr.
 
 ``svm`` is today's reference kind (StandardScaler + OneClassSVM with the reference's
@@ -42,6 +42,8 @@ from scoring.engine import score_shard  # noqa: E402
 
 NEAR_CONSTANT_MODE_SHARE = 0.95  # one value covers at least this share of training windows
 QUANTIZED_MAX_DISTINCT = 20  # at most this many distinct training values
+# Also reported: a median absolute deviation of 0 (half the windows or more on one value, the rest
+# spread out, as SMD's mostly-zero counters): a median/MAD scale is then 0.
 
 
 # ------------------------------------------------------------------------- kinds, train, score
@@ -107,21 +109,24 @@ def point_adjusted(truth: np.ndarray, flagged: np.ndarray, device: np.ndarray) -
 
 
 def training_sensor_shapes(train: pd.DataFrame) -> list[dict]:
-    """Every training sensor that is constant, near-constant or quantized, with its figures."""
+    """Every training sensor that is constant, near-constant, quantized or has a zero MAD, with its figures."""
     found = []
     for (device, sensor), values in train.groupby(["device", "sensor"], sort=True, observed=True)["value"]:
         counts = values.round(12).value_counts()
         distinct, mode_share = len(counts), float(counts.iloc[0] / len(values))
+        mad = float((values - values.median()).abs().median())
         if distinct == 1:
             shape = "constant"
         elif mode_share >= NEAR_CONSTANT_MODE_SHARE:
             shape = "near_constant"
         elif distinct <= QUANTIZED_MAX_DISTINCT:
             shape = "quantized"
+        elif mad == 0:
+            shape = "zero_mad"
         else:
             continue
         found.append({"device": str(device), "sensor": str(sensor), "shape": shape, "distinct_values": distinct,
-                      "mode_share": round(mode_share, 4), "std": float(values.std(ddof=0))})
+                      "mode_share": round(mode_share, 4), "mad": mad, "std": float(values.std(ddof=0))})
     return found
 
 

@@ -171,8 +171,16 @@ def evaluate_kind(data: LabelledDataset, kind: str, false_alarm_rate: float | No
         "point_adjusted": pointwise(truth, adjusted),
         "flag_everything": {"f1": round(2 * prevalence / (1 + prevalence), 4) if prevalence else 0.0,
                             "false_alarm_rate": 1.0},
+        "per_device": _per_device(verdicts["device"].astype(str).to_numpy(), truth, flagged),
         "per_sensor": per_sensor,
     }
+
+
+def _per_device(device: np.ndarray, truth: np.ndarray, flagged: np.ndarray) -> dict:
+    """Each device's flagged share and point-wise figures."""
+    return {str(name): {"flagged_share": round(float(flagged[device == name].mean()), 4),
+                        **pointwise(truth[device == name], flagged[device == name])}
+            for name in np.unique(device)}
 
 
 def _per_sensor_rates(train_scores: pd.DataFrame, clean_test: pd.DataFrame) -> list[dict]:

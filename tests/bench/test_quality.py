@@ -49,6 +49,7 @@ def test_the_harness_reports_the_engines_own_verdicts_against_the_labels(tmp_pat
     assert svm["pointwise"]["tp"] == expected_tp and svm["pointwise"]["fn"] == 10 - expected_tp
     assert svm["pointwise"]["fp"] == int((flagged.to_numpy() & ~truth).sum())
     assert svm["device_windows_flagged_share"] == round(float(flagged.mean()), 4)
+    assert svm["per_device"]["machine-1-1"]["tp"] == expected_tp
     # A constant sensor's score is one number, so it flags all or none of its windows, training or
     # not; which one is a rounding accident of the reference kind (+8.7e-19 after 60 windows of 0,
     # -6.9e-18 after 400, exactly 0, an anomaly, after 1,000).

@@ -3,7 +3,7 @@
 Usage::
 
     BSCORE_SKAB_DIR=/work/data/skab BSCORE_SMD_DIR=/work/data/smd \\
-        .venv/bin/python bench/quality.py --datasets skab,smd --kinds svm --out FILE
+        .venv/bin/python bench/quality.py --datasets skab,smd --kinds reference,svm,robust --out FILE
 
 For each data set (``bench/datasets.py`` says how to get the files) and each kind, it trains one
 bundle per device on the training split with ``scoring.training.train_fleet`` and scores the
@@ -16,15 +16,16 @@ flag rate on its own training windows and on the clean test windows, with the tr
 sensors that are constant, near-constant, quantized or of zero MAD (what breaks detectors). The JSON report
 goes to stdout and ``--out``; a table to stderr.
 
-``svm`` is today's reference kind (StandardScaler + OneClassSVM with the reference's
-parameters). Any other kind name is passed as ``scoring.training.TrainingOptions(kind=...,
-false_alarm_rate=...)`` once that exists.
+Kinds: every trainable kind (``robust``, the default; ``svm``, the reference's StandardScaler +
+OneClassSVM with its threshold calibrated to the budget) and ``reference``, that SVM at libsvm's
+own boundary (how bscore trained before thresholds were calibrated).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import platform
 import sys
 import time
@@ -38,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.datasets import DEFAULT_SMD_MACHINES, LOADERS, PUBLISHED_BESTS, LabelledDataset, point_labels  # noqa: E402
 from scoring import training  # noqa: E402
+from scoring.detectors import FitOptions  # noqa: E402
+from scoring.model_format import ModelBundle  # noqa: E402
 from scoring.engine import score_shard  # noqa: E402
 
 NEAR_CONSTANT_MODE_SHARE = 0.95  # one value covers at least this share of training windows
@@ -50,15 +53,14 @@ QUANTIZED_MAX_DISTINCT = 20  # at most this many distinct training values
 
 
 def train_kind(kind: str, windows: pd.DataFrame, devices: list[str], false_alarm_rate: float | None):
-    """``train_fleet`` with the options that select ``kind``; returns (bundles, refused)."""
-    options = getattr(training, "TrainingOptions", None)
-    if options is not None:
-        settings = {"kind": kind} if false_alarm_rate is None else {"kind": kind, "false_alarm_rate": false_alarm_rate}
-        return training.train_fleet(windows, devices, options(**settings))
-    if kind != "svm":
-        raise ValueError(f"kind {kind!r}: this engine has only the reference kind 'svm' "
-                         "(scoring.training.TrainingOptions is not there yet)")
-    return training.train_fleet(windows, devices, training.SvmParams())
+    """``train_fleet`` of ``kind`` (a trainable kind, or ``reference``: the SVM at libsvm's own
+    boundary, as bscore trained it before thresholds were calibrated); returns (bundles, refused)."""
+    options = FitOptions() if false_alarm_rate is None else FitOptions(false_alarm_rate=false_alarm_rate)
+    if kind != "reference":
+        return training.train_fleet(windows, devices, options, kind=kind)
+    bundles, refused = training.train_fleet(windows, devices, options, kind="svm")
+    return {device: ModelBundle(device, bundle.version, {s: replace(m, threshold=0.0) for s, m in bundle.models.items()})
+            for device, bundle in bundles.items()}, refused
 
 
 def _sorted_for_scoring(windows: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +225,7 @@ def _table(report: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="skab,smd", help="comma-separated: skab, smd")
-    parser.add_argument("--kinds", default="svm", help="comma-separated detector kinds")
+    parser.add_argument("--kinds", default="reference,svm,robust", help="comma-separated detector kinds")
     parser.add_argument("--false-alarm-rate", type=float, default=None,
                         help="the budget passed to kinds that calibrate (not the reference kind)")
     parser.add_argument("--skab-dir", default=None, help="default $BSCORE_SKAB_DIR")

@@ -20,6 +20,11 @@ __all__ = ["FitOptions", "SvmParams", "TrainingError", "build_pipeline", "fit_se
            "train_device_bundle", "train_fleet"]
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in TRAINABLE:
+        raise ValueError(f"kind {kind!r} is not one bscore trains: one of {', '.join(TRAINABLE)}")
+
+
 def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions = FitOptions(),
                trained_from=None, trained_to=None):
     """One sensor's model of kind ``kind`` from its training windows (in time order).
@@ -31,8 +36,7 @@ def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions
     ValueError
         When ``kind`` is not a trainable kind.
     """
-    if kind not in TRAINABLE:
-        raise ValueError(f"kind {kind!r} is not one bscore trains: one of {', '.join(TRAINABLE)}")
+    _check_kind(kind)
     values = np.asarray(values, dtype=float)
     if len(values) < options.min_samples:
         raise TrainingError(f"{len(values)} windows, fewer than min_samples={options.min_samples}")
@@ -104,6 +108,7 @@ def train_fleet(windows: pd.DataFrame, devices, options: FitOptions = FitOptions
         ``{sensor: reason}`` for every refused sensor (``{"*": reason}`` when the device
         had no windows at all or failed as a whole).
     """
+    _check_kind(kind)
     by_device = dict(tuple(windows.groupby("device", sort=False, observed=True))) if len(windows) else {}
     bundles, refused = {}, {}
     for device in devices:

@@ -105,6 +105,7 @@ class Settings:
     dagster_home_override: Path | None = None  # DAGSTER_HOME, when set: the CLI, daemon and UI share it
     sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
     sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
+    device_vote_min_sensors: int = 1  # flagged sensors that make a device window anomalous
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -135,6 +136,7 @@ class Settings:
             dagster_home_override=Path(env["DAGSTER_HOME"]).resolve() if env.get("DAGSTER_HOME") else None,
             sensor_min_devices=_whole_number_at_least_one(env, "BSCORE_SENSOR_MIN_DEVICES", 2),
             sensors=parse_sensor_list(env.get("BSCORE_SENSORS")),
+            device_vote_min_sensors=_integer(env, "BSCORE_DEVICE_VOTE_MIN_SENSORS", 1, 1, "sensors"),
         )
 
     @property
@@ -154,6 +156,11 @@ class PipelineSettings(dg.ConfigurableResource):
     window_seconds: int = 5
     anomaly_rate_warn: float = 0.02
     anomaly_rate_error: float = 0.10
+    # A device window is anomalous when any of its sensors is (default vote), so its rate runs
+    # several times a sensor's: about the sensor thresholds over a device of five sensors.
+    device_anomaly_rate_warn: float = 0.10
+    device_anomaly_rate_error: float = 0.40
+    device_vote_min_sensors: int = 1  # BSCORE_DEVICE_VOTE_MIN_SENSORS (scoring.verdicts)
     training_hours: int = 24
     challenger_tolerance: float = 0.005  # a new model may flag at most this much more of the hold-out
     declared_sensors: list[str] = []  # BSCORE_SENSORS: readings of other sensors are dead-lettered

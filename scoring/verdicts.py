@@ -151,3 +151,34 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
 def parse_flagged_sensors(text: str) -> list[str]:
     """The sensor ids of a verdict's ``flagged_sensors``."""
     return text.split(SENSOR_SEPARATOR) if text else []
+
+
+def verdict_summary(verdicts: pa.Table, top: int = 10) -> dict:
+    """What an hour's verdicts say at a glance.
+
+    Returns
+    -------
+    dict
+        ``device_windows``, ``anomalous_device_windows``, ``anomaly_rate`` (their share),
+        ``top_devices`` (the ``top`` devices with the most anomalous windows, and how many) and
+        ``top_sensors`` (the ``top`` sensors flagged most often in anomalous windows, and how
+        often), most first, ties by id.
+    """
+    anomalous = verdicts.filter(verdicts["is_anomaly"])
+    windows, flagged = len(verdicts), len(anomalous)
+    sensors = pc.list_flatten(pc.split_pattern(anomalous["flagged_sensors"], SENSOR_SEPARATOR))
+    return {
+        "device_windows": windows,
+        "anomalous_device_windows": flagged,
+        "anomaly_rate": flagged / windows if windows else 0.0,
+        "top_devices": _most_common(anomalous["device"], top),
+        "top_sensors": _most_common(sensors, top),
+    }
+
+
+def _most_common(values, top: int) -> dict[str, int]:
+    counts = pc.value_counts(values).flatten() if len(values) else None
+    if counts is None:
+        return {}
+    pairs = sorted(zip(counts[0].to_pylist(), counts[1].to_pylist()), key=lambda pair: (-pair[1], pair[0]))
+    return {str(value): int(count) for value, count in pairs[:top] if value != ""}

@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from scoring.verdicts import VERDICT_COLUMNS, device_verdicts, parse_flagged_sensors
+from scoring.verdicts import VERDICT_COLUMNS, device_verdicts, parse_flagged_sensors, verdict_summary
 
 T1, T2 = pd.Timestamp("2026-01-01 00:00:05"), pd.Timestamp("2026-01-01 00:00:10")
 
@@ -95,3 +95,13 @@ def test_missing_column_and_missing_flag_are_named():
                              pa.array([None] + [True] * (len(FLEET) - 1), pa.bool_()))
     with pytest.raises(ValueError, match="is_anomaly"):
         device_verdicts(holed)
+
+
+def test_summary_counts_anomalous_windows_per_device_and_flags_per_sensor():
+    summary = verdict_summary(device_verdicts(FLEET))
+    assert summary == {"device_windows": 4, "anomalous_device_windows": 3, "anomaly_rate": 0.75,
+                       "top_devices": {"d1": 2, "d2": 1}, "top_sensors": {"s3": 3, "s2": 1}}
+    quiet = verdict_summary(device_verdicts(FLEET, min_sensors=3))
+    assert quiet == {"device_windows": 4, "anomalous_device_windows": 0, "anomaly_rate": 0.0,
+                     "top_devices": {}, "top_sensors": {}}
+    assert verdict_summary(device_verdicts(predictions([])))["anomaly_rate"] == 0.0

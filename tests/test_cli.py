@@ -38,7 +38,7 @@ def test_demo_prints_per_sensor_table_and_runs_are_in_the_instance(env, bscore_h
     assert "make ui" in out
     instance = dg.DagsterInstance.from_config(str(bscore_home / "dagster"))
     jobs = {run.job_name for run in instance.get_runs()}
-    assert {"ingest_job", "training_job", "scoring_job"} <= jobs
+    assert {"ingest_job", "training_job", "scoring_job", "verdicts_job"} <= jobs
     assert all(run.is_success for run in instance.get_runs())
 
 

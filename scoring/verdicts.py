@@ -10,8 +10,10 @@ A sensor with no prediction in a window (no model, no reading) does not vote: it
 as scored nor as flagged, so with ``min_sensors=2`` a window where one sensor was scored is
 never anomalous.
 
-The vote runs in Arrow's C++ group-by (no Python object per prediction): an hour of 2,000
-devices x 5 sensors x 720 windows takes well under a second or two.
+The vote moves columns, never a Python object per prediction: ids and times become integer
+codes (each distinct value hashed once), and one sort of one integer key per prediction groups
+the windows and orders their sensors. An hour of 2,000 devices x 5 sensors x 720 windows
+(7.2 M predictions) takes about 0.6 s of CPU (``bench/verdicts_bench.py``).
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def device_verdicts(predictions: pd.DataFrame | pa.Table, min_sensors: int = 1) 
     sensors, sensor_codes = _sorted_codes(table["sensor"])
     # One integer per prediction that sorts as (device, ts, sensor) does: one sort gives the
     # device windows, their rows side by side, and each window's sensors in order.
+    if len(devices) * len(times) * len(sensors) >= 2**62:
+        raise ValueError(f"predictions span {len(devices)} devices x {len(times)} times x {len(sensors)} sensors: "
+                         "too many to vote at once; vote an hour at a time")
     keys = (device_codes * np.int64(len(times)) + time_codes) * np.int64(len(sensors)) + sensor_codes
     order = np.argsort(keys, kind="stable")  # parts arrive as sorted runs, which a stable sort merges fast
     keys = keys[order]

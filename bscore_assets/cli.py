@@ -72,6 +72,10 @@ def _describe(report) -> str:
         lines += [f"  device {d}: new model rejected: {why}" for d, why in sorted(rejected.items())]
         lines += [f"  device {d}: refused: {why}" for d, why in sorted(refused.items())]
         return "\n".join(lines)
+    if report.job == "verdicts_job":
+        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows voted in "
+                f"{report.partitions.get('device_verdicts', 0)} hour(s), "
+                f"{totals.get('device_verdicts.anomalous_device_windows', 0):,} anomalous")
     coverage = report.check_metadata("sensor_predictions", "scoring_coverage")
     return (f"{totals.get('sensor_predictions.rows_scored', 0):,} windows scored of "
             f"{totals.get('sensor_predictions.windows', 0):,}, {totals.get('sensor_predictions.anomalies', 0):,} "
@@ -139,8 +143,8 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile
     click.echo("\nPer-sensor results (windows; precision, recall and false-alarm rate against the planted anomalies):")
     click.echo(summary.to_string(index=False))
     r = ops.resources
-    click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions)")
-    click.echo(f"Blob storage: {r['blob'].describe()} (raw/, models/, predictions/)")
+    click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions, device_verdicts)")
+    click.echo(f"Blob storage: {r['blob'].describe()} (raw/, models/, predictions/, verdicts/)")
     click.echo(f"Dagster runs: {ops.settings.dagster_home}")
     click.echo("UI:           make ui   (then open http://127.0.0.1:3000)")
 
@@ -277,7 +281,7 @@ def train(devices, first, last):
 @click.option("--to", "last", required=True)
 @click.option("--sensor", "sensors", multiple=True)
 def score(first, last, sensors):
-    """Materialize predictions for hours FROM..TO (both included) through Dagster."""
+    """Materialize predictions, then device verdicts, for hours FROM..TO (both included) through Dagster."""
     from bscore_assets.operations import parse_hour
 
     try:
@@ -285,7 +289,7 @@ def score(first, last, sensors):
         first, last = parse_hour(first, "--from"), parse_hour(last, "--to")
     except ValueError as exc:
         _fail(exc)
-    _run(lambda: ops.score(first, last, list(sensors) or None))
+    _run(lambda: ops.score_and_vote(first, last, list(sensors) or None))
 
 
 @main.group()

@@ -83,6 +83,7 @@ TOTALS = {
     "raw_readings": ("readings",),
     "sensor_aggregates": ("windows", "readings"),
     "sensor_predictions": ("windows", "rows_scored", "anomalies"),
+    "device_verdicts": ("device_windows", "anomalous_device_windows"),
 }
 
 
@@ -270,4 +271,12 @@ class Operations:
         for a, b in contiguous_blocks(known, sensors or known):
             done.append(_execute(self.defs, self.instance, "scoring_job", hour_sensor_range_tags(first, last, [a, b]),
                                  done=done))
+        return done
+
+    def score_and_vote(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
+                       refresh: bool = True) -> list[RunReport]:
+        """:meth:`score`, then vote the hours' device verdicts in one run (over every sensor
+        scored in each hour, not only ``sensors``)."""
+        done = self.score(first, last, sensors, refresh)
+        done.append(_execute(self.defs, self.instance, "verdicts_job", hour_range_tags(first, last), done=done))
         return done

@@ -133,6 +133,7 @@ class Settings:
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE  # each model's budget on its training windows
     anomaly_rate_warn: float = 0.02  # anomaly_rate check WARN, and the gate's hold-out limit per sensor
     anomaly_rate_error: float = 0.10  # anomaly_rate check ERROR
+    device_vote_min_sensors: int = 1  # flagged sensors that make a device window anomalous
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -166,6 +167,7 @@ class Settings:
             detector=_choice(env, "BSCORE_DETECTOR", DEFAULT_KIND, TRAINABLE),
             false_alarm_rate=_rate(env, "BSCORE_FALSE_ALARM_RATE", DEFAULT_FALSE_ALARM_RATE, high=0.5),
             **_check_rates(env),
+            device_vote_min_sensors=_integer(env, "BSCORE_DEVICE_VOTE_MIN_SENSORS", 1, 1, "sensors"),
         )
 
     @property
@@ -185,6 +187,11 @@ class PipelineSettings(dg.ConfigurableResource):
     window_seconds: int = 5
     anomaly_rate_warn: float = 0.02
     anomaly_rate_error: float = 0.10
+    # A device window is anomalous when any of its sensors is (default vote), so its rate runs
+    # several times a sensor's: about the sensor thresholds over a device of five sensors.
+    device_anomaly_rate_warn: float = 0.10
+    device_anomaly_rate_error: float = 0.40
+    device_vote_min_sensors: int = 1  # BSCORE_DEVICE_VOTE_MIN_SENSORS (scoring.verdicts)
     training_hours: int = 24
     detector: str = DEFAULT_KIND  # the kind training fits unless the run's config names one
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE

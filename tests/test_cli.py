@@ -42,7 +42,7 @@ def test_demo_prints_per_sensor_table_and_runs_are_in_the_instance(env, bscore_h
     assert "make ui" in out
     instance = dg.DagsterInstance.from_config(str(bscore_home / "dagster"))
     jobs = {run.job_name for run in instance.get_runs()}
-    assert {"ingest_job", "training_job", "scoring_job"} <= jobs
+    assert {"ingest_job", "training_job", "scoring_job", "verdicts_job"} <= jobs
     assert all(run.is_success for run in instance.get_runs())
 
 
@@ -76,7 +76,7 @@ def test_bad_input_gives_a_clear_error(env, tmp_path):
     assert result.returncode == 2 and "--from 'yesterday'" in result.stderr
 
 
-def test_workspace_loads_with_four_assets_and_their_checks(env):
+def test_workspace_loads_with_five_assets_and_their_checks(env):
     result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -84,11 +84,12 @@ def test_workspace_loads_with_four_assets_and_their_checks(env):
 
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"}
+        "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert {("sensor_aggregates", "readings_reconciled"), ("device_models", "every_sensor_has_model"),
             ("device_models", "challenger_gate"),
-            ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage")} <= checks
+            ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage"),
+            ("device_verdicts", "device_anomaly_rate")} <= checks
 
 
 def write_testbed_export(path: Path, start: pd.Timestamp, hours: int) -> None:

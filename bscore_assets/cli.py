@@ -66,11 +66,16 @@ def _describe(report) -> str:
                 f"({statuses.get('sensor_aggregates.aggregated=True', 0)} hour(s) aggregated, {unchanged} unchanged)")
     if report.job == "training_job":
         counts = ", ".join(f"{k.split('=', 1)[1]}: {v}" for k, v in sorted(statuses.items()))
-        rejected = report.check_metadata("device_models", "challenger_gate").get("rejected") or {}
+        gate = report.check_metadata("device_models", "challenger_gate")
         refused = report.check_metadata("device_models", "every_sensor_has_model").get("devices_refused") or {}
         lines = [f"{report.partitions.get('device_models', 0)} device(s) trained ({counts or 'none'})"]
-        lines += [f"  device {d}: new model rejected: {why}" for d, why in sorted(rejected.items())]
-        lines += [f"  device {d}: refused: {why}" for d, why in sorted(refused.items())]
+        for device, sensors in sorted((gate.get("sensors_refused") or {}).items()):
+            lines += [f"  device {device} sensor {s}: refused, {why}" for s, why in sorted(sensors.items())]
+        for device, sensors in sorted((gate.get("sensors_fell_back") or {}).items()):
+            lines += [f"  device {device} sensor {s}: robust kind instead ({why})" for s, why in sorted(sensors.items())]
+        for device, sensors in sorted((gate.get("constant_sensors") or {}).items()):
+            lines.append(f"  device {device}: constant in training, flagged only when they move: {', '.join(sensors)}")
+        lines += [f"  device {d}: no model: {why}" for d, why in sorted(refused.items())]
         return "\n".join(lines)
     if report.job == "verdicts_job":
         return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows voted in "
@@ -263,17 +268,30 @@ def ingest(files, device, decimal_comma):
 @click.option("--device", "devices", multiple=True)
 @click.option("--from", "first", default=None)
 @click.option("--to", "last", default=None)
-def train(devices, first, last):
-    """(Re)train device models on a window of aggregates and register them as current."""
+@click.option("--kind", type=click.Choice(["robust", "svm"]), default=None,
+              help="Detector kind of every sensor (default BSCORE_DETECTOR, robust).")
+@click.option("--false-alarm-rate", type=float, default=None,
+              help="Share of a device's training windows its models may flag (default BSCORE_FALSE_ALARM_RATE, 0.005).")
+@click.option("--select", is_flag=True,
+              help="Choose each sensor's kind by the recall of anomalies planted into its training windows.")
+def train(devices, first, last, kind, false_alarm_rate, select):
+    """(Re)train device models on a window of aggregates and register them as current.
+
+    Example: bscore train --from 2026-01-01T00 --to 2026-01-01T23 --select
+    """
     from bscore_assets.operations import parse_hour
 
     try:
         ops = _ops()
         first = parse_hour(first, "--from") if first else None
         last = parse_hour(last, "--to") if last else None
+        if false_alarm_rate is not None and not 0 < false_alarm_rate < 0.5:
+            raise ValueError(f"--false-alarm-rate {false_alarm_rate} must be a share between 0 and 0.5, such as 0.005")
     except ValueError as exc:
         _fail(exc)
-    _run(lambda: ops.train(list(devices) or None, first, last))
+    options = {"kind": kind, "false_alarm_rate": false_alarm_rate, "select": select or None}
+    _run(lambda: ops.train(list(devices) or None, first, last,
+                           options={k: v for k, v in options.items() if v is not None}))
 
 
 @main.command()

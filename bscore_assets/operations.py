@@ -223,9 +223,10 @@ class Operations:
         return first, last
 
     def train(self, devices: list[str] | None, first: pd.Timestamp | None, last: pd.Timestamp | None,
-              refresh: bool = True) -> list[RunReport]:
+              refresh: bool = True, options: dict | None = None) -> list[RunReport]:
         """Bring the training window's aggregates up to date (unless ``refresh`` is False, when
-        the caller just did), then retrain the devices' models."""
+        the caller just did), then retrain the devices' models (``options``: more of
+        ``TrainingConfig``, e.g. ``kind``, ``false_alarm_rate``, ``select``)."""
         if first is None or last is None:
             default_first, default_last = self.default_training_hours()
             first, last = first or default_first, last or default_last
@@ -236,7 +237,8 @@ class Operations:
             raise ValueError(f"--device {', '.join(unknown)}: no windows for these devices")
         if not known:
             raise ValueError(f"no windows in {hour_key(first)}..{hour_key(last)} to train on")
-        config = {"ops": {"device_models": {"config": {"from_hour": first.isoformat(), "to_hour": last.isoformat()}}}}
+        config = {"ops": {"device_models": {"config": {"from_hour": first.isoformat(), "to_hour": last.isoformat(),
+                                                       **(options or {})}}}}
         for a, b in contiguous_blocks(known, devices or known):
             done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
         return done

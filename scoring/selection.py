@@ -10,7 +10,7 @@ default kind. The choice and its figures are recorded, so ``bscore train --selec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -92,7 +92,9 @@ def choose_kind(values: np.ndarray, options: FitOptions = FitOptions()) -> KindC
 
 
 def choose_kinds(windows, options: FitOptions = FitOptions()) -> dict[str, KindChoice]:
-    """Each sensor's choice, from a device's ``ts, sensor, value`` training windows."""
-    return {str(sensor): choose_kind(rows.sort_values("ts")["value"].to_numpy(), options)
-            for sensor, rows in windows.groupby("sensor", sort=True, observed=True)
-            if len(rows) >= options.min_samples}
+    """Each sensor's choice, from a device's ``ts, sensor, value`` training windows (each sensor
+    judged against its share of the device's budget, as ``scoring.training`` fits it)."""
+    by_sensor = windows.groupby("sensor", sort=True, observed=True)
+    per_sensor = replace(options, false_alarm_rate=options.false_alarm_rate / max(by_sensor.ngroups, 1))
+    return {str(sensor): choose_kind(rows.sort_values("ts")["value"].to_numpy(), per_sensor)
+            for sensor, rows in by_sensor if len(rows) >= options.min_samples}

@@ -3,11 +3,14 @@
 Training is isolated per sensor and per device: a sensor whose windows cannot be fitted
 (too few, non-finite, overflowing, or refused by its kind) is refused with its reason, and
 every other sensor and device still trains. Refusals are returned as data, so the caller
-reports them per device. Each model's threshold is calibrated on its own training windows to
-``FitOptions.false_alarm_rate`` by its kind (``scoring.detectors``).
+reports them per device. Each model's threshold is calibrated on its own training windows by
+its kind (``scoring.detectors``) to its share of the device's false-alarm budget
+(``FitOptions.false_alarm_rate`` split evenly over the device's sensors).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -56,6 +59,9 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
         ``ts, sensor, value`` windows of that device.
     options : FitOptions
         The false-alarm budget, the fewest windows a sensor needs, the SVM's hyperparameters.
+        The budget is the device's: operators act on device windows, and a device window is
+        anomalous when any of its sensors is, so each of its S sensors' models gets a budget
+        of ``false_alarm_rate / S``.
     kind : str
         The detector kind of every sensor (``scoring.detectors.TRAINABLE``)...
     kinds : dict, optional
@@ -75,14 +81,17 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
     {'3': 'device pump-7 sensor 3: 720 of 720 windows are NaN or infinite'}
     """
     models, refused = {}, {}
-    for sensor, rows in aggregates.sort_values("ts", kind="stable").groupby("sensor", sort=True, observed=True):
+    by_sensor = aggregates.sort_values("ts", kind="stable").groupby("sensor", sort=True, observed=True)
+    per_sensor = replace(options, false_alarm_rate=options.false_alarm_rate / max(by_sensor.ngroups, 1))
+    for sensor, rows in by_sensor:
         sensor = str(sensor)
         try:
-            models[sensor] = fit_series(rows["value"].to_numpy(), (kinds or {}).get(sensor, kind), options,
+            models[sensor] = fit_series(rows["value"].to_numpy(), (kinds or {}).get(sensor, kind), per_sensor,
                                         rows["ts"].min(), rows["ts"].max())
         except TrainingError as exc:
             refused[sensor] = f"device {device} sensor {sensor}: {exc}"
-    metadata = {"kind": kind, "false_alarm_rate": options.false_alarm_rate, "params": options.svm.__dict__}
+    metadata = {"kind": kind, "false_alarm_rate": options.false_alarm_rate,
+                "sensor_false_alarm_rate": per_sensor.false_alarm_rate, "params": options.svm.__dict__}
     return versioned_bundle(device, models, metadata), refused
 
 

@@ -118,6 +118,8 @@ class LabelledDataset:
     test: pd.DataFrame  # ts, device, sensor, value
     labels: pd.DataFrame  # device, start, end: a window is anomalous when start < ts <= end
     step: pd.Timedelta
+    sensor_labels: pd.DataFrame | None = None  # simulated: device, sensor, start, end, kind
+    profiles: pd.DataFrame | None = None  # simulated: each sensor's behaviour
 
     def describe(self) -> dict:
         """Devices, sensors, windows and the share of labelled test windows."""
@@ -308,4 +310,29 @@ def _concat(frames: list[pd.DataFrame], columns=WINDOW_COLUMNS) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-LOADERS = {"skab": load_skab, "smd": load_smd}
+SIM_WINDOW = pd.Timedelta(seconds=5)
+
+
+def load_sim(devices: int = 40, sensors: int = 5, train_hours: float = 6.0, test_hours: float = 2.0,
+             anomaly_rate: float = 0.02, seed: int = 3) -> LabelledDataset:
+    """The realistic simulated fleet (``scoring.simulate.simulate_fleet``, ``docs/simulation.md``)
+    as 5 s window means: clean training hours, then scored hours with planted anomalies. A
+    window is labelled when it holds a labelled reading; ``sensor_labels`` keeps each
+    anomaly's sensor and kind."""
+    from scoring.simulate import simulate_fleet
+    from scoring.windows import tumbling_window_means
+
+    fleet = simulate_fleet(devices, sensors, "2026-01-01T00:00", train_hours + test_hours, anomaly_rate, seed=seed,
+                           train_hours=train_hours)
+    windows = tumbling_window_means(fleet.readings, int(SIM_WINDOW.total_seconds()))[WINDOW_COLUMNS]
+    windows = windows.astype({"device": str, "sensor": str})
+    split = pd.Timestamp("2026-01-01T00:00") + pd.Timedelta(hours=train_hours)
+    labels = fleet.labels.astype({"device": str, "sensor": str}).assign(
+        start=lambda f: pd.to_datetime(f["start"]).dt.floor(SIM_WINDOW),
+        end=lambda f: pd.to_datetime(f["end"]).dt.ceil(SIM_WINDOW))
+    return LabelledDataset("sim", windows[windows["ts"] <= split].reset_index(drop=True),
+                           windows[windows["ts"] > split].reset_index(drop=True), labels[LABEL_COLUMNS], SIM_WINDOW,
+                           labels, fleet.profiles.astype({"device": str, "sensor": str}))
+
+
+LOADERS = {"skab": load_skab, "smd": load_smd, "sim": load_sim}

@@ -6,6 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from bscore_assets.storage import read_prediction_partition, read_raw_hour
+from scoring.model_store import load_current_bundles
 from scoring.training import build_pipeline
 from bscore_assets.operations import ChecksFailed
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
@@ -41,21 +42,22 @@ def test_aggregates_match_independent_windows(platform, simulated):
     assert len(raw) == 3 * 5 * 3600
 
 
-def test_predictions_equal_scikit_learn_predict(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_predictions_of_the_svm_kind_equal_scikit_learn_at_the_calibrated_threshold(platform, simulated):
+    platform.train(None, TRAIN_START, TRAIN_START, options={"kind": "svm"})
     ingest, result = platform.score(SCORE_START, SCORE_START)
     sql = platform.resources["sql"]
     predictions = sql.read_predictions(SCORE_START, SCORE_START + HOUR)
     training = sql.read_sensor_values(TRAIN_START, TRAIN_START + HOUR)
+    bundles = load_current_bundles(platform.resources["blob"], ["1", "2", "3"])
     assert len(predictions) == 3 * 5 * 720
     for (device, sensor), rows in predictions.groupby(["device", "sensor"]):
         train_rows = training[(training["device"] == device) & (training["sensor"] == sensor)]
         pipeline = build_pipeline().fit(train_rows[["value"]].to_numpy())
         x = rows[["value"]].to_numpy()
         assert_allclose(rows["score"], pipeline.decision_function(x), atol=1e-9)
-        decided = np.abs(rows["score"].to_numpy()) > 1e-9
-        sklearn_anomaly = pipeline.predict(x) == -1
-        assert (rows["is_anomaly"].to_numpy()[decided] == sklearn_anomaly[decided]).all()
+        threshold = bundles[device].models[sensor].threshold
+        decided = np.abs(rows["score"].to_numpy() - threshold) > 1e-9
+        assert (rows["is_anomaly"].to_numpy()[decided] == (pipeline.decision_function(x) <= threshold)[decided]).all()
     blob_rows = read_prediction_partition(platform.resources["blob"], SCORE_START, "1")
     assert len(blob_rows) == 3 * 720
     assert_allclose(blob_rows.sort_values(["device", "ts"])["score"],
@@ -121,6 +123,8 @@ def test_default_training_window_ends_with_the_newest_aggregated_hour(platform, 
     assert meta["training_to"].value == (SCORE_START + HOUR).isoformat()
     assert meta["training_from"].value == (SCORE_START + HOUR - pd.Timedelta(hours=24)).isoformat()
     assert meta["holdout_from"].value == SCORE_START.isoformat()
-    # Device 1's own metadata: a first model, trained on the whole window it was given.
-    assert meta["windows_trained"].value == 2 * 5 * 720
+    # Device 1's own metadata: a first model too learns the hours before the hold-out hour and
+    # is judged on it, sensor by sensor.
+    assert meta["windows_trained"].value == 5 * 720
+    assert sorted(meta["holdout_rates"].value) == ["1", "2", "3", "4", "5"]
     assert meta["status"].value == "promoted"

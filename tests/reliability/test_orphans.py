@@ -53,6 +53,30 @@ STEP_PARENT = textwrap.dedent("""
 """)
 
 
+# A run's process as the daemon's run worker is: Dagster's multiprocess executor starts the step.
+DAGSTER_RUN = textwrap.dedent("""
+    import os, sys, time
+    import dagster as dg
+    from bscore_assets.step_guard import guard_step
+
+    @dg.op
+    def long_step():
+        guard_step()
+        with open(os.environ["STEP_PID_FILE"] + ".tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.replace(os.environ["STEP_PID_FILE"] + ".tmp", os.environ["STEP_PID_FILE"])
+        time.sleep(600)
+
+    @dg.job(executor_def=dg.multiprocess_executor)
+    def long_job():
+        long_step()
+
+    if __name__ == "__main__":
+        with dg.DagsterInstance.local_temp(sys.argv[1]) as instance:
+            dg.execute_job(dg.reconstructable(long_job), instance=instance)
+""")
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -86,6 +110,35 @@ def test_children_die_within_seconds_of_a_sigkilled_parent(script, tmp_path):
         for pid in [proc.pid, *children]:
             try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_dagster_step_dies_with_its_sigkilled_run_process(tmp_path):
+    (tmp_path / "run.py").write_text(DAGSTER_RUN)
+    (tmp_path / "instance").mkdir()
+    pid_file = tmp_path / "step.pid"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "instance")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.log", "w"),
+                            env={**os.environ, "PYTHONPATH": ROOT, "STEP_PID_FILE": str(pid_file)})
+    step = None
+    try:
+        deadline = time.monotonic() + 300  # a spawned step imports Dagster: slow on a busy machine
+        while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert pid_file.exists(), (tmp_path / "run.log").read_text()[-3000:]
+        step = int(pid_file.read_text())
+        assert psutil.Process(step).ppid() == proc.pid  # a process of its own, started by the run's
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _alive(step) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(step), "the step outlived its killed run process"
+    finally:
+        for pid in [proc.pid, step]:
+            try:
+                os.kill(pid, signal.SIGKILL) if pid else None
             except ProcessLookupError:
                 pass
 

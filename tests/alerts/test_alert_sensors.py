@@ -1,6 +1,7 @@
 """Alerts reach a local webhook for each of the four causes, provoked on a real Dagster
 instance, once per occurrence; the daily digest sums them; the Teams card path works too."""
 
+import dataclasses
 import json
 
 import dagster as dg
@@ -208,7 +209,7 @@ def test_the_digest_sums_the_day(webhook, instance, settings, sql):
 
 
 def test_the_digest_is_posted_once_a_day(webhook, instance, settings, sql):
-    sensor = _sensor(settings.__class__(**{**settings.__dict__, "alert_digest_hour": 0}), "alert_daily_digest")
+    sensor = _sensor(dataclasses.replace(settings, alert_digest_hour=0), "alert_daily_digest")
     resources = {"alerts": AlertChannel(kind="webhook", url=webhook.url), "sql": sql}
     cursor = _tick(sensor, instance, None, resources)
     _tick(sensor, instance, cursor, resources)

@@ -44,7 +44,8 @@ def _cursor(context: dg.SensorEvaluationContext, default: dict) -> dict:
 
 
 # Every code location, so that runs the CLI executes in-process (no code location) are seen too.
-@dg.run_failure_sensor(default_status=RUNNING, monitor_all_code_locations=True, description="Post an alert when a run fails.")
+@dg.run_failure_sensor(default_status=RUNNING, monitor_all_code_locations=True,
+                       description="Post an alert when a run fails.")
 def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertChannel):
     alerts.post(run_failure_alert(context.dagster_run, context.failure_event.message or ""))
 

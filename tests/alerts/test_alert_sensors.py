@@ -71,7 +71,8 @@ def _run_failure_context(instance, channel):
     assert not result.success
     failure = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records[0]
     context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure", dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
+        sensor_name="alert_on_run_failure", dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
         dagster_event=failure.event_log_entry.dagster_event, resources={"alerts": channel}).for_run_failure()
     return result.run_id, context
 
@@ -140,12 +141,17 @@ def test_an_alert_the_webhook_refused_is_sent_on_the_next_tick(webhook, instance
     assert [p["subjects"]["check"] for p in webhook.posts] == ["scored.rate_ok"]
 
 
+def _scored(instance, hour, sensor):
+    instance.report_runless_asset_event(dg.AssetMaterialization("sensor_predictions",
+                                                                partition=hour_sensor_key(hour, sensor)))
+
+
 def test_the_newest_due_hour_missing_a_sensor_is_posted_once(webhook, instance, settings):
     resources = {"alerts": AlertChannel(kind="webhook", url=webhook.url)}
     sensor = _sensor(settings, "alert_on_late_hour")
     instance.add_dynamic_partitions("sensors", ["s1", "s2"])
     hour = newest_due_hour(utc_now(), settings.scoring_deadline_minutes)
-    instance.report_runless_asset_event(dg.AssetMaterialization("sensor_predictions", partition=hour_sensor_key(hour, "s1")))
+    _scored(instance, hour, "s1")
     cursor = _tick(sensor, instance, None, resources)
     [post] = webhook.posts
     assert post["cause"] == "late_hour"
@@ -158,7 +164,7 @@ def test_a_scored_hour_is_not_late(webhook, instance, settings):
     sensor = _sensor(settings, "alert_on_late_hour")
     instance.add_dynamic_partitions("sensors", ["s1"])
     hour = newest_due_hour(utc_now(), settings.scoring_deadline_minutes)
-    instance.report_runless_asset_event(dg.AssetMaterialization("sensor_predictions", partition=hour_sensor_key(hour, "s1")))
+    _scored(instance, hour, "s1")
     _tick(sensor, instance, None, {"alerts": AlertChannel(kind="webhook", url=webhook.url)})
     assert webhook.posts == []
 

@@ -7,6 +7,7 @@ outside system to its Azure implementation under the same resource key.
 import dagster as dg
 
 from bscore_assets.aggregation.assets import sensor_aggregates
+from bscore_assets.alerts.sensors import alert_objects
 from bscore_assets.automation import automation_sensor, with_automation
 from bscore_assets.ingestion.assets import raw_readings
 from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build_late_readings_sensor
@@ -74,10 +75,11 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         (hourly, hourly_sensors), hourly_jobs = asa_aggregation_objects(settings), []
     else:
         raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
+    alert_sensors, alert_channel = alert_objects(settings)  # none unless a webhook is configured
     return dg.Definitions(
         assets=[*hourly, *with_automation([device_models, sensor_predictions, device_verdicts], settings)],
         jobs=[*hourly_jobs, training_job, scoring_job, verdicts_job],
-        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings)],
-        resources=build_resources(settings),
+        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings), *alert_sensors],
+        resources={**build_resources(settings), **alert_channel},
     )
 

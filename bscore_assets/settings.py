@@ -110,6 +110,18 @@ def _check_rates(env) -> dict:
     return {"anomaly_rate_warn": warn, "anomaly_rate_error": error}
 
 
+def _webhook_set(env, name: str) -> bool:
+    """Whether the webhook URL ``env[name]`` is given; an error naming the variable (never its
+    value: the URL is a secret) when it is not an http(s) URL."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return False
+    if not raw.strip().lower().startswith(("https://", "http://")):
+        raise ValueError(f"{name} is not an http(s) URL: give the webhook's full https://... address, "
+                         "or unset it for no alerts there")
+    return True
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -134,6 +146,11 @@ class Settings:
     anomaly_rate_warn: float = 0.02  # anomaly_rate check WARN, and the gate's hold-out limit per sensor
     anomaly_rate_error: float = 0.10  # anomaly_rate check ERROR
     device_vote_min_sensors: int = 1  # flagged sensors that make a device window anomalous
+    # Alerts (docs/alerts.md): whether the webhook variables are set; resources read the URLs
+    # (secrets) through the variables' names, so they never sit here.
+    teams_webhook_from_env: bool = False  # BSCORE_TEAMS_WEBHOOK_URL
+    alert_webhook_from_env: bool = False  # BSCORE_ALERT_WEBHOOK_URL
+    alert_digest_hour: int = 7  # UTC hour after which the previous day's digest is posted
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -168,6 +185,9 @@ class Settings:
             false_alarm_rate=_rate(env, "BSCORE_FALSE_ALARM_RATE", DEFAULT_FALSE_ALARM_RATE, high=0.5),
             **_check_rates(env),
             device_vote_min_sensors=_integer(env, "BSCORE_DEVICE_VOTE_MIN_SENSORS", 1, 1, "sensors"),
+            teams_webhook_from_env=_webhook_set(env, "BSCORE_TEAMS_WEBHOOK_URL"),
+            alert_webhook_from_env=_webhook_set(env, "BSCORE_ALERT_WEBHOOK_URL"),
+            alert_digest_hour=_integer(env, "BSCORE_ALERT_DIGEST_HOUR", 7, 0, "hours (UTC)", maximum=23),
         )
 
     @property

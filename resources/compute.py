@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import dagster as dg
 
 from resources.blob import BlobStore
+from resources.lifeline import die_with_parent
 from resources.sql import SqlStore
 from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
@@ -35,6 +36,13 @@ def shard_log_line(summary: dict, done: int, total: int) -> str:
     return (f"{summary['shard']}: {summary['devices']} device(s), {summary['rows_scored']} rows scored, "
             f"{summary['anomalies']} anomalies" + (f", {refused} device(s) refused" if refused else "")
             + f" ({done}/{total} shards)")
+
+
+def shard_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that end with the process that made it, so a killed
+    run leaves no orphan scoring its shards (they would hold hundreds of MB for nothing)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(True,))
 
 
 class ComputeBackend(dg.ConfigurableResource, ABC):
@@ -71,8 +79,7 @@ class LocalComputeBackend(ComputeBackend):
             return results
         if not tasks:
             return results
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.max_workers, len(tasks)), mp_context=ctx) as pool:
+        with shard_pool(min(self.max_workers, len(tasks))) as pool:
             futures = {pool.submit(_run_portable, task, portable(sql), portable(blob)): i
                        for i, task in enumerate(tasks)}
             try:

@@ -614,12 +614,14 @@ class SqlStore(dg.ConfigurableResource):
 
     # Predictions: shards write Parquet parts; the run publishes each hour from them.
 
-    def devices_with_windows(self, start: datetime, end: datetime, sensors: list[str]) -> list[str]:
-        """Devices with windows of ``sensors`` in the hours ``[start, end)``: one DISTINCT query,
-        all a scoring run needs to plan its shards."""
+    def devices_with_windows(self, start: datetime, end: datetime, sensors: list[str] | None = None) -> list[str]:
+        """Devices with windows of ``sensors`` (``None``: of any sensor) in the hours ``[start, end)``:
+        one DISTINCT query, all a scoring run needs to plan its shards."""
         t = sensor_values.c
-        query = (sa.select(t.device).where(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
-                 .distinct().order_by(t.device))
+        query = sa.select(t.device).where(t.ts > start, t.ts <= end)
+        if sensors is not None:
+            query = query.where(t.sensor.in_(list(sensors)))
+        query = query.distinct().order_by(t.device)
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
 

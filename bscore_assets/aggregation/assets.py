@@ -14,6 +14,7 @@ from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import hours_between, part_layout, raw_parts, raw_version, window_bounds
+from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.hour_slices import HourTally, plan_hour_slices
@@ -61,6 +62,7 @@ def _offset(hour: pd.Timestamp, seconds: int | None) -> pd.Timestamp | None:
     description="Average of each device's sensor per tumbling window (end as timestamp), SQL table sensor_values.",
 )
 def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: SqlStore, pipeline: PipelineSettings):
+    guard_step()
     with retry_on_outage(context):
         hours = hours_between(*window_bounds(context.partition_time_window))
         previous = latest_partition_metadata(context.instance, "sensor_aggregates", [hour_key(h) for h in hours])

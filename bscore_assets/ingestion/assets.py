@@ -13,6 +13,7 @@ from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_de
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import hours_between, part_rows, raw_parts, raw_version, window_bounds
+from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.events import EventSource
 
@@ -34,6 +35,7 @@ def raw_hour_metadata(blob: BlobStore, hour) -> dict:
     description="Readings as devices sent them, de-duplicated, one folder of Parquet parts per hour.",
 )
 def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: BlobStore, pipeline: PipelineSettings):
+    guard_step()
     with retry_on_outage(context):
         hours = hours_between(*window_bounds(context.partition_time_window))
         recorded = {hour_of_key(key) for key in latest_materializations(context.instance, "raw_readings")}

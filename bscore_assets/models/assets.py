@@ -16,6 +16,7 @@ from bscore_assets.models.outcome import TrainingOutcome
 from bscore_assets.partitions import device_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
+from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.champion import gate, windows_champion_accepts
@@ -140,6 +141,7 @@ def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd
 )
 def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql: SqlStore, blob: BlobStore,
                   pipeline: PipelineSettings):
+    guard_step()
     with retry_on_outage(context):
         start, end = training_window(config, sql, pipeline.training_hours)
         holdout_start = end - HOUR

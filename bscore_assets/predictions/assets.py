@@ -30,6 +30,7 @@ from bscore_assets.predictions.summaries import (
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from bscore_assets.storage import commit_prediction_partition
+from bscore_assets.step_guard import ensure_run_active, guard_step
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
 from resources.sql import SqlStore
@@ -107,6 +108,7 @@ def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeB
         shards = score_in_shards(context, sql, blob, compute, hours, sensors, token)
         scored = merge_shard_summaries(shards, hours, sensors)
         for hour in hours:
+            ensure_run_active(context.instance, context.run_id)
             publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
             published.append(hour)
     except BaseException:
@@ -133,6 +135,7 @@ def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeB
 )
 def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore,
                        compute: ComputeBackend, pipeline: PipelineSettings):
+    guard_step()
     with retry_on_outage(context):
         hours, sensors = run_partitions(context)
         inputs = scoring_inputs(context.instance, blob, hours)

@@ -14,6 +14,7 @@ import pandas as pd
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
+from bscore_assets.step_guard import guard_step
 from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
 from resources.blob import BlobStore
@@ -50,6 +51,7 @@ def hour_metadata(summary: dict, sensors: list[str], min_sensors: int) -> dict:
                 "flagged), with the flagged sensors: blob verdicts/ and SQL device_verdicts.",
 )
 def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore, pipeline: PipelineSettings):
+    guard_step()
     with retry_on_outage(context):
         min_sensors = pipeline.device_vote_min_sensors
         summaries = {}

@@ -64,3 +64,4 @@ def test_the_job_side_reads_the_windows_the_run_wrote(store):
     pd.testing.assert_frame_equal(read, expected, check_dtype=False)
     assert store.devices_with_windows(H1, H2, ["s1"]) == ["d1", "d2"]
     assert store.devices_with_windows(H0, H1, ["s1"]) == []
+    assert store.devices_with_windows(H1, H2) == ["d1", "d2"]  # any sensor: what silence is judged by

@@ -262,6 +262,56 @@ def score(first, last, sensors):
     _run(lambda: ops.score(first, last, list(sensors) or None))
 
 
+@main.command()
+@click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Labels CSV 'device,start,end[,sensor][,kind]' (ISO-8601 times; a span labels windows "
+                   "stamped in (start, end]; no sensor = the whole device), e.g. --labels labels.csv. "
+                   "Default: every file that `bscore ingest --label-column` stored in $BSCORE_HOME/labels/.")
+@click.option("--from", "first", default=None, help="First hour to evaluate (ISO-8601), e.g. --from 2026-01-01T00. "
+                                                    "Default: the first stored prediction.")
+@click.option("--to", "last", default=None, help="Last hour, included, e.g. --to 2026-01-01T23. "
+                                                 "Default: the last stored prediction.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the PNG of F1 and false alarms beside the baselines, e.g. --plot eval.png. "
+                   "Default: $BSCORE_HOME/evaluation.png.")
+@click.option("--point-adjusted", is_flag=True,
+              help="Also print point-adjusted figures (a detected event counts all its windows as found; they "
+                   "inflate scores), e.g. --point-adjusted.")
+def evaluate(labels_path, first, last, plot_path, point_adjusted):
+    """Precision, recall, F1 and false alarms of the stored verdicts against labels, beside the
+    flag-everything and random baselines; see docs/evaluation.md.
+
+    Example: bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
+    """
+    from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
+    from bscore_assets.operations import parse_hour
+    from scoring.evaluation import evaluate as evaluate_verdicts
+    from scoring.evaluation_plot import plot_evaluation
+
+    settings = _settings()
+    paths = [Path(labels_path)] if labels_path else stored_label_files(settings.home)
+    if not paths:
+        _fail(ValueError("no labels: give --labels FILE (device,start,end[,sensor]) or ingest a wide CSV with "
+                         f"--label-column NAME (labels are kept in {settings.home / 'labels'})"))
+    try:
+        labels = load_labels(paths)
+        start = parse_hour(first, "--from") if first else None
+        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+    except ValueError as exc:
+        _fail(exc)
+    rows = _ops(settings).resources["sql"].read_predictions(start, end)
+    if rows.empty:
+        _fail(ValueError("no stored predictions in that range: run `bscore score --from HOUR --to HOUR` first"))
+    result = evaluate_verdicts(rows, labels, point_adjusted=point_adjusted)
+    click.echo(f"{len(labels):,} label(s) from {', '.join(map(str, paths))}; {len(rows):,} sensor windows "
+               f"from {rows['ts'].min()} to {rows['ts'].max()}")
+    if result.unmatched_labels:
+        click.echo(f"  {result.unmatched_labels:,} label(s) cover no stored window (another device, sensor or time)")
+    click.echo("\n" + format_evaluation(result, point_adjusted))
+    plot = plot_evaluation(result, Path(plot_path) if plot_path else settings.home / "evaluation.png")
+    click.echo(f"\nplot written to {plot}")
+
+
 @main.group()
 def predictions():
     """Work with stored predictions."""

@@ -193,18 +193,29 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
-def ingest(files, device, decimal_comma):
+@click.option("--label-column", "label_columns", multiple=True,
+              help="Wide CSV: a column of labels, not a sensor; its nonzero cells mark anomalous readings, kept as "
+                   "label spans in $BSCORE_HOME/labels/<file>.csv for `bscore evaluate`. Repeatable, e.g. "
+                   "--label-column anomaly --label-column changepoint.")
+@click.option("--columns", "columns", default=None,
+              help="Wide CSV: ingest only these sensor columns, comma-separated, e.g. --columns Pressure,Temperature.")
+@click.option("--exclude", "exclude", default=None,
+              help="Wide CSV: do not ingest these columns, comma-separated, e.g. --exclude Volume,Current.")
+def ingest(files, device, decimal_comma, label_columns, columns, exclude):
     """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
     Every file is checked first; if any event would be refused, nothing is landed.
     """
-    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_mapping
-    from scoring.input_files import IdMapping, InputError
+    from bscore_assets.evaluation_report import labels_dir
+    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_file_labels, save_mapping
+    from scoring.input_files import ColumnChoice, IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
+    names = (lambda text: tuple(n.strip() for n in text.split(",") if n.strip()) if text is not None else None)
+    choice = ColumnChoice(columns=names(columns), exclude=names(exclude) or (), labels=tuple(label_columns))
     try:
-        checks = check_files(files, ids, settings.start, device, decimal_comma)
+        checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice)
     except (InputError, OSError) as exc:
         _fail(ValueError(f"{exc}; nothing was landed"))
     refused = sum(check.refused for check in checks)
@@ -223,10 +234,14 @@ def ingest(files, device, decimal_comma):
         width = max(len(name) for name in ids.new)
         for name, ident in sorted(ids.new.items()):
             click.echo(f"  {name:<{width}}  ->  {ident}")
-    events = _ops(settings).resources["events"]
+    ops = _ops(settings)
+    events = ops.resources["events"]
     total = publish_files(checks, events, ids, decimal_comma)
     save_mapping(settings.home, ids.new)
     click.echo(f"{total:,} events landed in {events.describe()}")
+    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home),
+                                         ops.resources["pipeline"].window_seconds):
+        click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 
 @main.command()

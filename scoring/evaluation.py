@@ -143,26 +143,37 @@ def write_labels(labels: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def labels_from_flags(ts: pd.Series, flags: pd.Series, device: str, window_seconds: int,
-                      sensor: str = "", kind: str = "") -> pd.DataFrame:
-    """Label spans from a per-reading 0/1 column (a wide CSV's ``anomaly`` column).
+def labels_from_flags(ts: pd.Series, device: pd.Series | str, window_seconds: int, kind: str = "",
+                      sensor: str = "") -> pd.DataFrame:
+    """Label spans from the readings a wide CSV's label column marks (``anomaly`` nonzero).
 
-    Each maximal run of nonzero rows (in time order) becomes one span covering every window
-    that holds one of its readings: ``(end of the run's first window - length, end of the
-    run's last window]``.
+    Every window that holds a marked reading is labelled; consecutive labelled windows of a
+    device form one span ``(end of the first - length, end of the last]``.
+
+    Parameters
+    ----------
+    ts : Series
+        The times of the marked readings only (naive UTC).
+    device : Series or str
+        Their devices.
+    window_seconds : int
+        The aggregation window length (``BSCORE_WINDOW_SECONDS``).
     """
     from scoring.windows import window_ends_ns
 
-    order = np.argsort(pd.to_datetime(ts).to_numpy(dtype="datetime64[ns]"), kind="stable")
-    ns = pd.to_datetime(ts).to_numpy(dtype="datetime64[ns]").astype(np.int64)[order]
-    on = (pd.to_numeric(flags, errors="coerce").fillna(0).to_numpy() != 0)[order]
-    edges = np.diff(np.concatenate([[False], on, [False]]).astype(np.int8))
-    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    ns = pd.to_datetime(ts).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    devices = np.broadcast_to(np.asarray(device, dtype=object), ns.shape)
+    marked = pd.DataFrame({"device": devices, "end": window_ends_ns(ns, window_seconds)}).drop_duplicates()
+    marked = marked.sort_values(["device", "end"], kind="stable")
     width = np.int64(window_seconds) * 1_000_000_000
-    start = window_ends_ns(ns[first], window_seconds) - width
-    end = window_ends_ns(ns[last], window_seconds)
-    return pd.DataFrame({"device": device, "start": start.astype("datetime64[ns]"),
-                         "end": end.astype("datetime64[ns]"), "sensor": sensor, "kind": kind})
+    ends, names = marked["end"].to_numpy(), marked["device"].to_numpy()
+    new_span = np.ones(len(marked), dtype=bool)
+    new_span[1:] = (names[1:] != names[:-1]) | (ends[1:] - ends[:-1] != width)
+    span = np.cumsum(new_span)
+    spans = marked.groupby(span, sort=True).agg(device=("device", "first"), first=("end", "min"), last=("end", "max"))
+    return pd.DataFrame({"device": spans["device"].astype(str).to_numpy(),
+                         "start": (spans["first"].to_numpy() - width).astype("datetime64[ns]"),
+                         "end": spans["last"].to_numpy().astype("datetime64[ns]"), "sensor": sensor, "kind": kind})
 
 
 # Marking windows

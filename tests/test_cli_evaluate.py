@@ -58,3 +58,42 @@ def test_evaluate_refuses_a_bad_labels_file_with_exit_2(env, scored_home, tmp_pa
     result = run(["evaluate", "--labels", str(labels)], env, check=False)
     assert result.returncode == 2
     assert "bscore:" in result.stderr and "labels.csv, line 2: end 'not a time'" in result.stderr
+
+
+def _write_wide(path):
+    """Device d1, readings every 5 s from 00:00:01; `anomaly` marks the readings at 11 s, 16 s
+    (windows (10, 15] and (15, 20]: one span) and 41 s (window (40, 45])."""
+    seconds = [1, 6, 11, 16, 21, 26, 31, 36, 41, 46]
+    path.write_text("ts,device,s1,s2,anomaly,junk\n" + "".join(
+        f"2026-01-01T00:00:{s:02d},d1,{i}.5,{10 - i}.5,{1 if s in (11, 16, 41) else 0},x\n"
+        for i, s in enumerate(seconds)))
+
+
+def test_wide_csv_label_column_becomes_stored_labels_that_evaluate_uses(env, scored_home, tmp_path):
+    wide = tmp_path / "pump.csv"
+    _write_wide(wide)
+    out = run(["ingest", str(wide), "--label-column", "anomaly", "--exclude", "junk"], env).stdout
+    assert "2 sensor column(s), label column(s) ['anomaly']" in out and "20 events landed" in out
+    landed = "".join(p.read_text() for p in (scored_home / "landing").rglob("*") if p.is_file())
+    assert '"sensor": "s1"' in landed and '"anomaly"' not in landed and '"junk"' not in landed
+    labels = pd.read_csv(scored_home / "labels" / "pump.csv.csv", keep_default_na=False)
+    assert labels[["device", "start", "end", "sensor", "kind"]].values.tolist() == [
+        ["d1", "2026-01-01T00:00:10.000000", "2026-01-01T00:00:20.000000", "", "anomaly"],
+        ["d1", "2026-01-01T00:00:40.000000", "2026-01-01T00:00:45.000000", "", "anomaly"]]
+    out = run(["evaluate"], env).stdout  # every stored labels file
+    # Stored verdicts: s1 flags windows 3, 6; labels cover windows 2, 3 and 8 of both sensors:
+    # s1 tp 1, fp 1, fn 2, tn 6.
+    assert "labels/pump.csv.csv" in out
+    assert _row(out, "s1")[0][:8] == ["s1", "10", "3", "2", "0.500", "0.333", "0.400", "0.143"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--columns", "s1,nope"], "has no column 'nope' (named by --columns)"),
+    (["--label-column", "Anomaly"], "has no column 'Anomaly' (named by --label-column)"),
+    (["--columns", "s1", "--exclude", "s1"], "names no sensor column left after"),
+])
+def test_wide_csv_column_choices_naming_no_column_are_refused(env, tmp_path, options, message):
+    wide = tmp_path / "pump.csv"
+    _write_wide(wide)
+    result = run(["ingest", str(wide)] + options, env, check=False)
+    assert result.returncode == 2 and message in result.stderr and "nothing was landed" in result.stderr

@@ -205,11 +205,14 @@ def test_too_many_labels_and_binary_files_are_refused(tmp_path):
         read_labels(binary)
 
 
-def test_runs_of_a_flag_column_become_spans_over_the_windows_holding_them():
-    ts = T0 + pd.to_timedelta([1, 2, 3, 7, 8, 12, 13], unit="s")
-    flags = pd.Series([0, 1, 1, 0, 1, 1, 0])
-    spans = labels_from_flags(ts, flags, "d", window_seconds=5)
-    # Readings at 2-3 s fall in the window (0, 5]; those at 8 s and 12 s in (5, 10] and (10, 15].
-    assert spans["start"].tolist() == [T0, T0 + pd.Timedelta(seconds=5)]
-    assert spans["end"].tolist() == [T0 + pd.Timedelta(seconds=5), T0 + pd.Timedelta(seconds=15)]
-    assert spans["device"].tolist() == ["d", "d"]
+def test_marked_readings_label_their_windows_and_consecutive_windows_form_one_span():
+    seconds = [2, 3, 12, 21, 26, 4]
+    devices = ["d", "d", "d", "d", "d", "e"]
+    spans = labels_from_flags(T0 + pd.to_timedelta(seconds, unit="s"), pd.Series(devices), 5, kind="anomaly")
+    # d: 2 s and 3 s in the window (0, 5]; 12 s in (10, 15]; 21 s and 26 s in (20, 25] and (25, 30],
+    # consecutive windows, so one span (20, 30]. e: 4 s in (0, 5].
+    second = pd.Timedelta(seconds=1)
+    assert spans["device"].tolist() == ["d", "d", "d", "e"]
+    assert spans["start"].tolist() == [T0, T0 + 10 * second, T0 + 20 * second, T0]
+    assert spans["end"].tolist() == [T0 + 5 * second, T0 + 15 * second, T0 + 30 * second, T0 + 5 * second]
+    assert set(spans["kind"]) == {"anomaly"} and set(spans["sensor"]) == {""}

@@ -41,7 +41,7 @@ def _point_rows(table: pd.DataFrame) -> list[list]:
 def _event_rows(table: pd.DataFrame) -> list[list]:
     return [[name, _n(r.events), _n(r.events_detected), _fmt(r.event_recall), _n(r.alarms),
              _n(r.true_alarms), _fmt(r.alarm_precision), _fmt(r.event_f1), _fmt(r.all_event_f1),
-             _fmt(r.random_event_f1)]
+             _fmt(r.random_event_f1), _fmt(r.composite_f1), _fmt(r.all_composite_f1), _fmt(r.random_composite_f1)]
             for name, r in table.iterrows()]
 
 
@@ -64,8 +64,9 @@ def format_evaluation(evaluation: Evaluation, point_adjusted: bool = False) -> s
             tablefmt="simple", disable_numparse=True, colalign=["left"] + ["right"] * 9))
         parts.append("event-wise (an event is a run of labelled windows, an alarm a run of flagged ones):\n" + tabulate(
             _event_rows(table), headers=[level, "events", "detected", "event recall", "alarms", "true alarms",
-                                         "alarm precision", "F1", "F1 flag-all", "F1 random"],
-            tablefmt="simple", disable_numparse=True, colalign=["left"] + ["right"] * 9))
+                                         "alarm precision", "F1", "flag-all", "random", "composite F1",
+                                         "flag-all", "random"],
+            tablefmt="simple", disable_numparse=True, colalign=["left"] + ["right"] * 12))
         if point_adjusted:
             parts.append("POINT-ADJUSTED (a detected event counts all its windows as found; inflates scores, "
                          "do not compare with point-wise figures):\n" + tabulate(

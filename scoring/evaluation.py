@@ -12,7 +12,9 @@ Figures, each computed on the same stored windows (``docs/evaluation.md`` has th
 - point-wise: every window is a case (tp, fp, fn, tn, precision, recall, F1, false-alarm rate);
 - event-wise: an event is a maximal run of consecutive labelled windows of one series, detected
   when one of its windows is flagged (event recall); an alarm is a maximal run of consecutive
-  flagged windows, true when it overlaps a labelled window (alarm precision);
+  flagged windows, true when it overlaps a labelled window (alarm precision); the event F1
+  pairs those two, the composite F1 (Garg et al. 2021) pairs event recall with point-wise
+  precision, so that one alarm spanning everything does not score;
 - point-adjusted (only on request: it inflates scores): a detected event counts every one of its
   windows as found;
 - baselines: flagging every window, and flagging at random at the detector's own flag rate
@@ -258,11 +260,12 @@ def evaluate(predictions: pd.DataFrame, labels: pd.DataFrame, device_predictions
     Evaluation
         Tables with columns ``windows, labelled, flagged, tp, fp, fn, tn, precision, recall, f1,
         false_alarm_rate, events, events_detected, event_recall, alarms, true_alarms,
-        alarm_precision, event_f1``, the flag-everything baseline (``all_precision``,
-        ``all_f1``, ``all_alarm_precision``, ``all_event_f1``; its recall and event recall are 1,
-        its false-alarm rate 1), the random baseline at the row's flag rate (``random_precision,
+        alarm_precision, event_f1, composite_f1`` (event recall with point-wise precision), the
+        flag-everything baseline (``all_precision``, ``all_f1``, ``all_alarm_precision``,
+        ``all_event_f1``, ``all_composite_f1``; its recall and event recall are 1, its
+        false-alarm rate 1), the random baseline at the row's flag rate (``random_precision,
         random_recall, random_f1, random_false_alarm_rate, random_event_recall,
-        random_alarm_precision, random_event_f1``) and, when asked, ``pa_precision, pa_recall,
+        random_alarm_precision, random_event_f1, random_composite_f1``) and, when asked, ``pa_precision, pa_recall,
         pa_f1``. A ratio with a zero denominator is NaN.
     """
     predictions = predictions[["ts", "device", "sensor", "is_anomaly"]]
@@ -361,6 +364,8 @@ def _figures(frame: pd.DataFrame, key: np.ndarray, point_adjusted: bool) -> pd.D
     t["true_alarms"] = alarms.groupby("key")["labelled"].sum().reindex(t.index, fill_value=0).astype(np.int64)
     t["alarm_precision"] = _ratio(t["true_alarms"], t["alarms"])
     t["event_f1"] = _f1(t["alarm_precision"], t["event_recall"])
+    # Garg et al. (2021): event recall with point-wise precision; long alarms gain nothing.
+    t["composite_f1"] = _f1(t["precision"], t["event_recall"])
 
     # Flag everything: every window is a case found; each series is one alarm, true when the
     # series holds a label.
@@ -374,7 +379,9 @@ def _figures(frame: pd.DataFrame, key: np.ndarray, point_adjusted: bool) -> pd.D
     all_alarms = series.groupby("key").size().reindex(t.index, fill_value=0)
     all_true = series.groupby("key")["labelled"].sum().reindex(t.index, fill_value=0)
     t["all_alarm_precision"] = _ratio(all_true, all_alarms)
-    t["all_event_f1"] = _f1(t["all_alarm_precision"], pd.Series(1.0, index=t.index).where(t["events"] > 0, np.nan))
+    all_event_recall = pd.Series(1.0, index=t.index).where(t["events"] > 0, np.nan)
+    t["all_event_f1"] = _f1(t["all_alarm_precision"], all_event_recall)
+    t["all_composite_f1"] = _f1(prevalence, all_event_recall)
 
     # Random flags, each window independently with the row's flag rate q (expected values).
     q = _ratio(t["flagged"], t["windows"]).fillna(0.0)
@@ -397,6 +404,7 @@ def _figures(frame: pd.DataFrame, key: np.ndarray, point_adjusted: bool) -> pd.D
     runs = pd.DataFrame({"key": key, "runs": ends, "false": ends * contained}).groupby("key").sum()
     t["random_alarm_precision"] = _ratio(runs["runs"] - runs["false"], runs["runs"]).reindex(t.index)
     t["random_event_f1"] = _f1(t["random_alarm_precision"], t["random_event_recall"])
+    t["random_composite_f1"] = _f1(t["random_precision"], t["random_event_recall"])
 
     if point_adjusted:
         detected = events.set_index("event")["any"] if len(events) else pd.Series(dtype=bool)

@@ -65,6 +65,9 @@ def test_point_wise_and_event_wise_figures_match_the_hand_computation():
     assert_allclose(s.loc[["s1", "s2", "overall"], "event_recall"].astype(float), [1, 1 / 2, 2 / 3], atol=1e-12)
     assert_allclose(s.loc[["s1", "s2", "overall"], "alarm_precision"].astype(float), [1 / 2, 1 / 2, 1 / 2], atol=1e-12)
     assert_allclose(s.loc[["s1", "s2", "overall"], "event_f1"].astype(float), [2 / 3, 1 / 2, 4 / 7], atol=1e-12)
+    # Composite F1, event recall with point-wise precision: s1 2*(1/2)*1/(3/2) = 2/3;
+    # s2 2*(1/3)(1/2)/(5/6) = 0.4; overall 2*(2/5)(2/3)/(16/15) = 1/2.
+    assert_allclose(s.loc[["s1", "s2", "overall"], "composite_f1"].astype(float), [2 / 3, 0.4, 0.5], atol=1e-12)
     assert "pa_f1" not in s.columns, "point-adjusted figures only when asked"
     assert result.unmatched_labels == 0
 
@@ -94,10 +97,11 @@ def test_point_adjusted_counts_every_window_of_a_detected_event():
 def test_flag_everything_and_random_baselines_in_closed_form():
     s = evaluate(HAND_PREDICTIONS, HAND_LABELS).sensors
     # s1: prevalence 3/10, flag rate q = 2/10. Flag everything: precision 0.3, recall 1,
-    # F1 0.6/1.3; one alarm (the whole series), true. Random at q: precision 0.3, recall 0.2,
+    # F1 0.6/1.3; one alarm (the whole series), true, so its event F1 is 1 and its composite
+    # F1 (precision 0.3, event recall 1) 0.6/1.3. Random at q: precision 0.3, recall 0.2,
     # F1 2*0.06/0.5 = 0.24, false alarms 0.2; the 3-window event found with P 1 - 0.8**3.
-    assert_allclose(s.loc["s1", ["all_precision", "all_f1", "all_alarm_precision"]].astype(float),
-                    [0.3, 0.6 / 1.3, 1.0], atol=1e-12)
+    assert_allclose(s.loc["s1", ["all_precision", "all_f1", "all_alarm_precision", "all_event_f1",
+                                 "all_composite_f1"]].astype(float), [0.3, 0.6 / 1.3, 1.0, 1.0, 0.6 / 1.3], atol=1e-12)
     assert_allclose(s.loc["s1", ["random_precision", "random_recall", "random_f1", "random_false_alarm_rate",
                                  "random_event_recall"]].astype(float),
                     [0.3, 0.2, 0.24, 0.2, 1 - 0.8**3], atol=1e-12)

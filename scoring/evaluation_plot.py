@@ -11,7 +11,7 @@ MAX_BARS = 30
 
 
 def plot_evaluation(evaluation, path: str | Path, title: str = "bscore verdicts against labels") -> Path:
-    """Write one panel per level (sensors, devices): per row, point-wise F1, event-wise F1, the
+    """Write one panel per level (sensors, devices): per row, point-wise F1, composite F1, the
     flag-everything and random F1, and the false-alarm rate. Levels with more than
     ``MAX_BARS`` rows show the lowest-F1 ones and the overall row."""
     import matplotlib
@@ -44,7 +44,7 @@ def _shown(table: pd.DataFrame) -> pd.DataFrame:
 
 BARS = [
     ("f1", "F1 (point-wise)", "#1f77b4", None),
-    ("event_f1", "F1 (event-wise)", "#9ecae1", None),
+    ("composite_f1", "composite F1 (event recall, point-wise precision)", "#9ecae1", None),
     ("all_f1", "point-wise F1, flag everything", "#bbbbbb", "//"),
     ("random_f1", "point-wise F1, random at the same rate", "#dddddd", ".."),
     ("false_alarm_rate", "false-alarm rate", "#d62728", None),
@@ -54,13 +54,14 @@ BARS = [
 def _panel(ax, name: str, table: pd.DataFrame) -> None:
     x = np.arange(len(table))
     width = 0.8 / len(BARS)
+    top = np.nanmax(table[[column for column, *_ in BARS]].astype(float).to_numpy(), initial=0.0)
     for i, (column, label, color, hatch) in enumerate(BARS):
         values = table[column].astype(float).fillna(0.0).to_numpy()
         ax.bar(x + (i - (len(BARS) - 1) / 2) * width, values, width, label=label, color=color, hatch=hatch,
                edgecolor="#555555", linewidth=0.4)
     ax.set_xticks(x, [str(k) for k in table.index], rotation=30 if len(table) > 8 else 0, ha="right" if len(table) > 8 else "center",
                   fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, min(1.05, max(0.1, top * 1.15)))
     ax.set_ylabel("share")
     ax.set_title(f"{name} ({int(table['labelled'].iloc[-1]):,} labelled of {int(table['windows'].iloc[-1]):,} windows)",
                  fontsize=10)

@@ -228,18 +228,29 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
-def ingest(files, device, decimal_comma):
+@click.option("--label-column", "label_columns", multiple=True,
+              help="Wide CSV: a column of labels, not a sensor; its nonzero cells mark anomalous readings, kept as "
+                   "label spans in $BSCORE_HOME/labels/<file>.csv for `bscore evaluate`. Repeatable, e.g. "
+                   "--label-column anomaly --label-column changepoint.")
+@click.option("--columns", "columns", default=None,
+              help="Wide CSV: ingest only these sensor columns, comma-separated, e.g. --columns Pressure,Temperature.")
+@click.option("--exclude", "exclude", default=None,
+              help="Wide CSV: do not ingest these columns, comma-separated, e.g. --exclude Volume,Current.")
+def ingest(files, device, decimal_comma, label_columns, columns, exclude):
     """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
     Every file is checked first; if any event would be refused, nothing is landed.
     """
-    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_mapping
-    from scoring.input_files import IdMapping, InputError
+    from bscore_assets.evaluation_report import labels_dir
+    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_file_labels, save_mapping
+    from scoring.input_files import ColumnChoice, IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
+    names = (lambda text: tuple(n.strip() for n in text.split(",") if n.strip()) if text is not None else None)
+    choice = ColumnChoice(columns=names(columns), exclude=names(exclude) or (), labels=tuple(label_columns))
     try:
-        checks = check_files(files, ids, settings.start, device, decimal_comma)
+        checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice)
     except (InputError, OSError) as exc:
         _fail(ValueError(f"{exc}; nothing was landed"))
     refused = sum(check.refused for check in checks)
@@ -258,10 +269,14 @@ def ingest(files, device, decimal_comma):
         width = max(len(name) for name in ids.new)
         for name, ident in sorted(ids.new.items()):
             click.echo(f"  {name:<{width}}  ->  {ident}")
-    events = _ops(settings).resources["events"]
+    ops = _ops(settings)
+    events = ops.resources["events"]
     total = publish_files(checks, events, ids, decimal_comma)
     save_mapping(settings.home, ids.new)
     click.echo(f"{total:,} events landed in {events.describe()}")
+    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home),
+                                         ops.resources["pipeline"].window_seconds):
+        click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 
 @main.command()
@@ -308,6 +323,56 @@ def score(first, last, sensors):
     except ValueError as exc:
         _fail(exc)
     _run(lambda: ops.score_and_vote(first, last, list(sensors) or None))
+
+
+@main.command()
+@click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Labels CSV 'device,start,end[,sensor][,kind]' (ISO-8601 times; a span labels windows "
+                   "stamped in (start, end]; no sensor = the whole device), e.g. --labels labels.csv. "
+                   "Default: every file that `bscore ingest --label-column` stored in $BSCORE_HOME/labels/.")
+@click.option("--from", "first", default=None, help="First hour to evaluate (ISO-8601), e.g. --from 2026-01-01T00. "
+                                                    "Default: the first stored prediction.")
+@click.option("--to", "last", default=None, help="Last hour, included, e.g. --to 2026-01-01T23. "
+                                                 "Default: the last stored prediction.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the PNG of F1 and false alarms beside the baselines, e.g. --plot eval.png. "
+                   "Default: $BSCORE_HOME/evaluation.png.")
+@click.option("--point-adjusted", is_flag=True,
+              help="Also print point-adjusted figures (a detected event counts all its windows as found; they "
+                   "inflate scores), e.g. --point-adjusted.")
+def evaluate(labels_path, first, last, plot_path, point_adjusted):
+    """Precision, recall, F1 and false alarms of the stored verdicts against labels, beside the
+    flag-everything and random baselines; see docs/evaluation.md.
+
+    Example: bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
+    """
+    from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
+    from bscore_assets.operations import parse_hour
+    from scoring.evaluation import evaluate as evaluate_verdicts
+    from scoring.evaluation_plot import plot_evaluation
+
+    settings = _settings()
+    paths = [Path(labels_path)] if labels_path else stored_label_files(settings.home)
+    if not paths:
+        _fail(ValueError("no labels: give --labels FILE (device,start,end[,sensor]) or ingest a wide CSV with "
+                         f"--label-column NAME (labels are kept in {settings.home / 'labels'})"))
+    try:
+        labels = load_labels(paths)
+        start = parse_hour(first, "--from") if first else None
+        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+    except ValueError as exc:
+        _fail(exc)
+    rows = _ops(settings).resources["sql"].read_predictions(start, end)
+    if rows.empty:
+        _fail(ValueError("no stored predictions in that range: run `bscore score --from HOUR --to HOUR` first"))
+    result = evaluate_verdicts(rows, labels, point_adjusted=point_adjusted)
+    click.echo(f"{len(labels):,} label(s) from {', '.join(map(str, paths))}; {len(rows):,} sensor windows "
+               f"from {rows['ts'].min()} to {rows['ts'].max()}")
+    if result.unmatched_labels:
+        click.echo(f"  {result.unmatched_labels:,} label(s) cover no stored window (another device, sensor or time)")
+    click.echo("\n" + format_evaluation(result, point_adjusted))
+    plot = plot_evaluation(result, Path(plot_path) if plot_path else settings.home / "evaluation.png")
+    click.echo(f"\nplot written to {plot}")
 
 
 @main.group()

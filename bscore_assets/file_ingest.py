@@ -17,7 +17,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from resources.events import EventSource
-from scoring.input_files import FileLayout, IdMapping, InputError, check_chunk, inspect_file, iter_event_chunks
+from scoring.evaluation import LABEL_COLUMNS, labels_from_flags, write_labels
+from scoring.input_files import (ColumnChoice, FileLayout, IdMapping, InputError, check_chunk, inspect_file,
+                                 iter_event_chunks, iter_marked_readings)
 
 MAX_REPORTED = 20
 
@@ -67,7 +69,7 @@ def _hint(error: InputError) -> InputError:
 
 
 def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal_comma=False,
-                now=None, progress=True) -> list[FileCheck]:
+                now=None, progress=True, choice: ColumnChoice | None = None) -> list[FileCheck]:
     """Read every file once, in bounded memory; count its events and what would be refused.
 
     Raises
@@ -78,7 +80,7 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
     """
     checks = []
     for path in map(Path, paths):
-        check = FileCheck(path, inspect_file(path, device))
+        check = FileCheck(path, inspect_file(path, device, choice))
         with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"checking {path.name}",
                   disable=not progress) as bar:
             for chunk in iter_event_chunks(path, check.layout, ids, decimal_comma):
@@ -112,3 +114,19 @@ def publish_files(checks: list[FileCheck], events: EventSource, ids: IdMapping, 
                     bar.update(sent)
                     total += sent
     return total
+
+
+def save_file_labels(checks: list[FileCheck], ids: IdMapping, labels_dir: Path, window_seconds: int) -> list[tuple[Path, int]]:
+    """For each wide CSV with label columns, its marked readings as label spans in
+    ``labels_dir/<file name>.csv`` (replacing an earlier one of that name); returns
+    ``(labels file, spans)`` per file."""
+    saved = []
+    for check in checks:
+        if not check.layout.labels:
+            continue
+        marked = list(iter_marked_readings(check.path, check.layout, ids))
+        spans = [labels_from_flags(group["ts"], group["device"], window_seconds, kind=str(kind))
+                 for kind, group in pd.concat(marked).groupby("kind", sort=True)] if marked else []
+        labels = pd.concat(spans, ignore_index=True) if spans else pd.DataFrame(columns=LABEL_COLUMNS)
+        saved.append((write_labels(labels, labels_dir / f"{check.path.name}.csv"), len(labels)))
+    return saved

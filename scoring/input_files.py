@@ -6,7 +6,9 @@ Three layouts are accepted, recognized from the file's first line:
 - long CSV: a header naming ``ts``, ``device``, ``sensor`` and ``value`` (or the reference's
   ``TS``, ``Device``, ``Tag``/``Sensor``, ``Value``), one reading per row;
 - wide CSV: a ``ts`` column, optionally a ``device`` column, and one column per sensor; an
-  empty cell is no reading.
+  empty cell is no reading. A :class:`ColumnChoice` picks the sensor columns (``--columns``,
+  ``--exclude``) and names label columns (``--label-column``), which are not sensors: their
+  nonzero cells mark anomalous readings (:func:`iter_marked_readings`).
 
 The CSV delimiter (``,`` ``;`` tab ``|``) is sniffed. A file missing its ``device`` column
 takes the device from the caller (``--device``). Files are read in blocks of lines, never
@@ -138,6 +140,7 @@ class FileLayout:
     value: int | None = None
     sensors: tuple = ()  # wide: positions of sensor columns
     fixed_device: str | None = None  # from --device
+    labels: tuple = ()  # wide: positions of label columns
 
     @property
     def max_line_bytes(self) -> int:
@@ -150,7 +153,40 @@ class FileLayout:
         device = f"device {self.fixed_device!r}" if self.fixed_device is not None else f"device column {self.columns[self.device]!r}"
         if self.kind == "long":
             return f"long CSV, delimiter {delim}, {device}"
-        return f"wide CSV, delimiter {delim}, {device}, {len(self.sensors)} sensor column(s)"
+        labels = f", label column(s) {[self.columns[i] for i in self.labels]}" if self.labels else ""
+        return f"wide CSV, delimiter {delim}, {device}, {len(self.sensors)} sensor column(s){labels}"
+
+
+@dataclass(frozen=True)
+class ColumnChoice:
+    """Which columns of a wide CSV are sensors and which are labels (names as in the header).
+
+    ``columns`` keeps only those sensor columns (None: all), ``exclude`` drops these, and
+    ``labels`` are label columns: never ingested as sensors.
+    """
+
+    columns: tuple | None = None
+    exclude: tuple = ()
+    labels: tuple = ()
+
+    @property
+    def chosen(self) -> bool:
+        return self.columns is not None or bool(self.exclude) or bool(self.labels)
+
+    def apply(self, stripped: tuple, candidates: tuple, header_error) -> tuple[tuple, tuple]:
+        """``(sensor positions, label positions)`` among the candidate columns; a name that is
+        not one of them is an error naming it."""
+        names = {stripped[i]: i for i in candidates}
+        for option, wanted in (("--columns", self.columns or ()), ("--exclude", self.exclude),
+                               ("--label-column", self.labels)):
+            missing = [name for name in wanted if name not in names]
+            if missing:
+                raise header_error(f"has no column {', '.join(map(repr, missing))} (named by {option}); "
+                                   f"its sensor columns are {[stripped[i] for i in candidates]}")
+        labels = tuple(names[name] for name in self.labels)
+        keep = set(names[name] for name in self.columns) if self.columns is not None else set(candidates)
+        keep -= {names[name] for name in self.exclude} | set(labels)
+        return tuple(i for i in candidates if i in keep), labels
 
 
 @dataclass(frozen=True)
@@ -193,7 +229,7 @@ def _sniff_delimiter(header: str, path) -> str:
                               "ts/TS, device/Device, sensor/Sensor/Tag and value/Value, or ts and one column per sensor")
 
 
-def inspect_file(path, device: str | None = None) -> FileLayout:
+def inspect_file(path, device: str | None = None, choice: ColumnChoice | None = None) -> FileLayout:
     """Recognize a file's layout from its first line; refuse a header that cannot be read right.
 
     Parameters
@@ -202,19 +238,24 @@ def inspect_file(path, device: str | None = None) -> FileLayout:
         A CSV (long or wide) or JSON-lines file.
     device : str, optional
         The device of every row, for a CSV without a device column.
+    choice : ColumnChoice, optional
+        A wide CSV's sensor and label columns; refused for other layouts.
 
     Raises
     ------
     InputError
         Naming the file, the line and what is wrong: two columns that are aliases of one field
         (``Tag`` and ``Sensor``), no ``ts`` column, a long header with unknown columns, no
-        device column and no ``device``.
+        device column and no ``device``, a chosen column the header does not have.
     """
     path = Path(path)
+    choice = choice or ColumnChoice()
     first = _decode(_first_line(path), path, 1).lstrip("\ufeff").rstrip("\r")
     if path.suffix.lower() in JSON_SUFFIXES or first.lstrip().startswith("{"):
         if device is not None:
             raise InputError(path, None, "--device applies to CSV files only; JSON-lines events name their device")
+        if choice.chosen:
+            raise InputError(path, None, "--columns, --exclude and --label-column apply to wide CSV files only")
         return FileLayout("jsonl")
     delimiter = _sniff_delimiter(first, path)
     columns = tuple(next(csv.reader([first], delimiter=delimiter)))
@@ -248,14 +289,20 @@ def inspect_file(path, device: str | None = None) -> FileLayout:
         if unknown or missing:
             raise header_error("must name ts/TS, device/Device, sensor/Sensor/Tag and value/Value"
                                + (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else ""))
+        if choice.chosen:
+            raise header_error("is a long CSV (one reading per row): --columns, --exclude and --label-column "
+                               "apply to wide CSV files only")
         return FileLayout("long", delimiter, stripped, pick["ts"], pick.get("device"), pick["sensor"], pick["value"],
                           fixed_device=device)
     sensors = tuple(i for i in range(len(stripped)) if i not in pick.values())
-    if not sensors:
-        raise header_error("names no sensor column")
     if any(not stripped[i] for i in sensors):
         raise header_error("has a column without a name")
-    return FileLayout("wide", delimiter, stripped, pick["ts"], pick.get("device"), sensors=sensors, fixed_device=device)
+    sensors, labels = choice.apply(stripped, sensors, header_error)
+    if not sensors:
+        raise header_error("names no sensor column" + (" left after --columns, --exclude and --label-column"
+                                                       if choice.chosen else ""))
+    return FileLayout("wide", delimiter, stripped, pick["ts"], pick.get("device"), sensors=sensors, fixed_device=device,
+                      labels=labels)
 
 
 def _line_blocks(path: Path, max_line_bytes: int, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
@@ -382,6 +429,30 @@ def iter_event_chunks(path, layout: FileLayout, ids: IdMapping, decimal_comma: b
         chunk = (_json_chunk(path, first, lines, ids) if layout.kind == "jsonl"
                  else _csv_chunk(path, layout, first, lines, ids, decimal_comma))
         yield EventChunk(chunk.bodies, chunk.lines, sum(map(len, lines)) + len(lines))
+
+
+def iter_marked_readings(path, layout: FileLayout, ids: IdMapping) -> Iterator[pd.DataFrame]:
+    """Per block of a wide CSV, the rows a label column marks: ``ts`` (naive UTC), ``device``
+    (mapped as the readings' are), ``kind`` (the label column's name). A cell marks its row
+    when it is a nonzero number or ``true``/``yes``; a time that does not parse marks nothing
+    (the row's readings are refused by the check anyway)."""
+    path = Path(path)
+    limit = max(layout.max_line_bytes, len(_first_line(path)))
+    for first, lines in _line_blocks(path, limit):
+        frame = _csv_frame(path, layout, first, lines)
+        if frame.empty:
+            continue
+        device = (pd.Series(layout.fixed_device, index=frame.index) if layout.fixed_device is not None
+                  else frame[layout.device].str.strip())
+        ts = pd.to_datetime(frame[layout.ts].str.strip(), format="ISO8601", utc=True, errors="coerce")
+        for i in layout.labels:
+            cells = frame[i].str.strip()
+            number = pd.to_numeric(cells.str.replace(",", ".", regex=False), errors="coerce")
+            marked = ((number.notna() & (number != 0)) | cells.str.lower().isin(["true", "yes"])) & ts.notna()
+            if marked.any():
+                yield pd.DataFrame({"ts": ts[marked].dt.tz_convert(None).astype("datetime64[ns]"),
+                                    "device": ids.map_series(device[marked], frame["_line"][marked], path),
+                                    "kind": layout.columns[i]})
 
 
 def check_chunk(chunk: EventChunk, path, now: pd.Timestamp | None = None) -> tuple[list[InputError], pd.Timestamp | None]:

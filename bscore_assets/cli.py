@@ -59,9 +59,11 @@ def _describe(report) -> str:
     if report.job == "ingest_job":
         dead = report.check_metadata("raw_readings", "no_dead_letters")
         unchanged = statuses.get("sensor_aggregates.aggregated=False", 0)
-        return (f"{totals.get('raw_readings.readings', 0):,} raw readings in {report.partitions.get('raw_readings', 0)} "
-                f"hour(s) ({dead.get('readings_stored', 0):,} drained now, {dead.get('events_dead_lettered', 0):,} "
-                f"dead-lettered, {dead.get('late_readings', 0):,} late); "
+        return (f"{totals.get('sensor_aggregates.readings', 0):,} distinct readings in "
+                f"{report.partitions.get('raw_readings', 0)} hour(s) ({totals.get('sensor_aggregates.redelivered', 0):,} "
+                f"re-delivered, {totals.get('sensor_aggregates.conflicts', 0):,} re-sent with another value and ignored; "
+                f"{dead.get('readings_stored', 0):,} drained now, {dead.get('readings_redelivered', 0):,} re-delivered, "
+                f"{dead.get('events_dead_lettered', 0):,} dead-lettered, {dead.get('late_readings', 0):,} late); "
                 f"{totals.get('sensor_aggregates.windows', 0):,} windows "
                 f"({statuses.get('sensor_aggregates.aggregated=True', 0)} hour(s) aggregated, {unchanged} unchanged)")
     if report.job == "training_job":

@@ -195,21 +195,35 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
-def ingest(files, device, decimal_comma):
+@click.option("--max-bad", type=click.IntRange(min=0), default=None,
+              help="Land a file's good events and dead-letter up to N refused ones with file and line.")
+def ingest(files, device, decimal_comma, max_bad):
     """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
-    Every file is checked first; if any event would be refused, nothing is landed.
+    Every file is checked first; if any event would be refused (more than --max-bad in a file),
+    nothing is landed, and every refused line is listed in a report file.
     """
-    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_mapping
+    from bscore_assets.file_ingest import (
+        RefusalReport,
+        check_files,
+        load_mapping,
+        publish_files,
+        refusal_report_path,
+        refuses,
+        save_mapping,
+    )
     from scoring.input_files import IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
+    report = RefusalReport(refusal_report_path(settings.home))
     try:
-        checks = check_files(files, ids, settings.start, device, decimal_comma)
+        checks = check_files(files, ids, settings.start, device, decimal_comma, report=report)
     except (InputError, OSError) as exc:
         _fail(ValueError(f"{exc}; nothing was landed"))
-    refused = sum(check.refused for check in checks)
+    finally:
+        report.close()
+    refused = sum(check.refused for check in checks if refuses(check, max_bad))
     for check in checks:
         click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
                    + (f", {check.refused:,} refused" if check.refused else ""))
@@ -217,7 +231,9 @@ def ingest(files, device, decimal_comma):
         for check in checks:
             for error in check.errors:
                 click.echo(f"  {error}", err=True)
-        _fail(ValueError(f"{refused:,} event(s) refused (the first ones above); nothing was landed. "
+        limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
+        _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
+                         "nothing was landed. "
                          "Fix them and run again: README.md, 'Input contract', says what is accepted"))
     if ids.new:
         click.echo("names that ids cannot hold are stored under these ids "
@@ -225,10 +241,13 @@ def ingest(files, device, decimal_comma):
         width = max(len(name) for name in ids.new)
         for name, ident in sorted(ids.new.items()):
             click.echo(f"  {name:<{width}}  ->  {ident}")
-    events = _ops(settings).resources["events"]
-    total = publish_files(checks, events, ids, decimal_comma)
+    resources = _ops(settings).resources
+    events = resources["events"]
+    total = publish_files(checks, events, ids, decimal_comma, dead_letters=None if max_bad is None else resources["blob"])
     save_mapping(settings.home, ids.new)
-    click.echo(f"{total:,} events landed in {events.describe()}")
+    dead = sum(check.dead_lettered for check in checks)
+    click.echo(f"{total:,} events landed in {events.describe()}"
+               + (f"; {dead:,} refused line(s) dead-lettered (bscore deadletter list; {report.path})" if dead else ""))
 
 
 @main.command()

@@ -243,8 +243,15 @@ def ingest(files, device, decimal_comma, max_bad):
             click.echo(f"  {name:<{width}}  ->  {ident}")
     resources = _ops(settings).resources
     events = resources["events"]
-    total = publish_files(checks, events, ids, decimal_comma, dead_letters=None if max_bad is None else resources["blob"])
-    save_mapping(settings.home, ids.new)
+    try:
+        total = publish_files(checks, events, ids, decimal_comma,
+                              dead_letters=None if max_bad is None else resources["blob"])
+        save_mapping(settings.home, ids.new)
+    except ValueError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(ValueError(f"cannot write {exc.filename}: {exc.strerror}; the events were landed, but the names "
+                         "mapped to ids above were not kept there: free space and add them to it by hand"))
     dead = sum(check.dead_lettered for check in checks)
     click.echo(f"{total:,} events landed in {events.describe()}"
                + (f"; {dead:,} refused line(s) dead-lettered (bscore deadletter list; {report.path})" if dead else ""))

@@ -162,11 +162,30 @@ def _dead_letter(blob: BlobStore, path: Path, refused: list[tuple[int, str, str]
     blob.write_parquet(deadletter_key(content_digest(frame)), frame)
 
 
+class LandingError(ValueError):
+    """Landing failed (a full disk, say); what was landed has been withdrawn."""
+
+
 def publish_files(checks: list[FileCheck], events: EventSource, ids: IdMapping, decimal_comma=False,
                   chunk_events: int = 50_000, progress=True, dead_letters: BlobStore | None = None,
                   now=None) -> int:
     """Publish the checked files' events, a chunk at a time; returns how many. With
-    ``dead_letters`` (tolerant mode), refused events go there instead, with file and line."""
+    ``dead_letters`` (tolerant mode), refused events go there instead, with file and line.
+
+    All or nothing for the command's files: if writing fails (a full disk), what this call
+    landed is withdrawn and :class:`LandingError` says where and what to do.
+    """
+    try:
+        return _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now)
+    except OSError as exc:
+        withdrawn = events.withdraw_published()
+        where = exc.filename or events.describe()
+        raise LandingError(f"cannot write {where}: {exc.strerror or exc}; nothing was landed ({withdrawn} file(s) "
+                           f"landed before were withdrawn). Free space there (or set BSCORE_HOME to a disk with "
+                           f"room) and run the command again") from exc
+
+
+def _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now) -> int:
     total = 0
     for check in checks:
         with tqdm(total=check.events, unit="event", desc=check.path.name, disable=not progress) as bar:

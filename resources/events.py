@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,25 @@ class EventSource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def withdraw_published(self) -> int:
+        """Take back what this resource published and no consumer has received yet, after a
+        command failed half-way; returns how many files (or batches) were withdrawn. A source
+        whose events cannot be taken back once sent (Event Hubs) withdraws nothing."""
+        return 0
+
 
 def _write_durably(path: Path, data: bytes) -> None:
     """Write to a temporary file, flush it to disk, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: no half-written file left behind
+        raise
 
 
 def _read_piece(path: Path, start: int, limit: int) -> tuple[bytes, int, bool]:
@@ -114,6 +125,7 @@ class LocalEventSource(EventSource):
     """
 
     landing: str
+    _published: list = PrivateAttr(default_factory=list)  # sequences this resource landed
 
     @property
     def _dir(self) -> Path:
@@ -145,6 +157,7 @@ class LocalEventSource(EventSource):
             sequences = self._sequences()
             sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
             _write_durably(self._dir / f"{sequence:012d}.jsonl", data)
+            self._published.append(sequence)
         return len(bodies)
 
     def publish_payload(self, payload: bytes) -> int:
@@ -157,6 +170,7 @@ class LocalEventSource(EventSource):
             sequences = self._sequences()
             sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
             _write_durably(self._dir / f"{sequence:012d}.jsonl", payload)
+            self._published.append(sequence)
         return payload.count(b"\n")
 
     def _position(self) -> dict:
@@ -198,6 +212,17 @@ class LocalEventSource(EventSource):
             if _progress(batch.checkpoint) <= _progress(self._position()):
                 return
             _write_durably(self._dir / "_checkpoint.json", json.dumps(batch.checkpoint).encode())
+
+    def withdraw_published(self) -> int:
+        """Delete the landing files this resource published that the drain has not begun."""
+        with self._locked():
+            position = self._position()
+            started = position.get("partial", [position["sequence"]])[0]
+            withdrawn = [s for s in self._published if s > started]
+            for sequence in withdrawn:
+                (self._dir / f"{sequence:012d}.jsonl").unlink(missing_ok=True)
+            self._published = [s for s in self._published if s <= started]
+        return len(withdrawn)
 
     def describe(self) -> str:
         return str(Path(self.landing).resolve())

@@ -49,8 +49,33 @@ def _ops(settings: Settings | None = None):
 
 
 def _fail(exc: Exception):
-    click.echo(f"bscore: {exc}", err=True)
+    from bscore_assets.failures import disk_full_message
+
+    # A ValueError already says what went wrong in bscore's words; others may hide a full disk.
+    full = None if isinstance(exc, ValueError) else disk_full_message(exc, _home())
+    click.echo(f"bscore: {full or exc}", err=True)
     sys.exit(2)
+
+
+def _home() -> Path:
+    try:
+        return Settings.from_env().home
+    except ValueError:
+        return Path(".bscore")
+
+
+class _Commands(click.Group):
+    """Ends a command that ran out of disk, wherever, with one ``bscore:`` line."""
+
+    def invoke(self, ctx):
+        from bscore_assets.failures import disk_full_message
+
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if disk_full_message(exc, _home()) is None:
+                raise
+            _fail(exc)
 
 
 def _describe(report) -> str:
@@ -112,7 +137,7 @@ def _run(operation):
     _report(reports)
 
 
-@click.group()
+@click.group(cls=_Commands)
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
     _settings()  # every variable checked before anything reads it (some modules do at import)

@@ -36,3 +36,47 @@ def test_ingest_on_a_full_disk_says_so_and_lands_nothing(env, small_disk, tmp_pa
     assert "free space there" in result.stderr.lower() and "nothing was landed" in result.stderr
     assert landed(home) == []
     assert [p.name for p in (home / "landing").iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 256 MB tmpfs, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(disk):
+    """Take the disk's free space with one file."""
+    try:
+        with open(disk / "filler", "wb") as handle:
+            while True:
+                handle.write(b"\0" * (1 << 16))
+                handle.flush()
+    except OSError:
+        pass
+
+
+def test_score_on_a_full_disk_ends_in_a_bscore_line_not_a_traceback(env, disk, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    from scoring.readings import readings_to_event_bodies
+    from scoring.simulate import simulate_readings
+
+    env = {**env, "BSCORE_HOME": str(disk / "home"), "BSCORE_START": "2026-02-28T00:00"}
+    path = tmp_path / "readings.jsonl"
+    readings = simulate_readings(1, 2, pd.Timestamp("2026-03-01T00:00"), 2, anomaly_rate=0.0, seed=1)
+    path.write_text("\n".join(readings_to_event_bodies(readings)) + "\n")
+    bscore(["ingest", path], env)
+    bscore(["train", "--from", "2026-03-01T00", "--to", "2026-03-01T00"], env)
+    fill(disk)
+    result = bscore(["score", "--from", "2026-03-01T01", "--to", "2026-03-01T01"], env, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("bscore: ")]
+    assert "disk" in line and "full" in line and str(disk / "home") in line and "free space" in line.lower(), line

@@ -49,8 +49,33 @@ def _ops(settings: Settings | None = None):
 
 
 def _fail(exc: Exception):
-    click.echo(f"bscore: {exc}", err=True)
+    from bscore_assets.failures import disk_full_message
+
+    # A ValueError already says what went wrong in bscore's words; others may hide a full disk.
+    full = None if isinstance(exc, ValueError) else disk_full_message(exc, _home())
+    click.echo(f"bscore: {full or exc}", err=True)
     sys.exit(2)
+
+
+def _home() -> Path:
+    try:
+        return Settings.from_env().home
+    except ValueError:
+        return Path(".bscore")
+
+
+class _Commands(click.Group):
+    """Ends a command that ran out of disk, wherever, with one ``bscore:`` line."""
+
+    def invoke(self, ctx):
+        from bscore_assets.failures import disk_full_message
+
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if disk_full_message(exc, _home()) is None:
+                raise
+            _fail(exc)
 
 
 def _describe(report) -> str:
@@ -59,9 +84,11 @@ def _describe(report) -> str:
     if report.job == "ingest_job":
         dead = report.check_metadata("raw_readings", "no_dead_letters")
         unchanged = statuses.get("sensor_aggregates.aggregated=False", 0)
-        return (f"{totals.get('raw_readings.readings', 0):,} raw readings in {report.partitions.get('raw_readings', 0)} "
-                f"hour(s) ({dead.get('readings_stored', 0):,} drained now, {dead.get('events_dead_lettered', 0):,} "
-                f"dead-lettered, {dead.get('late_readings', 0):,} late); "
+        return (f"{totals.get('sensor_aggregates.readings', 0):,} distinct readings in "
+                f"{report.partitions.get('raw_readings', 0)} hour(s) ({totals.get('sensor_aggregates.redelivered', 0):,} "
+                f"re-delivered, {totals.get('sensor_aggregates.conflicts', 0):,} re-sent with another value and ignored; "
+                f"{dead.get('readings_stored', 0):,} drained now, {dead.get('readings_redelivered', 0):,} re-delivered, "
+                f"{dead.get('events_dead_lettered', 0):,} dead-lettered, {dead.get('late_readings', 0):,} late); "
                 f"{totals.get('sensor_aggregates.windows', 0):,} windows "
                 f"({statuses.get('sensor_aggregates.aggregated=True', 0)} hour(s) aggregated, {unchanged} unchanged)")
     if report.job == "training_job":
@@ -119,7 +146,7 @@ def _run(operation):
     _report(reports)
 
 
-@click.group()
+@click.group(cls=_Commands)
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
     _settings()  # every variable checked before anything reads it (some modules do at import)
@@ -236,24 +263,39 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
               help="Wide CSV: ingest only these sensor columns, comma-separated, e.g. --columns Pressure,Temperature.")
 @click.option("--exclude", "exclude", default=None,
               help="Wide CSV: do not ingest these columns, comma-separated, e.g. --exclude Volume,Current.")
-def ingest(files, device, decimal_comma, label_columns, columns, exclude):
+@click.option("--max-bad", type=click.IntRange(min=0), default=None,
+              help="Land a file's good events and dead-letter up to N refused ones with file and line.")
+def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_bad):
     """CSV (long or wide, any of , ; tab |) or JSON-lines readings into the event source.
 
-    Every file is checked first; if any event would be refused, nothing is landed.
+    Every file is checked first; if any event would be refused (more than --max-bad in a file),
+    nothing is landed, and every refused line is listed in a report file.
     """
     from bscore_assets.evaluation_report import labels_dir
-    from bscore_assets.file_ingest import check_files, load_mapping, publish_files, save_file_labels, save_mapping
+    from bscore_assets.file_ingest import (
+        RefusalReport,
+        check_files,
+        load_mapping,
+        publish_files,
+        refusal_report_path,
+        refuses,
+        save_file_labels,
+        save_mapping,
+    )
     from scoring.input_files import ColumnChoice, IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
     names = (lambda text: tuple(n.strip() for n in text.split(",") if n.strip()) if text is not None else None)
     choice = ColumnChoice(columns=names(columns), exclude=names(exclude) or (), labels=tuple(label_columns))
+    report = RefusalReport(refusal_report_path(settings.home))
     try:
-        checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice)
+        checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice, report=report)
     except (InputError, OSError) as exc:
         _fail(ValueError(f"{exc}; nothing was landed"))
-    refused = sum(check.refused for check in checks)
+    finally:
+        report.close()
+    refused = sum(check.refused for check in checks if refuses(check, max_bad))
     for check in checks:
         click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
                    + (f", {check.refused:,} refused" if check.refused else ""))
@@ -261,7 +303,9 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude):
         for check in checks:
             for error in check.errors:
                 click.echo(f"  {error}", err=True)
-        _fail(ValueError(f"{refused:,} event(s) refused (the first ones above); nothing was landed. "
+        limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
+        _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
+                         "nothing was landed. "
                          "Fix them and run again: README.md, 'Input contract', says what is accepted"))
     if ids.new:
         click.echo("names that ids cannot hold are stored under these ids "
@@ -270,12 +314,21 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude):
         for name, ident in sorted(ids.new.items()):
             click.echo(f"  {name:<{width}}  ->  {ident}")
     ops = _ops(settings)
-    events = ops.resources["events"]
-    total = publish_files(checks, events, ids, decimal_comma)
-    save_mapping(settings.home, ids.new)
-    click.echo(f"{total:,} events landed in {events.describe()}")
-    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home),
-                                         ops.resources["pipeline"].window_seconds):
+    resources = ops.resources
+    events = resources["events"]
+    try:
+        total = publish_files(checks, events, ids, decimal_comma,
+                              dead_letters=None if max_bad is None else resources["blob"])
+        save_mapping(settings.home, ids.new)
+    except ValueError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(ValueError(f"cannot write {exc.filename}: {exc.strerror}; the events were landed, but the names "
+                         "mapped to ids above were not kept there: free space and add them to it by hand"))
+    dead = sum(check.dead_lettered for check in checks)
+    click.echo(f"{total:,} events landed in {events.describe()}"
+               + (f"; {dead:,} refused line(s) dead-lettered (bscore deadletter list; {report.path})" if dead else ""))
+    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home), resources["pipeline"].window_seconds):
         click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 

@@ -1,8 +1,12 @@
 """``bscore ingest``: check every file in a streaming pass, then publish them, chunk by chunk.
 
-Nothing is published unless every file passes: a refused event (one the drain would
-dead-letter later, or one before ``BSCORE_START``, which no partition would ever hold) is
-reported with its file and line, and the command lands nothing. Names that ids cannot hold
+Strict (the default): nothing is published unless every file passes; a refused event (one the
+drain would dead-letter later, or one before ``BSCORE_START``, which no partition would ever
+hold) is reported with its file and line, every one of them in a report file
+(``$BSCORE_HOME/refused/<time>.csv``: ``file,line,reason``), and the command lands nothing.
+Tolerant (``--max-bad N``): a file with at most N refused events lands its good ones, and its
+refused ones go to the dead-letter store (``deadletter/``: ``body, reason, file, line``) to be
+listed, exported or replayed like the drain's; a file with more refuses the command as above. Names that ids cannot hold
 are mapped by :func:`scoring.input_files.name_to_id`; the mapping is printed and kept in
 ``$BSCORE_HOME/id_mapping.csv`` (``name,id``), so the export's ids can be read back.
 """
@@ -16,10 +20,21 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from bscore_assets.storage import content_digest, deadletter_key
+from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.evaluation import LABEL_COLUMNS, labels_from_flags, write_labels
-from scoring.input_files import (ColumnChoice, FileLayout, IdMapping, InputError, check_chunk, inspect_file,
-                                 iter_event_chunks, iter_marked_readings)
+from scoring.input_files import (
+    ColumnChoice,
+    FileLayout,
+    IdMapping,
+    InputError,
+    check_chunk,
+    inspect_file,
+    iter_event_chunks,
+    iter_marked_readings,
+    refused_events,
+)
 
 MAX_REPORTED = 20
 
@@ -34,7 +49,35 @@ class FileCheck:
     refused: int = 0
     errors: list = field(default_factory=list)
     first_ts: pd.Timestamp | None = None
+    dead_lettered: int = 0
 
+
+class RefusalReport:
+    """Every refused event of a command, one CSV row each (``file,line,reason``), written as
+    found so that memory does not grow with their number; the file exists once one is added."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self._handle, self._writer = Path(path), 0, None, None
+
+    def add(self, path, refused: list[tuple[int | None, str]]) -> None:
+        """Add ``(line, reason)`` rows of one file."""
+        if not refused:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(["file", "line", "reason"])
+        self._writer.writerows((str(path), "" if line is None else line, reason) for line, reason in refused)
+        self.rows += len(refused)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def refusal_report_path(home: Path) -> Path:
+    return Path(home) / "refused" / f"{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S%f}.csv"
 
 def mapping_path(home: Path) -> Path:
     return home / "id_mapping.csv"
@@ -69,8 +112,10 @@ def _hint(error: InputError) -> InputError:
 
 
 def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal_comma=False,
-                now=None, progress=True, choice: ColumnChoice | None = None) -> list[FileCheck]:
-    """Read every file once, in bounded memory; count its events and what would be refused.
+                now=None, progress=True, choice: ColumnChoice | None = None,
+                report: RefusalReport | None = None) -> list[FileCheck]:
+    """Read every file once, in bounded memory; count its events and what would be refused
+    (every refusal added to ``report``, the first ones kept in the checks).
 
     Raises
     ------
@@ -90,6 +135,8 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
                 check.refused += len(errors)
                 room = MAX_REPORTED - len(check.errors)
                 check.errors.extend(_hint(e) for e in errors[: max(room, 0)])
+                if errors and report is not None:
+                    report.add(path, [(line, reason) for line, _, reason in refused_events(chunk, now)])
                 if first is not None and (check.first_ts is None or first < check.first_ts):
                     check.first_ts = first
         if check.first_ts is not None and check.first_ts < start:
@@ -98,19 +145,63 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
                 f"readings from {check.first_ts:%Y-%m-%dT%H:%M:%S} on are before BSCORE_START="
                 f"{start:%Y-%m-%dT%H:%M}, so no partition would hold them: set BSCORE_START="
                 f"{check.first_ts.floor('h'):%Y-%m-%dT%H:%M} (or earlier) for every bscore command")))
+            if report is not None:
+                report.add(path, [(None, check.errors[-1].message)])
         checks.append(check)
     return checks
 
 
+def refuses(check: FileCheck, max_bad: int | None) -> bool:
+    """Whether the file's refused events refuse the command: any in strict mode (``max_bad``
+    None), more than ``max_bad`` otherwise, and always readings before ``BSCORE_START`` (a
+    setting to change, not lines to drop)."""
+    if max_bad is None:
+        return check.refused > 0
+    return check.refused > max_bad or any(error.line is None for error in check.errors)
+
+
+def _dead_letter(blob: BlobStore, path: Path, refused: list[tuple[int, str, str]]) -> None:
+    lines, bodies, reasons = zip(*refused)
+    frame = pd.DataFrame({"body": bodies, "reason": reasons, "file": str(path), "line": lines})
+    blob.write_parquet(deadletter_key(content_digest(frame)), frame)
+
+
+class LandingError(ValueError):
+    """Landing failed (a full disk, say); what was landed has been withdrawn."""
+
+
 def publish_files(checks: list[FileCheck], events: EventSource, ids: IdMapping, decimal_comma=False,
-                  chunk_events: int = 50_000, progress=True) -> int:
-    """Publish the checked files' events, a chunk at a time; returns how many."""
+                  chunk_events: int = 50_000, progress=True, dead_letters: BlobStore | None = None,
+                  now=None) -> int:
+    """Publish the checked files' events, a chunk at a time; returns how many. With
+    ``dead_letters`` (tolerant mode), refused events go there instead, with file and line.
+
+    All or nothing for the command's files: if writing fails (a full disk), what this call
+    landed is withdrawn and :class:`LandingError` says where and what to do.
+    """
+    try:
+        return _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now)
+    except OSError as exc:
+        withdrawn = events.withdraw_published()
+        where = exc.filename or events.describe()
+        raise LandingError(f"cannot write {where}: {exc.strerror or exc}; nothing was landed ({withdrawn} file(s) "
+                           f"landed before were withdrawn). Free space there (or set BSCORE_HOME to a disk with "
+                           f"room) and run the command again") from exc
+
+
+def _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now) -> int:
     total = 0
     for check in checks:
         with tqdm(total=check.events, unit="event", desc=check.path.name, disable=not progress) as bar:
             for chunk in iter_event_chunks(check.path, check.layout, ids, decimal_comma):
-                for i in range(0, len(chunk.bodies), chunk_events):
-                    sent = events.publish(chunk.bodies[i : i + chunk_events])
+                bodies = chunk.bodies
+                if dead_letters is not None and check.refused and (refused := refused_events(chunk, now)):
+                    _dead_letter(dead_letters, check.path, refused)
+                    check.dead_lettered += len(refused)
+                    bad = {line for line, _, _ in refused}
+                    bodies = [body for body, line in zip(chunk.bodies, chunk.lines) if line not in bad]
+                for i in range(0, len(bodies), chunk_events):
+                    sent = events.publish(bodies[i : i + chunk_events])
                     bar.update(sent)
                     total += sent
     return total

@@ -81,7 +81,7 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Per-partition metadata each asset's totals add up (the run's materializations carry them).
 TOTALS = {
     "raw_readings": ("readings",),
-    "sensor_aggregates": ("windows", "readings"),
+    "sensor_aggregates": ("windows", "readings", "redelivered", "conflicts"),
     "sensor_predictions": ("windows", "rows_scored", "anomalies"),
     "device_verdicts": ("device_windows", "anomalous_device_windows"),
 }

@@ -4,6 +4,7 @@ and writer of it."""
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -39,19 +40,48 @@ class PartLayout(NamedTuple):
     last_second: int
 
 
-def raw_part_key(hour: pd.Timestamp, digest: str, rows: int, span: tuple[int, int] | None = None) -> str:
-    """A raw part named by its content (and row count), so the same readings always land under
-    the same name, whichever landing, hub or re-delivery brought them.
+def raw_part_key(hour: pd.Timestamp, digest: str, rows: int, span: tuple[int, int] | None = None,
+                 accepted: int | None = None) -> str:
+    """A raw part named by its content (and row count), so the drain can tell the same readings
+    delivered again from new ones.
 
     ``span`` (from :func:`part_span`) puts the readings' time span in the name, so that readers
     can choose the parts of part of an hour from the listing alone; the row count stays last.
+    ``accepted`` (with a span; from :func:`acceptance_sequence`) puts first the order in which
+    the drain accepted the part, which readers follow so that the first accepted value of a
+    re-sent reading wins (:func:`raw_parts`).
     """
     if span is None:
         return f"{raw_prefix(hour)}part-{digest}-{rows}.parquet"
     first, last = span
     if not 0 <= first <= last <= HOUR_SECONDS:
         raise ValueError(f"span {span} of a raw part lies outside its hour")
+    if accepted is not None:
+        return f"{raw_prefix(hour)}part-{accepted:020d}-{digest}-{first}-{last}-{rows}.parquet"
     return f"{raw_prefix(hour)}part-{digest}-{first}-{last}-{rows}.parquet"
+
+
+def acceptance_sequence(previous: int = 0) -> int:
+    """An increasing number for the next part the drain accepts: the wall clock in nanoseconds,
+    or one more than ``previous`` if the clock has not moved past it."""
+    return max(time.time_ns(), previous + 1)
+
+
+def _name_fields(key: str) -> list[str]:
+    return key.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
+
+
+def part_digest(key: str) -> str:
+    """The content digest a raw part's name records."""
+    fields = _name_fields(key)
+    return fields[2] if len(fields) == 6 else fields[1]
+
+
+def _acceptance_order(key: str) -> tuple[int, str]:
+    """Parts named before names carried their acceptance sequence come first (they were
+    accepted before), in name order."""
+    fields = _name_fields(key)
+    return (int(fields[1]), key) if len(fields) == 6 else (-1, key)
 
 
 def part_span(ts_ns: np.ndarray, hour: pd.Timestamp) -> tuple[int, int]:
@@ -65,14 +95,17 @@ def part_span(ts_ns: np.ndarray, hour: pd.Timestamp) -> tuple[int, int]:
 def part_layout(key: str) -> PartLayout:
     """Rows and time span a raw part's name records; a name without a span (written before
     names carried one) spans the whole hour."""
-    fields = key.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
+    fields = _name_fields(key)
+    if len(fields) == 6:  # part-<accepted>-<digest>-<first>-<last>-<rows>
+        return PartLayout(int(fields[5]), int(fields[3]), int(fields[4]))
     if len(fields) == 5:  # part-<digest>-<first>-<last>-<rows>
         return PartLayout(int(fields[4]), int(fields[2]), int(fields[3]))
     return PartLayout(int(fields[-1]), 0, HOUR_SECONDS)
 
 
 def raw_parts(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
-    return [key for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")]
+    """The hour's raw parts in the order the drain accepted them."""
+    return sorted((key for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")), key=_acceptance_order)
 
 
 def part_rows(key: str) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,52 @@ class EventSource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def withdraw_published(self) -> int:
+        """Take back what this resource published and no consumer has received yet, after a
+        command failed half-way; returns how many files (or batches) were withdrawn. A source
+        whose events cannot be taken back once sent (Event Hubs) withdraws nothing."""
+        return 0
+
 
 def _write_durably(path: Path, data: bytes) -> None:
     """Write to a temporary file, flush it to disk, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: no half-written file left behind
+        raise
+
+
+def _read_piece(path: Path, start: int, limit: int) -> tuple[bytes, int, bool]:
+    """About ``limit`` bytes of a landing file from ``start``, cut after the last line end (longer
+    when a single line is); with the offset it ends at, and whether that is the file's end.
+    The last line gets a newline if the file lacks one."""
+    with open(path, "rb") as handle:
+        total = os.fstat(handle.fileno()).st_size
+        handle.seek(start)
+        data = handle.read(limit)
+        while start + len(data) < total and b"\n" not in data:  # a line longer than the bound
+            data += handle.read(max(limit, 1 << 20))
+    if start + len(data) < total or len(data) > limit:
+        cut = data.rfind(b"\n", 0, limit)
+        cut = cut if cut >= 0 else data.find(b"\n")
+        data = data[: cut + 1] if cut >= 0 else data
+    end = start + len(data)
+    if end >= total and data and not data.endswith(b"\n"):
+        data += b"\n"
+    return data, end, end >= total
+
+
+def _progress(checkpoint: dict) -> tuple[int, float]:
+    """Orders checkpoints: files up to ``sequence`` stored, then ``partial`` = [file, offset]."""
+    if "partial" in checkpoint:
+        return checkpoint["partial"][0], checkpoint["partial"][1]
+    return checkpoint["sequence"], float("inf")
 
 
 class LocalEventSource(EventSource):
@@ -87,6 +125,7 @@ class LocalEventSource(EventSource):
     """
 
     landing: str
+    _published: list = PrivateAttr(default_factory=list)  # sequences this resource landed
 
     @property
     def _dir(self) -> Path:
@@ -118,6 +157,7 @@ class LocalEventSource(EventSource):
             sequences = self._sequences()
             sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
             _write_durably(self._dir / f"{sequence:012d}.jsonl", data)
+            self._published.append(sequence)
         return len(bodies)
 
     def publish_payload(self, payload: bytes) -> int:
@@ -130,33 +170,59 @@ class LocalEventSource(EventSource):
             sequences = self._sequences()
             sequence = max(sequences[-1] if sequences else 0, self._checkpoint()) + 1
             _write_durably(self._dir / f"{sequence:012d}.jsonl", payload)
+            self._published.append(sequence)
         return payload.count(b"\n")
 
+    def _position(self) -> dict:
+        path = self._dir / "_checkpoint.json"
+        return json.loads(path.read_text()) if path.exists() else {"sequence": 0}
+
     def receive(self, max_events: int = 1_000_000, max_bytes: int = 32 << 20) -> EventBatch | None:
-        """Whole landing files after the checkpoint, until ``max_events`` events or ``max_bytes``
-        bytes are reached (at least one file), as one newline-delimited ``payload``."""
-        after = self._checkpoint()
-        pending = [s for s in self._sequences() if s > after]
+        """Landing files after the checkpoint, from where it stopped, until ``max_events`` events
+        or ``max_bytes`` bytes are reached (at least one event), as one newline-delimited
+        ``payload``. A file larger than what is left of the bound is read in pieces cut at line
+        ends, so a batch needs memory for ``max_bytes`` whatever the files' sizes."""
+        position = self._position()
+        done, (resume_file, resume_at) = position["sequence"], position.get("partial", (None, 0))
+        pending = [s for s in self._sequences() if s > done]
         if not pending:
             return None
-        parts, events, size, last = [], 0, 0, after
+        parts, events, size, complete = [], 0, 0, done
         for sequence in pending:
-            data = (self._dir / f"{sequence:012d}.jsonl").read_bytes()
-            if data and not data.endswith(b"\n"):
-                data += b"\n"
+            start = resume_at if sequence == resume_file else 0
+            data, end, whole = _read_piece(self._dir / f"{sequence:012d}.jsonl", start, max(max_bytes - size, 1))
             parts.append(data)
             events += data.count(b"\n")
             size += len(data)
             last = sequence
+            if not whole:
+                break
+            complete = sequence
             if events >= max_events or size >= max_bytes:
                 break
-        return EventBatch(None, f"local-{pending[0]:012d}-{last:012d}", {"sequence": last}, payload=b"".join(parts))
+        first_at = resume_at if pending[0] == resume_file else 0
+        label = f"local-{pending[0]:012d}-{last:012d}"
+        if first_at or complete != last:  # a piece of a file: where it starts and ends
+            label += f"@{first_at}-{end}"
+        checkpoint = {"sequence": complete} if complete == last else {"sequence": complete, "partial": [last, end]}
+        return EventBatch(None, label, checkpoint, payload=b"".join(parts))
 
     def commit(self, batch: EventBatch) -> None:
         with self._locked():
-            if batch.checkpoint["sequence"] <= self._checkpoint():
+            if _progress(batch.checkpoint) <= _progress(self._position()):
                 return
             _write_durably(self._dir / "_checkpoint.json", json.dumps(batch.checkpoint).encode())
+
+    def withdraw_published(self) -> int:
+        """Delete the landing files this resource published that the drain has not begun."""
+        with self._locked():
+            position = self._position()
+            started = position.get("partial", [position["sequence"]])[0]
+            withdrawn = [s for s in self._published if s > started]
+            for sequence in withdrawn:
+                (self._dir / f"{sequence:012d}.jsonl").unlink(missing_ok=True)
+            self._published = [s for s in self._published if s <= started]
+        return len(withdrawn)
 
     def describe(self) -> str:
         return str(Path(self.landing).resolve())

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.raw_parts import RepeatCounts
+
 HOUR_SECONDS = 3600
 # Readings per slice: ~25 bytes each as read, a few times that while de-duplicating and
 # averaging, so a slice needs a few hundred MB whatever the fleet's size.
@@ -102,7 +104,8 @@ def _overlapping(spans, after: int | None, until: int | None) -> tuple[int, ...]
 @dataclass
 class HourTally:
     """What an hour's aggregation reports, summed over its slices: the counts its checks
-    reconcile (readings in = sum of the windows' reading counts) and the devices seen."""
+    reconcile (readings in = sum of the windows' reading counts), the devices seen, and the
+    repeats dropped before (:class:`scoring.raw_parts.RepeatCounts`, filled by the reader)."""
 
     windows: int = 0
     readings: int = 0
@@ -110,6 +113,7 @@ class HourTally:
     devices: set = field(default_factory=set)
     sensors: set = field(default_factory=set)
     sent: set = field(default_factory=set)
+    repeats: RepeatCounts = field(default_factory=RepeatCounts)
 
     def add(self, readings: pa.Table, windows: pa.Table) -> None:
         """Count one slice's de-duplicated readings and the windows computed from them."""
@@ -122,8 +126,10 @@ class HourTally:
             self.sent.update(readings["device"].unique().to_pylist())
 
     def metadata(self) -> dict:
-        """``windows, readings, devices, sensors, non_finite, expected, devices_missing``."""
+        """``windows, readings, devices, sensors, non_finite, expected, devices_missing``, and the
+        repeats dropped: ``redelivered`` (same value) and ``conflicts`` (another value, ignored)."""
         return {"windows": self.windows, "readings": self.readings, "devices": len(self.devices),
                 "sensors": len(self.sensors), "non_finite": self.non_finite,
                 "expected": [self.windows, self.readings],
-                "devices_missing": sorted(map(str, self.sent - self.devices))}
+                "devices_missing": sorted(map(str, self.sent - self.devices)),
+                "redelivered": self.repeats.redelivered, "conflicts": self.repeats.conflicts}

@@ -455,6 +455,19 @@ def iter_marked_readings(path, layout: FileLayout, ids: IdMapping) -> Iterator[p
                                     "kind": layout.columns[i]})
 
 
+def refused_events(chunk: EventChunk, now: pd.Timestamp | None = None) -> list[tuple[int, str, str]]:
+    """``(line, body, reason)`` of every event of the chunk the drain would dead-letter, in line
+    order (a body given on several lines is refused on each)."""
+    if not chunk.bodies:
+        return []
+    rejected = parse_event_bodies(chunk.bodies, now=now, max_age=INGEST_MAX_AGE).rejected
+    if rejected.empty:
+        return []
+    reason_of = dict(zip(rejected["body"], rejected["reason"]))
+    return [(line, body, reason_of[body[:MAX_EVENT_BYTES]]) for body, line in zip(chunk.bodies, chunk.lines)
+            if body[:MAX_EVENT_BYTES] in reason_of]
+
+
 def check_chunk(chunk: EventChunk, path, now: pd.Timestamp | None = None) -> tuple[list[InputError], pd.Timestamp | None]:
     """What the drain would dead-letter in the chunk (as errors naming file and line), and the
     earliest accepted reading's time."""

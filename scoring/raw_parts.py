@@ -4,12 +4,16 @@ The drain writes one part per received batch and hour; a batch delivered again w
 boundaries writes its readings again under another name, and a device may send a reading
 twice. Readers keep the first of each (device, sensor, ts), in part order, as
 :func:`scoring.readings.drop_duplicate_readings` does, but in columns: the parts are read
-by pyarrow and the duplicates found by hashing one integer per (device, sensor, ts).
+by pyarrow and the duplicates found by hashing one integer per (device, sensor, ts). Parts
+come in the order the drain accepted them (``bscore_assets.storage.raw_parts``), so the first
+accepted value of a re-sent reading wins. What was dropped is counted in :class:`RepeatCounts`:
+re-deliveries (the same value again) apart from conflicting re-sends (another value, ignored).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,23 @@ RAW_SCHEMA = pa.schema([("ts", pa.timestamp("ns")), ("device", pa.string()), ("s
                         ("value", pa.float64())])
 _READ_SCHEMA = pa.schema([("ts", pa.timestamp("ns")), ("device", pa.dictionary(pa.int32(), pa.string())),
                           ("sensor", pa.dictionary(pa.int32(), pa.string())), ("value", pa.float64())])
+
+
+@dataclass
+class RepeatCounts:
+    """Readings dropped as repeats of an earlier (device, sensor, ts), summed over reads."""
+
+    redelivered: int = 0  # the same value again
+    conflicts: int = 0  # another value: ignored, the first accepted one is kept
+
+    def add(self, series: np.ndarray, ns: np.ndarray, value: pa.ChunkedArray, repeated: np.ndarray) -> None:
+        """Count the repeated rows: a conflict when its value's bits differ from the kept row's."""
+        bits = pc.cast(value, pa.float64()).to_numpy().view(np.int64)
+        kept = pd.DataFrame({"series": series, "ts": ns, "bits": bits}).groupby(
+            ["series", "ts"], sort=False)["bits"].transform("first").to_numpy()
+        conflicts = int((bits != kept).sum())
+        self.conflicts += conflicts
+        self.redelivered += int(repeated.sum()) - conflicts
 
 
 def _read_part(part: bytes | str | Path) -> pa.Table:
@@ -47,7 +68,8 @@ def _within(table: pa.Table, after: pd.Timestamp | None, until: pd.Timestamp | N
 
 
 def read_raw_parts(parts: Iterable[bytes | str | Path], *, dictionary: bool = False,
-                   after: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pa.Table:
+                   after: pd.Timestamp | None = None, until: pd.Timestamp | None = None,
+                   repeats: RepeatCounts | None = None) -> pa.Table:
     """Readings of Parquet parts (bytes or paths), each (device, sensor, ts) kept once.
 
     Parameters
@@ -62,6 +84,8 @@ def read_raw_parts(parts: Iterable[bytes | str | Path], *, dictionary: bool = Fa
         Keep only the readings with ``after < ts <= until``, dropped as each part is read (so
         a time slice of an hour needs memory for the slice). Repeats of a reading share its
         time, so de-duplicating a slice gives the slice of the de-duplicated whole.
+    repeats : RepeatCounts, optional
+        Adds the dropped repeats to it.
 
     Returns
     -------
@@ -76,7 +100,10 @@ def read_raw_parts(parts: Iterable[bytes | str | Path], *, dictionary: bool = Fa
     if not len(table):
         return table if dictionary else table.cast(RAW_SCHEMA)
     series, _, _ = series_codes(table["device"], table["sensor"])
-    repeated = repeated_rows(series, pc.cast(table["ts"], pa.int64()).to_numpy())
+    ns = pc.cast(table["ts"], pa.int64()).to_numpy()
+    repeated = repeated_rows(series, ns)
+    if repeats is not None and repeated.any():
+        repeats.add(series, ns, table["value"], repeated)
     table = table if not repeated.any() else table.filter(pa.array(~repeated))
     if not dictionary:
         table = table.set_column(1, "device", plain_strings(table["device"])).set_column(

@@ -37,7 +37,17 @@ def test_score_prints_the_stored_totals_and_fails_on_an_error_check(env, bscore_
     assert scored == windows == len(stored) == 2 * 2 * 720
     assert anomalies == int(stored["is_anomaly"].sum()) > 0.1 * len(stored)
     # The ingest run's line counts what the hour holds, not the run's other hours.
-    assert re.search(r"\b14,400 raw readings in 1 hour\(s\)", result.stdout), result.stdout
+    assert re.search(r"\b14,400 distinct readings in 1 hour\(s\) \(0 re-delivered", result.stdout), result.stdout
 
     again = run(["score", "--from", "2026-03-01T01", "--to", "2026-03-01T01"], env, check=False)
     assert "0 hour(s) aggregated, 1 unchanged" in again.stdout, again.stdout
+
+
+def test_a_file_ingested_twice_is_counted_once_and_its_redelivery_apart(env, bscore_home, tmp_path):  # noqa: F811
+    env = {**env, "BSCORE_START": "2026-02-28T00:00"}
+    path = land(tmp_path, simulate_readings(1, 1, START, 1, anomaly_rate=0.0, seed=1), "once")
+    run(["ingest", path], env)
+    run(["ingest", path], env)
+    trained = run(["train", "--from", "2026-03-01T00", "--to", "2026-03-01T00"], env).stdout
+    assert re.search(r"\b3,600 distinct readings in 1 hour\(s\) \(3,600 re-delivered, 0 re-sent with another "
+                     r"value and ignored; 7,200 drained now", trained), trained

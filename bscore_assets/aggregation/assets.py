@@ -22,7 +22,7 @@ from scoring.raw_parts import read_raw_parts
 from scoring.windows import window_means_table
 
 HOUR = pd.Timedelta(hours=1)
-CARRIED = ("windows", "readings", "devices", "sensors")
+CARRIED = ("windows", "readings", "devices", "sensors", "redelivered", "conflicts")
 
 
 def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_seconds: int,
@@ -38,7 +38,8 @@ def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_se
     def slice_windows():
         for piece in slices:
             readings = read_raw_parts((blob.read_bytes(keys[i]) for i in piece.parts), dictionary=True,
-                                      after=_offset(hour, piece.after), until=_offset(hour, piece.until))
+                                      after=_offset(hour, piece.after), until=_offset(hour, piece.until),
+                                      repeats=tally.repeats)
             windows = window_means_table(readings, window_seconds)
             tally.add(readings, windows)
             del readings

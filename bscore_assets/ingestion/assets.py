@@ -47,7 +47,8 @@ def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: B
             context.add_asset_metadata(metadata, partition_key=hour_key(hour))
             total += metadata["readings"]
         reopened = sorted(hour_key(h) for h in summary.reopened_hours)
-        context.log.info(f"drained {summary.accepted} readings ({summary.rejected} dead-lettered, {summary.late} late"
+        context.log.info(f"drained {summary.accepted} readings ({summary.redelivered} re-delivered, not stored again; "
+                         f"{summary.rejected} dead-lettered, {summary.late} late"
                          f"{', re-opening ' + ', '.join(reopened) if reopened else ''}); "
                          f"{total} readings recorded in {len(hours)} hour(s)")
         yield dg.MaterializeResult(metadata={"storage": blob.describe()})
@@ -56,8 +57,9 @@ def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: B
             passed=summary.rejected == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "events_drained": summary.accepted + summary.rejected,
+                "events_drained": summary.accepted + summary.redelivered + summary.rejected,
                 "readings_stored": summary.accepted,
+                "readings_redelivered": summary.redelivered,
                 "events_dead_lettered": summary.rejected,
                 "reasons": dg.MetadataValue.json(summary.reasons),
                 "late_readings": summary.late,

@@ -2,10 +2,15 @@
 
 Runs only inside a ``raw_readings`` run, so what it stores and dead-letters reaches that run's
 metadata and checks. Each received batch is parsed; its good readings are written per hour as
-one part named after its content, its bad events to the dead-letter store with their reasons,
-and only then is the batch committed. A crash before the commit re-delivers the batch (with the
-same or other batch boundaries): the same readings get the same part name, and readers of raw
-storage keep each (device, sensor, ts) once, so nothing is lost or counted twice.
+one part named after its content and the order it was accepted in, its bad events to the
+dead-letter store with their reasons, and only then is the batch committed. A crash before the
+commit re-delivers the batch (with the same or other batch boundaries): a part whose content the
+hour already holds is not stored again (counted as re-delivered), and readers of raw storage keep
+each (device, sensor, ts) once, so nothing is lost or counted twice.
+
+A reading re-sent with another value: the first accepted value wins. Readers follow the parts'
+acceptance order (``bscore_assets.storage.raw_parts``), not their content hashes, and within a
+part its rows' order; later values are ignored and counted as conflicts by the aggregation.
 
 Readings for an hour that ``raw_readings`` has already recorded are *late*. By the late policy
 they either re-open that hour (stored as usual; ``late_readings_sensor`` sees the hour's raw
@@ -22,7 +27,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bscore_assets.storage import arrow_digest, content_digest, deadletter_key, part_span, raw_part_key
+from bscore_assets.storage import (
+    acceptance_sequence,
+    arrow_digest,
+    content_digest,
+    deadletter_key,
+    part_digest,
+    part_span,
+    raw_part_key,
+    raw_parts,
+)
 from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.event_lines import READINGS_SCHEMA, parse_event_lines_table
@@ -41,6 +55,7 @@ class DrainSummary:
     accepted: int = 0
     rejected: int = 0
     late: int = 0
+    redelivered: int = 0  # readings of parts the hour already held, not stored again
     readings_per_hour: dict = field(default_factory=dict)
     reasons: dict = field(default_factory=dict)
     reopened_hours: set = field(default_factory=set)
@@ -93,11 +108,26 @@ def _by_hour(readings: pa.Table):
         yield pd.Timestamp(int(hour)), readings.filter(pa.array(mask)), ns[mask]
 
 
-def _store_part(blob: BlobStore, hour: pd.Timestamp, rows: pa.Table, ns: np.ndarray) -> None:
-    """Write an hour's rows of a batch as one part named by its content and time span."""
-    key = raw_part_key(hour, arrow_digest(rows), rows.num_rows, part_span(ns, hour))
-    # Values seldom repeat: a dictionary for them would be built only to be dropped.
-    blob.write_bytes(key, table_to_parquet_bytes(rows, use_dictionary=["ts", "device", "sensor"]))
+class _PartWriter:
+    """Writes an hour's rows of a batch as one part named by its acceptance sequence, content and
+    time span, unless the hour holds a part of that content already (a re-delivery)."""
+
+    def __init__(self, blob: BlobStore):
+        self.blob, self.sequence, self.digests = blob, 0, {}
+
+    def store(self, hour: pd.Timestamp, rows: pa.Table, ns: np.ndarray) -> bool:
+        """Store the part; False when it was a re-delivery."""
+        if hour not in self.digests:
+            self.digests[hour] = {part_digest(key) for key in raw_parts(self.blob, hour)}
+        digest = arrow_digest(rows)
+        if digest in self.digests[hour]:
+            return False
+        self.sequence = acceptance_sequence(self.sequence)
+        key = raw_part_key(hour, digest, rows.num_rows, part_span(ns, hour), accepted=self.sequence)
+        # Values seldom repeat: a dictionary for them would be built only to be dropped.
+        self.blob.write_bytes(key, table_to_parquet_bytes(rows, use_dictionary=["ts", "device", "sensor"]))
+        self.digests[hour].add(digest)
+        return True
 
 
 def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(), late_policy: str = "reopen",
@@ -120,6 +150,7 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
         raise ValueError(f"late_policy={late_policy!r} must be one of {LATE_POLICIES}")
     recorded_hours = set(recorded_hours)
     summary = DrainSummary()
+    parts = _PartWriter(blob)
     while max_batches is None or summary.batches < max_batches:
         batch = events.receive()
         if batch is None:
@@ -137,7 +168,9 @@ def drain_events(events: EventSource, blob: BlobStore, recorded_hours=frozenset(
                     rejected.append(_late_rows(rows, hour))
                     continue
                 summary.reopened_hours.add(hour)
-            _store_part(blob, hour, rows, ns)
+            if not parts.store(hour, rows, ns):
+                summary.redelivered += rows.num_rows
+                continue
             summary.readings_per_hour[hour] = summary.readings_per_hour.get(hour, 0) + rows.num_rows
             stored += rows.num_rows
         rejected = pd.concat(rejected, ignore_index=True)

@@ -48,10 +48,29 @@ def test_batches_are_bounded_by_bytes_and_carry_the_payload(tmp_path):
     source = LocalEventSource(landing=str(tmp_path / "landing"))
     for i in range(4):
         source.publish([f"event-{i}-{j}" for j in range(100)])
-    batch = source.receive(max_bytes=1500)  # a file is ~1,200 bytes: two files reach the bound
-    assert batch.payload.count(b"\n") == 200 and batch.bodies[0] == "event-0-0" and batch.bodies[-1] == "event-1-99"
+    batch = source.receive(max_bytes=1500)  # a file is ~1,200 bytes: the second is cut at a line end
+    assert len(batch.payload) <= 1500 and batch.payload.endswith(b"\n")
+    assert batch.bodies[0] == "event-0-0" and batch.bodies[100].startswith("event-1-")
     source.commit(batch)
-    assert len(source.receive(max_bytes=1).bodies) == 100  # at least one whole file
+    assert source.receive(max_bytes=1).bodies == [f"event-1-{len(batch.bodies) - 100}"]  # at least one event
+
+
+def test_a_file_larger_than_a_batch_is_received_in_pieces_cut_at_line_ends(tmp_path):
+    source = LocalEventSource(landing=str(tmp_path / "landing"))
+    bodies = [f"event-{i}" + "x" * (i % 7) for i in range(1000)]
+    source.publish(bodies[:900])
+    source.publish(bodies[900:])
+    received, labels = [], set()
+    while (batch := source.receive(max_bytes=1000)) is not None:
+        assert len(batch.payload) <= 1000 + 20  # a batch, not the file
+        again = LocalEventSource(landing=source.landing).receive(max_bytes=1000)  # re-delivered until committed
+        assert (again.payload, again.label) == (batch.payload, batch.label)
+        received += batch.bodies
+        labels.add(batch.label)
+        source.commit(batch)
+    assert received == bodies and len(labels) > 10
+    source.publish(["late"])
+    assert source.receive().bodies == ["late"]
 
 
 def test_events_split_on_newlines_only(tmp_path):

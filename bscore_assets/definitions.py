@@ -13,6 +13,7 @@ from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build
 from bscore_assets.jobs import ingest_job, scoring_job, training_job
 from bscore_assets.models.assets import device_models
 from bscore_assets.predictions.assets import sensor_predictions
+from bscore_assets.predictions.freshness import build_newest_hour_check, build_newest_hour_freshness_sensor
 from bscore_assets.settings import PipelineSettings, Settings
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
@@ -71,8 +72,10 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
     return dg.Definitions(
         assets=[*hourly, *with_automation([device_models, sensor_predictions], settings)],
+        asset_checks=[build_newest_hour_check(settings)],
         jobs=[*hourly_jobs, training_job, scoring_job],
-        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings)],
+        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings),
+                 build_newest_hour_freshness_sensor(settings)],
         resources=build_resources(settings),
     )
 

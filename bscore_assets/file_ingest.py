@@ -4,7 +4,8 @@ Nothing is published unless every file passes: a refused event (one the drain wo
 dead-letter later, or one before ``BSCORE_START``, which no partition would ever hold) is
 reported with its file and line, and the command lands nothing. Names that ids cannot hold
 are mapped by :func:`scoring.input_files.name_to_id`; the mapping is printed and kept in
-``$BSCORE_HOME/id_mapping.csv`` (``name,id``), so the export's ids can be read back.
+``$BSCORE_HOME/id_mapping.csv`` (``name,id``), so the export's ids can be read back; a name
+a spreadsheet would run as a formula is kept with a leading ``'`` (``scoring.spreadsheet_cells``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from resources.events import EventSource
 from scoring.input_files import FileLayout, IdMapping, InputError, check_chunk, inspect_file, iter_event_chunks
+from scoring.spreadsheet_cells import neutralize_cell, restore_cell
 
 MAX_REPORTED = 20
 
@@ -43,7 +45,7 @@ def load_mapping(home: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
-        return {row["name"]: row["id"] for row in csv.DictReader(handle)}
+        return {restore_cell(row["name"]): row["id"] for row in csv.DictReader(handle)}
 
 
 def save_mapping(home: Path, new: dict[str, str]) -> None:
@@ -57,7 +59,7 @@ def save_mapping(home: Path, new: dict[str, str]) -> None:
         writer = csv.writer(handle)
         if fresh:
             writer.writerow(["name", "id"])
-        writer.writerows(sorted(new.items()))
+        writer.writerows((neutralize_cell(name), id_) for name, id_ in sorted(new.items()))
 
 
 def _hint(error: InputError) -> InputError:

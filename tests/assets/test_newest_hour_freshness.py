@@ -68,3 +68,13 @@ def test_the_check_runs_in_a_run_of_its_own_and_fails_on_an_overdue_hour(bscore_
     evaluations = result.get_asset_check_evaluations()
     assert [e.asset_check_key for e in evaluations] == [NEWEST_HOUR_CHECK] and not evaluations[0].passed
     assert "is overdue: 1 of 1 sensor(s) not scored" in evaluations[0].description
+
+
+def test_alongside_a_scoring_run_an_overdue_hour_is_a_warning(bscore_home):
+    """A backfill of older hours must not fail for the newest hour it was not asked to score."""
+    settings = Settings.from_env()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(sensor_partitions_def.name, ["1"])
+        result = newest_hour_scored_result(instance, NOW, settings, dg.AssetCheckSeverity.WARN)
+
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN

@@ -101,3 +101,16 @@ def test_score_names_the_held_back_sensors_when_none_is_a_partition(platform, mo
                                          r"so nothing in 2026-03-01-00:00\.\.2026-03-01-00:00 can be scored: "
                                          r"sensor 'junk-0' .*BSCORE_DEVICE_MAX_SENSORS"):
         guarded.score(TRAIN_START, TRAIN_START)
+
+
+def test_the_fleet_sensor_names_the_held_back_sensor_ids(platform, simulated):
+    import dagster as dg
+
+    land(platform, junk_readings("2", SCORE_START))
+    platform.ingest_hours(TRAIN_START, SCORE_START)
+    sensor = platform.defs.get_sensor_def("fleet_partitions_sensor")
+
+    result = sensor(dg.build_sensor_context(instance=platform.instance, resources={"sql": platform.resources["sql"]}))
+
+    assert "sensor ids held back: junk-0, junk-1, junk-10" in result.skip_reason.skip_message
+    assert f"({JUNK} in all)" in result.skip_reason.skip_message

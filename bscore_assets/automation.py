@@ -8,6 +8,8 @@
 - ``sensor_predictions``: an hour x sensor once its aggregates are there and their blocking
   checks passed and some device has a model, and again when device models change (the
   look-back's hours are rescored). A device without a model does not hold the others back.
+- ``device_verdicts``: an hour once its predictions are (re)materialized, none of its sensors
+  still being scored.
 - ``device_models``: every device on the retraining cron; the champion/challenger gate in
   the asset decides what becomes current.
 
@@ -85,6 +87,25 @@ def sensor_predictions_condition(settings: Settings) -> dg.AutomationCondition:
     ).with_label("aggregates or models changed")
 
 
+def device_verdicts_condition(settings: Settings) -> dg.AutomationCondition:
+    """Hours of the look-back whose predictions were materialized since the hour was last
+    handled (or that have predictions and no verdicts yet, unless that failed), once no sensor of
+    the hour is being scored or about to be. The predictions' checks do not hold the vote back:
+    the verdicts describe the stored predictions, and matter most when their rates are high."""
+    scored = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing())
+    missing = dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed() & scored
+    # Materialized, not merely requested in the same tick: the predictions' run (another
+    # partitioning, so another run) must have finished before the hour is voted.
+    updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).since_last_handled()
+    return (
+        _lookback(settings)
+        & (missing.with_label("missing, not failed") | updated.with_label("predictions updated"))
+        & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("predictions materialized")
+
+
 def device_models_condition(settings: Settings) -> dg.AutomationCondition:
     """Every registered device, once per tick of the retraining cron."""
     return (
@@ -97,6 +118,7 @@ CONDITIONS = {
     "raw_readings": raw_readings_condition,
     "sensor_aggregates": sensor_aggregates_condition,
     "sensor_predictions": sensor_predictions_condition,
+    "device_verdicts": device_verdicts_condition,
     "device_models": device_models_condition,
 }
 

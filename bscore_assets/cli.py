@@ -66,12 +66,21 @@ def _describe(report) -> str:
                 f"({statuses.get('sensor_aggregates.aggregated=True', 0)} hour(s) aggregated, {unchanged} unchanged)")
     if report.job == "training_job":
         counts = ", ".join(f"{k.split('=', 1)[1]}: {v}" for k, v in sorted(statuses.items()))
-        rejected = report.check_metadata("device_models", "challenger_gate").get("rejected") or {}
+        gate = report.check_metadata("device_models", "challenger_gate")
         refused = report.check_metadata("device_models", "every_sensor_has_model").get("devices_refused") or {}
         lines = [f"{report.partitions.get('device_models', 0)} device(s) trained ({counts or 'none'})"]
-        lines += [f"  device {d}: new model rejected: {why}" for d, why in sorted(rejected.items())]
-        lines += [f"  device {d}: refused: {why}" for d, why in sorted(refused.items())]
+        for device, sensors in sorted((gate.get("sensors_refused") or {}).items()):
+            lines += [f"  device {device} sensor {s}: refused, {why}" for s, why in sorted(sensors.items())]
+        for device, sensors in sorted((gate.get("sensors_fell_back") or {}).items()):
+            lines += [f"  device {device} sensor {s}: robust kind instead ({why})" for s, why in sorted(sensors.items())]
+        for device, sensors in sorted((gate.get("constant_sensors") or {}).items()):
+            lines.append(f"  device {device}: constant in training, flagged only when they move: {', '.join(sensors)}")
+        lines += [f"  device {d}: no model: {why}" for d, why in sorted(refused.items())]
         return "\n".join(lines)
+    if report.job == "verdicts_job":
+        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows voted in "
+                f"{report.partitions.get('device_verdicts', 0)} hour(s), "
+                f"{totals.get('device_verdicts.anomalous_device_windows', 0):,} anomalous")
     coverage = report.check_metadata("sensor_predictions", "scoring_coverage")
     return (f"{totals.get('sensor_predictions.rows_scored', 0):,} windows scored of "
             f"{totals.get('sensor_predictions.windows', 0):,}, {totals.get('sensor_predictions.anomalies', 0):,} "
@@ -121,22 +130,26 @@ def main():
 @click.option("--sensors", default=5, show_default=True)
 @click.option("--train-hours", default=2, show_default=True)
 @click.option("--score-hours", default=2, show_default=True)
-@click.option("--anomaly-rate", default=0.01, show_default=True, help="Share of windows with a planted anomaly.")
+@click.option("--anomaly-rate", default=0.01, show_default=True,
+              help="Share of each sensor's scored readings inside a planted anomaly (realistic simulator).")
 @click.option("--seed", default=7, show_default=True)
-def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed):
-    """Simulate readings, ingest, aggregate, train, score, and report precision and recall."""
+@click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
+              help="The simulator, as for 'bscore simulate' (docs/simulation.md).")
+def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile):
+    """Simulate a realistic fleet, ingest, aggregate, train, score; report precision, recall and false alarms."""
     from bscore_assets.demo import run_demo
 
     ops = _ops()
     try:
-        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo)
+        summary = run_demo(ops, devices, sensors, train_hours, score_hours, anomaly_rate, seed, echo=click.echo,
+                           profile=profile)
     except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    click.echo("\nPer-sensor results (windows; precision and recall against the planted anomalies):")
+    click.echo("\nPer-sensor results (windows; precision, recall and false-alarm rate against the planted anomalies):")
     click.echo(summary.to_string(index=False))
     r = ops.resources
-    click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions)")
-    click.echo(f"Blob storage: {r['blob'].describe()} (raw/, models/, predictions/)")
+    click.echo(f"\nSQL:          {r['sql'].describe()} (tables sensor_values, predictions, device_verdicts)")
+    click.echo(f"Blob storage: {r['blob'].describe()} (raw/, models/, predictions/, verdicts/)")
     click.echo(f"Dagster runs: {ops.settings.dagster_home}")
     click.echo("UI:           make ui   (then open http://127.0.0.1:3000)")
 
@@ -146,21 +159,43 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed):
 @click.option("--sensors", default=5, show_default=True)
 @click.option("--start", default=None, help="First hour (ISO-8601); default: hours ending at the last closed hour.")
 @click.option("--hours", default=1.0, show_default=True)
-@click.option("--anomaly-rate", default=0.01, show_default=True)
+@click.option("--anomaly-rate", default=0.01, show_default=True,
+              help="Share of each sensor's readings inside a planted anomaly (uniform: of its windows).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
+              help="'realistic': sensors as real fleets have them, anomalies sized in their own noise "
+                   "(docs/simulation.md); 'uniform': the reference simulator's uniform ranges and far-out windows.")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None,
+              help="Write the planted anomalies' spans here as CSV: device,sensor,start,end,kind "
+                   "(ISO-8601; a span holds the readings with start < ts <= end).")
 @click.option("--to", "target", default="events", show_default=True,
               help="'events' (the configured event source) or a .csv / .jsonl file.")
-def simulate(devices, sensors, start, hours, anomaly_rate, seed, target):
-    """Readings of N devices x M sensors with planted anomalies."""
+def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels_out, target):
+    """Readings of N devices x M sensors with planted anomalies.
+
+    \b
+    Example: 20 devices x 5 sensors for 2 hours, to a file, with the labels beside it:
+      bscore simulate --devices 20 --hours 2 --to fleet.csv --labels-out fleet.labels.csv
+    """
+    from scoring.anomaly_labels import label_mask, labels_from_planted, write_labels_csv
     from scoring.readings import readings_to_event_bodies
-    from scoring.simulate import simulate_readings
+    from scoring.simulate import simulate_fleet, simulate_readings
 
     if start is None:
         start = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=hours)
     try:
-        readings = simulate_readings(devices, sensors, start, hours, anomaly_rate, seed=seed)
+        if profile == "uniform":
+            readings = simulate_readings(devices, sensors, start, hours, anomaly_rate, seed=seed)
+            labels = labels_from_planted(readings, 1.0, 5)
+        else:
+            fleet = simulate_fleet(devices, sensors, start, hours, anomaly_rate, seed=seed)
+            readings, labels = fleet.readings, fleet.labels
+            readings["planted"] = label_mask(readings, labels)
     except ValueError as exc:
         _fail(exc)
+    if labels_out:
+        write_labels_csv(labels, labels_out)
+        click.echo(f"{len(labels):,} labelled anomalies written to {labels_out}")
     if target in ("events", "eventhub"):
         if target == "eventhub" and Settings.from_env().events != "eventhub":
             _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))
@@ -233,17 +268,30 @@ def ingest(files, device, decimal_comma):
 @click.option("--device", "devices", multiple=True)
 @click.option("--from", "first", default=None)
 @click.option("--to", "last", default=None)
-def train(devices, first, last):
-    """(Re)train device models on a window of aggregates and register them as current."""
+@click.option("--kind", type=click.Choice(["robust", "svm"]), default=None,
+              help="Detector kind of every sensor (default BSCORE_DETECTOR, robust).")
+@click.option("--false-alarm-rate", type=float, default=None,
+              help="Share of a device's training windows its models may flag (default BSCORE_FALSE_ALARM_RATE, 0.005).")
+@click.option("--select", is_flag=True,
+              help="Choose each sensor's kind by the recall of anomalies planted into its training windows.")
+def train(devices, first, last, kind, false_alarm_rate, select):
+    """(Re)train device models on a window of aggregates and register them as current.
+
+    Example: bscore train --from 2026-01-01T00 --to 2026-01-01T23 --select
+    """
     from bscore_assets.operations import parse_hour
 
     try:
         ops = _ops()
         first = parse_hour(first, "--from") if first else None
         last = parse_hour(last, "--to") if last else None
+        if false_alarm_rate is not None and not 0 < false_alarm_rate < 0.5:
+            raise ValueError(f"--false-alarm-rate {false_alarm_rate} must be a share between 0 and 0.5, such as 0.005")
     except ValueError as exc:
         _fail(exc)
-    _run(lambda: ops.train(list(devices) or None, first, last))
+    options = {"kind": kind, "false_alarm_rate": false_alarm_rate, "select": select or None}
+    _run(lambda: ops.train(list(devices) or None, first, last,
+                           options={k: v for k, v in options.items() if v is not None}))
 
 
 @main.command()
@@ -251,7 +299,7 @@ def train(devices, first, last):
 @click.option("--to", "last", required=True)
 @click.option("--sensor", "sensors", multiple=True)
 def score(first, last, sensors):
-    """Materialize predictions for hours FROM..TO (both included) through Dagster."""
+    """Materialize predictions, then device verdicts, for hours FROM..TO (both included) through Dagster."""
     from bscore_assets.operations import parse_hour
 
     try:
@@ -259,7 +307,7 @@ def score(first, last, sensors):
         first, last = parse_hour(first, "--from"), parse_hour(last, "--to")
     except ValueError as exc:
         _fail(exc)
-    _run(lambda: ops.score(first, last, list(sensors) or None))
+    _run(lambda: ops.score_and_vote(first, last, list(sensors) or None))
 
 
 @main.group()

@@ -10,11 +10,12 @@ from bscore_assets.aggregation.assets import sensor_aggregates
 from bscore_assets.automation import automation_sensor, with_automation
 from bscore_assets.ingestion.assets import raw_readings
 from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build_late_readings_sensor
-from bscore_assets.jobs import ingest_job, scoring_job, training_job
+from bscore_assets.jobs import ingest_job, scoring_job, training_job, verdicts_job
 from bscore_assets.models.assets import device_models
 from bscore_assets.predictions.assets import sensor_predictions
 from bscore_assets.predictions.freshness import build_newest_hour_check, build_newest_hour_freshness_sensor
 from bscore_assets.settings import PipelineSettings, Settings
+from bscore_assets.verdicts.assets import device_verdicts
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.events import LocalEventSource
@@ -55,7 +56,11 @@ def build_resources(settings: Settings) -> dict:
         "blob": blob,
         "events": events,
         "compute": compute,
-        "pipeline": PipelineSettings(training_hours=settings.training_hours, declared_sensors=list(settings.sensors)),
+        "pipeline": PipelineSettings(training_hours=settings.training_hours, declared_sensors=list(settings.sensors),
+                                     detector=settings.detector, false_alarm_rate=settings.false_alarm_rate,
+                                     anomaly_rate_warn=settings.anomaly_rate_warn,
+                                     anomaly_rate_error=settings.anomaly_rate_error,
+                                     device_vote_min_sensors=settings.device_vote_min_sensors),
     }
 
 
@@ -71,9 +76,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     else:
         raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
     return dg.Definitions(
-        assets=[*hourly, *with_automation([device_models, sensor_predictions], settings)],
+        assets=[*hourly, *with_automation([device_models, sensor_predictions, device_verdicts], settings)],
         asset_checks=[build_newest_hour_check(settings)],
-        jobs=[*hourly_jobs, training_job, scoring_job],
+        jobs=[*hourly_jobs, training_job, scoring_job, verdicts_job],
         sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings),
                  build_newest_hour_freshness_sensor(settings)],
         resources=build_resources(settings),

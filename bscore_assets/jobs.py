@@ -12,3 +12,6 @@ training_job = dg.define_asset_job(
 scoring_job = dg.define_asset_job(
     "scoring_job", selection=["sensor_predictions"], description="Score hours x sensors with the current models.",
 )
+verdicts_job = dg.define_asset_job(
+    "verdicts_job", selection=["device_verdicts"], description="Vote each device window's verdict from its sensors.",
+)

@@ -83,6 +83,7 @@ TOTALS = {
     "raw_readings": ("readings",),
     "sensor_aggregates": ("windows", "readings"),
     "sensor_predictions": ("windows", "rows_scored", "anomalies"),
+    "device_verdicts": ("device_windows", "anomalous_device_windows"),
 }
 
 
@@ -222,9 +223,10 @@ class Operations:
         return first, last
 
     def train(self, devices: list[str] | None, first: pd.Timestamp | None, last: pd.Timestamp | None,
-              refresh: bool = True) -> list[RunReport]:
+              refresh: bool = True, options: dict | None = None) -> list[RunReport]:
         """Bring the training window's aggregates up to date (unless ``refresh`` is False, when
-        the caller just did), then retrain the devices' models."""
+        the caller just did), then retrain the devices' models (``options``: more of
+        ``TrainingConfig``, e.g. ``kind``, ``false_alarm_rate``, ``select``)."""
         if first is None or last is None:
             default_first, default_last = self.default_training_hours()
             first, last = first or default_first, last or default_last
@@ -235,7 +237,8 @@ class Operations:
             raise ValueError(f"--device {', '.join(unknown)}: no windows for these devices")
         if not known:
             raise ValueError(f"no windows in {hour_key(first)}..{hour_key(last)} to train on")
-        config = {"ops": {"device_models": {"config": {"from_hour": first.isoformat(), "to_hour": last.isoformat()}}}}
+        config = {"ops": {"device_models": {"config": {"from_hour": first.isoformat(), "to_hour": last.isoformat(),
+                                                       **(options or {})}}}}
         for a, b in contiguous_blocks(known, devices or known):
             done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
         return done
@@ -275,4 +278,12 @@ class Operations:
         for a, b in contiguous_blocks(known, sensors or known):
             done.append(_execute(self.defs, self.instance, "scoring_job", hour_sensor_range_tags(first, last, [a, b]),
                                  done=done))
+        return done
+
+    def score_and_vote(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
+                       refresh: bool = True) -> list[RunReport]:
+        """:meth:`score`, then vote the hours' device verdicts in one run (over every sensor
+        scored in each hour, not only ``sensors``)."""
+        done = self.score(first, last, sensors, refresh)
+        done.append(_execute(self.defs, self.instance, "verdicts_job", hour_range_tags(first, last), done=done))
         return done

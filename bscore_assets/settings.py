@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from resources.sql import validate_sql_url
+from scoring.detectors import DEFAULT_FALSE_ALARM_RATE, DEFAULT_KIND, TRAINABLE
 from scoring.fleet import parse_sensor_list
 
 DEFAULT_START = "2026-01-01T00:00"
@@ -74,6 +75,20 @@ def validate_blob_url(url: str) -> None:
         raise ValueError("BSCORE_BLOB_URL is empty: unset it for the local folder, or give a folder or an az:// or https:// URL")
 
 
+def _rate(env, name: str, default: float, low: float = 0.0, high: float = 1.0) -> float:
+    """A share in ``(low, high)`` from ``env[name]`` (a number such as 0.005, not a percentage)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
+    if not low < value < high:
+        raise ValueError(f"{name}={raw!r} must be a share between {low:g} and {high:g} (exclusive), such as {default}")
+    return value
+
+
 def _whole_number_at_least_one(env, name: str, default: int) -> int:
     """A whole number of at least 1 from ``env[name]``; a clear error naming the variable otherwise."""
     raw = env.get(name, str(default))
@@ -84,6 +99,15 @@ def _whole_number_at_least_one(env, name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name}={raw!r} is not a whole number of at least 1")
     return value
+
+
+def _check_rates(env) -> dict:
+    warn = _rate(env, "BSCORE_ANOMALY_RATE_WARN", 0.02)
+    error = _rate(env, "BSCORE_ANOMALY_RATE_ERROR", max(0.10, warn))
+    if error < warn:
+        raise ValueError(f"BSCORE_ANOMALY_RATE_ERROR={error} is below BSCORE_ANOMALY_RATE_WARN={warn}: "
+                         "ERROR must be at least WARN")
+    return {"anomaly_rate_warn": warn, "anomaly_rate_error": error}
 
 
 @dataclass(frozen=True)
@@ -106,6 +130,11 @@ class Settings:
     sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
     device_max_sensors: int = 64  # a device's own sensor ids are partitions only while it sends at most this many
     sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
+    detector: str = DEFAULT_KIND  # the kind `bscore train` fits (BSCORE_DETECTOR)
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE  # each model's budget on its training windows
+    anomaly_rate_warn: float = 0.02  # anomaly_rate check WARN, and the gate's hold-out limit per sensor
+    anomaly_rate_error: float = 0.10  # anomaly_rate check ERROR
+    device_vote_min_sensors: int = 1  # flagged sensors that make a device window anomalous
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -137,6 +166,10 @@ class Settings:
             sensor_min_devices=_whole_number_at_least_one(env, "BSCORE_SENSOR_MIN_DEVICES", 2),
             device_max_sensors=_whole_number_at_least_one(env, "BSCORE_DEVICE_MAX_SENSORS", 64),
             sensors=parse_sensor_list(env.get("BSCORE_SENSORS")),
+            detector=_choice(env, "BSCORE_DETECTOR", DEFAULT_KIND, TRAINABLE),
+            false_alarm_rate=_rate(env, "BSCORE_FALSE_ALARM_RATE", DEFAULT_FALSE_ALARM_RATE, high=0.5),
+            **_check_rates(env),
+            device_vote_min_sensors=_integer(env, "BSCORE_DEVICE_VOTE_MIN_SENSORS", 1, 1, "sensors"),
         )
 
     @property
@@ -156,7 +189,13 @@ class PipelineSettings(dg.ConfigurableResource):
     window_seconds: int = 5
     anomaly_rate_warn: float = 0.02
     anomaly_rate_error: float = 0.10
+    # A device window is anomalous when any of its sensors is (default vote), so its rate runs
+    # several times a sensor's: about the sensor thresholds over a device of five sensors.
+    device_anomaly_rate_warn: float = 0.10
+    device_anomaly_rate_error: float = 0.40
+    device_vote_min_sensors: int = 1  # BSCORE_DEVICE_VOTE_MIN_SENSORS (scoring.verdicts)
     training_hours: int = 24
-    challenger_tolerance: float = 0.005  # a new model may flag at most this much more of the hold-out
+    detector: str = DEFAULT_KIND  # the kind training fits unless the run's config names one
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
     declared_sensors: list[str] = []  # BSCORE_SENSORS: readings of other sensors are dead-lettered
     late_policy: str = "reopen"  # or "deadletter": readings for an already aggregated hour

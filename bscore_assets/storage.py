@@ -9,10 +9,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from resources.blob import BlobStore
 from scoring.prediction_layout import (
     BLOB_HOUR_FORMAT,
+    MANIFEST,
     manifest_bytes,
     prediction_manifest_key,
     read_manifest,
@@ -141,6 +143,37 @@ def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str
         if blob.exists(key):
             blob.delete(key)
     return len(stale)
+
+
+def scored_sensors(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
+    """The sensors whose (hour, sensor) partition a run completed (it has a manifest)."""
+    prefix = f"predictions/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}/"
+    return sorted(key[len(prefix):].split("/", 1)[0].removeprefix("sensor=") for key in blob.list(prefix)
+                  if key.endswith("/" + MANIFEST))
+
+
+HOUR_PREDICTION_COLUMNS = ["ts", "device", "sensor", "is_anomaly"]
+
+
+def read_hour_predictions(blob: BlobStore, hour: pd.Timestamp, sensors: list[str]) -> pa.Table:
+    """The hour's predictions of ``sensors`` (those with a manifest), ``ts, device, sensor,
+    is_anomaly`` only, read from the parts the manifests name with ids dictionary-encoded (an
+    hour of a large fleet stays a few columns of integers)."""
+    tables = []
+    for sensor in sensors:
+        manifest = read_manifest(blob, hour, sensor)
+        for key in manifest["parts"] if manifest else []:
+            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key)), columns=HOUR_PREDICTION_COLUMNS,
+                                        read_dictionary=["device", "sensor"]))
+    if not tables:
+        return pa.table({"ts": pa.array([], pa.timestamp("ns")), "device": pa.array([], pa.string()),
+                         "sensor": pa.array([], pa.string()), "is_anomaly": pa.array([], pa.bool_())})
+    return pa.concat_tables(tables)
+
+
+def verdicts_key(hour: pd.Timestamp) -> str:
+    """The hour's device verdicts, one Parquet file (``scoring.verdicts``)."""
+    return f"verdicts/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}.parquet"
 
 
 def read_raw_hour(blob: BlobStore, hour: pd.Timestamp) -> pd.DataFrame:

@@ -1,7 +1,7 @@
-"""The SQL store: window aggregates and predictions, through SQLAlchemy 2.
+"""The SQL store: window aggregates, predictions and device verdicts, through SQLAlchemy 2.
 
 SQLite by default; PostgreSQL (``postgresql+psycopg``) and Azure SQL (``mssql+pyodbc``) with
-the same code. Both tables have primary keys, and every write replaces the rows of the hours
+the same code. Every table has a primary key, and every write replaces the rows of the hours
 (and sensors) it covers in one transaction, so a re-run never duplicates a row and a crash
 leaves the old rows or the new ones. Bulk paths move columns, not Python rows: on a SQLite
 file the replace runs on an ADBC connection (delete, then ``adbc_ingest`` per batch, one transaction;
@@ -34,6 +34,8 @@ metadata = sa.MetaData()
 
 # DATETIME on SQL Server rounds to 1/300 s; DATETIME2 keeps the microseconds the others keep.
 Timestamp = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
+# SQL Server's TEXT is deprecated (and compiled as such before a connection says the version).
+LongText = sa.Text().with_variant(mssql.VARCHAR("max"), "mssql")
 
 sensor_values = sa.Table(
     "sensor_values",
@@ -55,6 +57,19 @@ predictions = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
+)
+
+# One vote per device window over its sensors' predictions (``scoring.verdicts``); the flagged
+# sensors' ids, comma-separated, can outgrow any fixed width as devices gain sensors.
+device_verdicts = sa.Table(
+    "device_verdicts",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("is_anomaly", sa.Boolean, nullable=False),
+    sa.Column("sensors_scored", sa.Integer, nullable=False),
+    sa.Column("sensors_flagged", sa.Integer, nullable=False),
+    sa.Column("flagged_sensors", LongText, nullable=False),
 )
 
 _engines: dict[str, sa.Engine] = {}
@@ -227,7 +242,8 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 # Arrow types of each column as bscore's tables hold them (timestamps naive UTC, microseconds).
 _ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
                 "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
-                "model_version": pa.string()}
+                "model_version": pa.string(), "sensors_scored": pa.int64(), "sensors_flagged": pa.int64(),
+                "flagged_sensors": pa.string()}
 # How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
 
@@ -437,7 +453,8 @@ def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
 
 
 class SqlStore(dg.ConfigurableResource):
-    """Aggregates (``sensor_values``) and predictions (``predictions``) in a SQL database."""
+    """Aggregates (``sensor_values``), predictions (``predictions``) and device verdicts
+    (``device_verdicts``) in a SQL database."""
 
     url: str
     lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
@@ -531,7 +548,7 @@ class SqlStore(dg.ConfigurableResource):
             conditions.append(t.device.in_(list(devices)))
         if sensors is not None:
             conditions.append(t.sensor.in_(list(sensors)))
-        order = (t.device, t.sensor, t.ts)
+        order = [t[name] for name in ("device", "sensor", "ts") if name in t]
         # SQLite and PostgreSQL: ADBC fetches Arrow columns, no Python object per row or value.
         data = _read_arrow(self.engine, sa.select(*table.columns).where(*conditions).order_by(*order))
         if data is not None:
@@ -558,6 +575,21 @@ class SqlStore(dg.ConfigurableResource):
     def read_predictions(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:
         frame = self._read(predictions, start, end, devices, sensors)
         return frame.astype({"value": "float64", "score": "float64", "is_anomaly": "bool"})
+
+    def replace_device_verdicts_batches(self, start: datetime, end: datetime,
+                                        batches: Iterable[pa.Table | pd.DataFrame]) -> int:
+        """Replace the device verdicts of the hours ``[start, end)`` (windows ending in
+        ``(start, end]``) by the rows of ``batches``, in one transaction; returns the rows
+        written. A batch with a row outside the hours, or an error while the batches are
+        produced, leaves the previous rows."""
+        t = device_verdicts.c
+        return self._replace(device_verdicts, batches, sa.and_(t.ts > start, t.ts <= end), start, end)
+
+    def read_device_verdicts(self, start=None, end=None, devices=None) -> pd.DataFrame:
+        """Device verdicts of the hours ``[start, end)``, optionally of some devices, sorted by
+        device and ts: ``ts, device, is_anomaly, sensors_scored, sensors_flagged, flagged_sensors``."""
+        frame = self._read(device_verdicts, start, end, devices)
+        return frame.astype({"is_anomaly": "bool", "sensors_scored": "int64", "sensors_flagged": "int64"})
 
     def window_stats(self, start: datetime, end: datetime) -> tuple[int, int]:
         """``(windows, readings)`` stored for the hours ``[start, end)``: how many windows, and the

@@ -2,13 +2,10 @@
 
 Rows are cut into runs of consecutive rows with the same (device, sensor) model, found
 from integer codes (a categorical column gives them for free; anything else is factorized
-once), so no Python loop runs per model or per row. One-class SVMs are grouped by kernel
-(models with many support vectors apart, so that few are padded to them) and evaluated in
-cache-sized blocks of whole runs: where a block's runs have equal length (each model has
-the hour's windows, as rows sorted by device and sensor from the SQL store do) its rows
-form a grid and each model's parameters broadcast along its row; otherwise they are
-repeated over the runs. Blocks run on ``THREADS`` threads (numpy releases the GIL). Other
-detectors (``scoring.detectors``) are scored one model at a time.
+once), so no Python loop runs per model or per row. Each detector kind (``scoring.detectors``)
+compiles its models into batches, and each batch scores cache-sized blocks of whole runs (a
+run is one series in time order when rows are sorted by device, sensor and time, as the SQL
+store returns them). Blocks run on ``THREADS`` threads (numpy releases the GIL).
 
 One device's model never takes the shard down: a bundle that cannot be compiled, a
 detector that raises, or parameters that give a non-finite score refuse that device (all
@@ -24,12 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scoring.model_format import ModelBundle, SensorModel
+from scoring.detectors import kind_of
+from scoring.model_format import ModelBundle
 
 PREDICTION_COLUMNS = ["ts", "device", "sensor", "value", "score", "is_anomaly", "model_version"]
 BLOCK_ROWS = 1 << 17
 THREADS = min(2, os.cpu_count() or 1)
-NARROW_SV = 16
 
 
 def _no_refusals() -> pd.DataFrame:
@@ -78,145 +75,39 @@ class Runs:
         return np.repeat(self.start[runs] - offsets, lengths) + np.arange(total)
 
 
-class _SvmGroup:
-    """One-class SVMs sharing a kernel (and degree), support vectors padded to the widest.
-
-    ``p`` holds the members' parameters as flat arrays (``_svm_arrays``).
-    """
-
-    def __init__(self, kernel: str, degree: int, p: dict[str, np.ndarray]):
-        self.kernel, self.degree, self.n_sv = kernel, int(degree), p["n_sv"]
-        count, width = len(self.n_sv), max(int(self.n_sv.max()), 1)
-        offsets = np.cumsum(self.n_sv) - self.n_sv
-        position = np.arange(len(p["vectors"])) - np.repeat(offsets, self.n_sv)
-        member = np.repeat(np.arange(count), self.n_sv)
-        sv, coef = np.zeros((width, count)), np.zeros((width, count))
-        sv[position, member], coef[position, member] = p["vectors"], p["coef"]
-        self.mean, self.intercept, self.coef0 = p["mean"], p["intercept"], p["coef0"]
-        scale, gamma = p["scale"], p["gamma"]
-        if kernel == "rbf":
-            # gamma * (z - s)^2 == (z*sqrt(gamma) - s*sqrt(gamma))^2, with z = (x - mean) / scale;
-            # a positive coefficient c enters as exp(log c - ...), saving one pass per vector.
-            self.factor = np.sqrt(gamma) / scale
-            self.vectors = sv * np.sqrt(gamma)
-            self.positive = bool((p["coef"] > 0).all())
-            with np.errstate(divide="ignore"):
-                self.coef = np.log(coef) if self.positive else coef
-        elif kernel == "linear":
-            self.factor = (coef * sv).sum(axis=0) / scale
-        else:
-            # Same operations in the same order as libsvm: a polynomial's terms can be large.
-            self.scale, self.gamma, self.vectors, self.coef = scale, gamma, sv, coef
-
-    def decision(self, x: np.ndarray, model: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """Decision values of ``x``, whose runs of ``length`` rows have group-local ``model``."""
-        if (length == length[0]).all():
-            # Runs of equal length (every model has the hour's windows) form a grid, and each
-            # run's parameters broadcast along its row instead of being repeated per reading.
-            x = x.reshape(len(length), int(length[0]))
-
-            def per_row(params):
-                return params[model][:, None]
-        else:
-            def per_row(params):
-                return np.repeat(params[model], length)
-
-        # Only as many vectors as the widest model of this block has.
-        return self._decision(x, per_row, int(self.n_sv[model].max())).reshape(-1)
-
-    def _decision(self, x: np.ndarray, per_row, width: int) -> np.ndarray:
-        t = x - per_row(self.mean)
-        if self.kernel == "linear":
-            t *= per_row(self.factor)
-            return np.add(t, per_row(self.intercept), out=t)
-        if self.kernel != "rbf":
-            return self._kernel_sum(t / per_row(self.scale), per_row, width)
-        t *= per_row(self.factor)
-        acc, d = np.empty_like(t), np.empty_like(t)
-        acc[...] = per_row(self.intercept)
-        for j in range(width):
-            np.subtract(t, per_row(self.vectors[j]), out=d)
-            np.square(d, out=d)
-            if self.positive:
-                np.subtract(per_row(self.coef[j]), d, out=d)
-                np.exp(d, out=d)
-            else:
-                np.negative(d, out=d)
-                np.exp(d, out=d)
-                d *= per_row(self.coef[j])
-            acc += d
-        return acc
-
-    def _kernel_sum(self, z: np.ndarray, per_row, width: int) -> np.ndarray:
-        """Poly or sigmoid: sum_j coef_j * K(sv_j, z) + intercept, summed as libsvm does."""
-        gamma, coef0 = per_row(self.gamma), per_row(self.coef0)
-        acc = np.zeros_like(z)
-        for j in range(width):
-            d = z * per_row(self.vectors[j])
-            d *= gamma
-            d += coef0
-            d = _powi(d, self.degree) if self.kernel == "poly" else np.tanh(d, out=d)
-            d *= per_row(self.coef[j])
-            acc += d
-        acc += per_row(self.intercept)
-        return acc
-
-
-def _powi(base: np.ndarray, times: int) -> np.ndarray:
-    """``base ** times`` by repeated squaring, exactly as libsvm's ``powi``."""
-    result, power = np.ones_like(base), base.copy()
-    while times > 0:
-        if times % 2 == 1:
-            result *= power
-        power *= power
-        times //= 2
-    return result
-
-
 class CompiledModels:
-    """Models as flat arrays, ready to score any rows; build once, score many shards.
+    """Models as batches of their kinds, ready to score any rows; build once, score many shards.
 
     Parameters
     ----------
     models : list
-        ``SensorModel`` (vectorized) or detector models with a ``score(values)`` method.
+        Fitted models of any ``scoring.detectors`` kinds.
     """
 
     def __init__(self, models: list):
         self.models = models
         self.group = np.full(len(models), -1)
         self.local = np.zeros(len(models), dtype=np.int64)
-        self.groups: list[_SvmGroup] = []
-        svm = [i for i, model in enumerate(models) if isinstance(model, SensorModel)]
-        if not svm:
-            return
-        p = _svm_arrays([models[i] for i in svm])
-        # Wide models get groups of their own so that narrow ones are not padded to them.
-        bucket = np.where(p["n_sv"] <= NARROW_SV, 0, 1 << np.ceil(np.log2(np.maximum(p["n_sv"], 1))).astype(int))
-        kind = [(kernel, degree if kernel == "poly" else 0, 0 if kernel == "linear" else int(b))
-                for kernel, degree, b in zip(p["kernel"], p["degree"].tolist(), bucket.tolist())]
-        codes, keys = pd.factorize(pd.Series(kind, dtype=object))
-        offsets = np.cumsum(p["n_sv"]) - p["n_sv"]
-        for gid, (kernel, degree, _) in enumerate(keys):
-            members = np.flatnonzero(codes == gid)
-            sv_rows = np.repeat(offsets[members], p["n_sv"][members]) + _ranges(p["n_sv"][members])
-            group = {k: v[members] for k, v in p.items() if k not in ("vectors", "coef", "kernel", "degree")}
-            group.update(vectors=p["vectors"][sv_rows], coef=p["coef"][sv_rows])
-            self.group[np.asarray(svm)[members]] = gid
-            self.local[np.asarray(svm)[members]] = np.arange(len(members))
-            self.groups.append(_SvmGroup(kernel, degree, group))
+        self.groups: list = []
+        kinds = [kind_of(model) for model in models]
+        for kind in dict.fromkeys(kinds):
+            mine = np.array([i for i, k in enumerate(kinds) if k is kind])
+            for members, batch in kind.compile([models[i] for i in mine]):
+                self.group[mine[members]] = len(self.groups)
+                self.local[mine[members]] = np.arange(len(members))
+                self.groups.append(batch)
 
     def decision(self, values: np.ndarray, runs: Runs, threads: int = THREADS,
                  errors: dict[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Decision values and anomaly flags of every row of a run with a model (others: NaN).
+        """Scores and anomaly flags of every row of a run with a model (others: NaN, not flagged).
 
-        A detector that raises scores NaN; its model number and the error go to ``errors``.
+        A batch that raises scores NaN; each of its models' numbers and the error go to ``errors``.
         """
         values = np.asarray(values, dtype=np.float64)
-        score = np.empty(len(values))
+        score = np.full(len(values), np.nan)
         anomaly = np.zeros(len(values), dtype=bool)
         has_model = runs.model >= 0
-        run_group = np.full(len(runs.model), -2)
+        run_group = np.full(len(runs.model), -1)
         run_group[has_model] = self.group[runs.model[has_model]]
         tasks = []
         for gid, group in enumerate(self.groups):
@@ -226,10 +117,16 @@ class CompiledModels:
 
         def score_blocks(share):
             # Overflow gives a non-finite score, which refuses its device (score_shard): no warning needed.
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for group, block in share:
                     rows = runs.rows(block)
-                    score[rows] = group.decision(values[rows], self.local[runs.model[block]], runs.length[block])
+                    try:
+                        score[rows], anomaly[rows] = group.decision(values[rows], self.local[runs.model[block]],
+                                                                    runs.length[block])
+                    except Exception as exc:  # a loaded detector that fails fails its device, not the shard
+                        score[rows], anomaly[rows] = np.nan, False
+                        for model in np.unique(runs.model[block]) if errors is not None else ():
+                            errors[int(model)] = f"{type(exc).__name__}: {str(exc)[:200]}"
 
         threads = max(1, min(threads, len(tasks)))
         if threads > 1:
@@ -239,62 +136,13 @@ class CompiledModels:
                 list(pool.map(score_blocks, [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
         else:
             score_blocks(tasks)
-        unscored = np.flatnonzero(run_group < 0)
-        if len(unscored):
-            score[runs.rows(unscored)] = np.nan
-        np.less_equal(score, 0, out=anomaly)  # libsvm: an SVM's label is +1 only where decision > 0
-        for run_ids in _detector_runs(runs, run_group):
-            rows = runs.rows(run_ids)
-            model = runs.model[run_ids[0]]
-            try:
-                score[rows], anomaly[rows] = self.models[model].score(values[rows])
-            except Exception as exc:  # a loaded detector that fails fails its device, not the shard
-                score[rows], anomaly[rows] = np.nan, False
-                if errors is not None:
-                    errors[int(model)] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return score, anomaly
-
-
-def _ranges(counts: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(c) for c in counts])`` without the loop."""
-    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
-def _svm_arrays(models: list[SensorModel]) -> dict[str, np.ndarray]:
-    """Parameters of one-feature SVMs as flat arrays (support vectors and coefficients concatenated)."""
-    vectors = [m.support_vectors for m in models]
-    n = len(models)
-    wide = next((v.shape[1] for v in vectors if v.shape[1] != 1), None)
-    if wide is not None:
-        raise ValueError(f"the batch scorer scores one value per reading; a model has {wide} features")
-    return {
-        "n_sv": np.fromiter(map(len, vectors), np.int64, n),
-        "vectors": np.concatenate(vectors).reshape(-1) if n else np.empty(0),
-        "coef": np.concatenate([m.dual_coef for m in models]),
-        "mean": np.concatenate([m.mean for m in models]),
-        "scale": np.concatenate([m.scale for m in models]),
-        "gamma": np.fromiter((m.gamma for m in models), float, n),
-        "intercept": np.fromiter((m.intercept for m in models), float, n),
-        "coef0": np.fromiter((m.coef0 for m in models), float, n),
-        "degree": np.fromiter((m.degree for m in models), np.int64, n),
-        "kernel": [m.kernel for m in models],
-    }
 
 
 def _blocks(runs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     """Consecutive runs split into blocks of about ``BLOCK_ROWS`` rows."""
     block = (np.cumsum(lengths) - lengths) // BLOCK_ROWS
     return np.split(runs, np.flatnonzero(np.diff(block)) + 1)
-
-
-def _detector_runs(runs: Runs, run_group: np.ndarray) -> list[np.ndarray]:
-    """The runs of each non-SVM model, one array per model."""
-    ids = np.flatnonzero(run_group == -1)
-    if not len(ids):
-        return []
-    order = np.argsort(runs.model[ids], kind="stable")
-    ids = ids[order]
-    return np.split(ids, np.flatnonzero(np.diff(runs.model[ids])) + 1)
 
 
 def decision_values(values: np.ndarray, model_index: np.ndarray, models: list) -> np.ndarray:
@@ -376,7 +224,7 @@ def _compile_error(bundle: ModelBundle) -> str | None:
 
 
 def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleModels,
-                threads: int = THREADS) -> ShardScores:
+                threads: int = THREADS, context_until=None) -> ShardScores:
     """Score every row of a shard with its device's model for its sensor.
 
     Parameters
@@ -388,13 +236,17 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
         Device id to its current model bundle, or those bundles already compiled.
     threads : int
         Threads that score blocks of rows in parallel.
+    context_until : Timestamp, optional
+        Rows stamped at or before it are context: they inform the scores of the rows after
+        them (a kind that judges a window by its recent past) but are neither returned nor
+        counted.
 
     Returns
     -------
     ShardScores
         ``predictions`` (``ts, device, sensor, value, score, is_anomaly, model_version``,
-        where ``score`` is the decision value; an SVM's anomaly has ``score <= 0``, another
-        detector's ``score < 0``), the rows without a model, counted per device and sensor,
+        where ``score`` is the decision value, higher is more normal, and each kind flags
+        below its threshold, see ``scoring.detectors``), the rows without a model, counted per device and sensor,
         and ``refused`` (``device, reason``): devices whose model could not be compiled,
         raised, or gave a non-finite score; none of their rows are in ``predictions``.
     """
@@ -413,8 +265,12 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
         refused_device = np.asarray(device_labels.isin(refused["device"]))[device_codes[first]]
         has_run &= ~refused_device
         missing_runs &= ~refused_device
+    judged = None if context_until is None else rows["ts"].to_numpy() > np.datetime64(pd.Timestamp(context_until))
     keep = slice(None) if has_run.all() else np.repeat(has_run, runs.length)
     version_codes = np.repeat(compiled.version_codes[runs.model[has_run]], runs.length[has_run])
+    if judged is not None:
+        version_codes = version_codes[judged[keep]]
+        keep = judged & (True if isinstance(keep, slice) else keep)
     columns = {name: rows[name].array[keep] for name in ("ts", "device", "sensor", "value")}
     predictions = pd.DataFrame({
         **columns,
@@ -422,7 +278,7 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
         "is_anomaly": anomaly[keep],
         "model_version": pd.Categorical.from_codes(version_codes, categories=compiled.version_labels, validate=False),
     }, copy=False)
-    return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows, missing_runs), refused)
+    return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows, missing_runs, judged), refused)
 
 
 def _refusals(runs: Runs, first: np.ndarray, score: np.ndarray, errors: dict[int, str], compiled: BundleModels,
@@ -459,11 +315,14 @@ def _refusals(runs: Runs, first: np.ndarray, score: np.ndarray, errors: dict[int
     return pd.DataFrame({"device": list(reasons), "reason": ["; ".join(r) for r in reasons.values()]})
 
 
-def _missing(runs: Runs, first: np.ndarray, rows: pd.DataFrame, missing: np.ndarray) -> pd.DataFrame:
-    """Rows of the ``missing`` runs (no model), counted per device and sensor."""
+def _missing(runs: Runs, first: np.ndarray, rows: pd.DataFrame, missing: np.ndarray,
+             judged: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows of the ``missing`` runs (no model), counted per device and sensor (only ``judged`` rows)."""
+    lengths = runs.length if judged is None or not len(judged) else np.add.reduceat(judged.astype(np.int64), runs.start)
     frame = pd.DataFrame({
         "device": rows["device"].iloc[first[missing]].to_numpy(),
         "sensor": rows["sensor"].iloc[first[missing]].to_numpy(),
-        "rows": runs.length[missing].astype(np.int64),
+        "rows": lengths[missing].astype(np.int64),
     })
+    frame = frame[frame["rows"] > 0]
     return frame.groupby(["device", "sensor"], sort=True, observed=True, dropna=False)["rows"].sum().reset_index()

@@ -29,6 +29,10 @@ from scoring.shards import ShardTask
 from scoring.windows import hour_of_window
 
 HOUR = pd.Timedelta(hours=1)
+# Kinds that judge a window by its recent past (the robust kind: up to 60 windows, 5 minutes of
+# 5 s windows) see the minutes before the shard's first hour too, so its first windows are
+# judged like the rest; those windows are context, not scored again.
+CONTEXT = pd.Timedelta(minutes=6)
 
 
 def partition_summary(hour, sensor, windows: pd.DataFrame, predictions: pd.DataFrame,
@@ -79,7 +83,7 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
     """
     started = time.perf_counter()
     start, end = min(task.hours), max(task.hours) + HOUR
-    windows = store.read_sensor_values(start, end, devices=list(task.devices), sensors=list(task.sensors))
+    windows = store.read_sensor_values(start - CONTEXT, end, devices=list(task.devices), sensors=list(task.sensors))
     read = time.perf_counter()
     devices = windows["device"].astype(str)
     bundles, refused = load_current_bundles_or_refusals(blobs, sorted(devices.unique()))
@@ -87,11 +91,12 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
     # A refused device's rows are not scored, and not reported as missing a model either:
     # they are in the refusals, with the reason.
     kept = windows if not refused else windows[~devices.isin(list(refused))].reset_index(drop=True)
-    scores = score_shard(kept, bundles)
+    scores = score_shard(kept, bundles, context_until=start)
     # A device whose model failed while scoring is refused too, with the scorer's reason.
     refused = {**refused, **dict(zip(scores.refused["device"].astype(str), scores.refused["reason"]))}
     scored = time.perf_counter()
     predictions = scores.predictions
+    windows = windows[windows["ts"] > start]
     window_hours = hour_of_window(windows["ts"]).to_numpy()
     prediction_hours = hour_of_window(predictions["ts"]).to_numpy()
     summaries = []

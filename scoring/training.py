@@ -1,93 +1,54 @@
-"""Fit one StandardScaler + OneClassSVM per sensor of a device, the reference's pipeline.
+"""Fit a device's models, one per sensor, of the kind asked for, thresholds from the data.
 
 Training is isolated per sensor and per device: a sensor whose windows cannot be fitted
-(too few, non-finite, overflowing once scaled, or refused by scikit-learn) is refused with
-its reason, and every other sensor and device still trains. Refusals are returned as data,
-so the caller reports them per device.
+(too few, non-finite, overflowing, or refused by its kind) is refused with its reason, and
+every other sensor and device still trains. Refusals are returned as data, so the caller
+reports them per device. Each model's threshold is calibrated on its own training windows by
+its kind (``scoring.detectors``) to its share of the device's false-alarm budget
+(``FitOptions.false_alarm_rate`` split evenly over the device's sensors).
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import OneClassSVM
 
-from scoring.model_format import ModelBundle, ModelFormatError, SensorModel, model_metadata, versioned_bundle
+from scoring.detectors import DEFAULT_KIND, KINDS, TRAINABLE, FitOptions, SvmParams, TrainingError
+from scoring.detectors.svm import build_pipeline, fit_sensor_model
+from scoring.model_format import ModelBundle, versioned_bundle
 
-
-class TrainingError(ValueError):
-    """A sensor's windows cannot be fitted; the message says why."""
+__all__ = ["FitOptions", "SvmParams", "TrainingError", "build_pipeline", "fit_sensor_model", "fit_series",
+           "train_device_bundle", "train_fleet"]
 
 
-@dataclass(frozen=True)
-class SvmParams:
-    """Hyperparameters of the one-class SVM; the defaults are the reference's."""
-
-    nu: float = 0.0001
-    kernel: str = "rbf"
-    gamma: float | str = 0.01
-    coef0: float = 0.0
-    degree: int = 3
-    min_samples: int = 10
+def _check_kind(kind: str) -> None:
+    if kind not in TRAINABLE:
+        raise ValueError(f"kind {kind!r} is not one bscore trains: one of {', '.join(TRAINABLE)}")
 
 
-def build_pipeline(params: SvmParams = SvmParams()) -> Pipeline:
-    """The unfitted scaler + one-class SVM pipeline."""
-    return Pipeline(
-        [
-            ("scaler", StandardScaler()),
-            (
-                "classifier",
-                OneClassSVM(
-                    nu=params.nu,
-                    kernel=params.kernel,
-                    gamma=params.gamma,
-                    coef0=params.coef0,
-                    degree=params.degree,
-                ),
-            ),
-        ]
-    )
-
-
-def fit_sensor_model(values: np.ndarray, params: SvmParams = SvmParams(), trained_from=None,
-                     trained_to=None) -> tuple[SensorModel, Pipeline]:
-    """Fit the pipeline on one sensor's window values; return its safe form and the pipeline.
+def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions = FitOptions(),
+               trained_from=None, trained_to=None):
+    """One sensor's model of kind ``kind`` from its training windows (in time order).
 
     Raises
     ------
     TrainingError
-        When the values cannot be fitted: non-finite values, values whose scaling
-        overflows (a reading of 1e300 has an infinite variance), a fit scikit-learn refuses,
-        or fitted parameters the scorer could not use.
+        When the windows cannot be fitted; the message says why.
+    ValueError
+        When ``kind`` is not a trainable kind.
     """
-    x = np.asarray(values, dtype=float).reshape(-1, 1)
-    if not np.isfinite(x).all():
-        raise TrainingError(f"{int((~np.isfinite(x)).sum())} of {len(x)} windows are NaN or infinite")
-    try:
-        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"), warnings.catch_warnings():
-            # Overflow in the scaler's variance is an error here, not a warning and a NaN later.
-            warnings.simplefilter("error", RuntimeWarning)
-            pipeline = build_pipeline(params).fit(x)
-    except (ValueError, FloatingPointError, OverflowError, RuntimeWarning) as exc:
-        raise TrainingError(f"cannot fit {len(x)} windows (min {x.min():.6g}, max {x.max():.6g}): "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    metadata = model_metadata(sklearn.__version__, len(x), trained_from, trained_to, nu=params.nu)
-    try:
-        return SensorModel.from_pipeline(pipeline, metadata), pipeline
-    except ModelFormatError as exc:
-        raise TrainingError(f"the fitted model is not usable: {exc}") from None
+    _check_kind(kind)
+    values = np.asarray(values, dtype=float)
+    if len(values) < options.min_samples:
+        raise TrainingError(f"{len(values)} windows, fewer than min_samples={options.min_samples}")
+    return KINDS[kind].fit(values, options, trained_from, trained_to)
 
 
-def train_device_bundle(
-    device: str, aggregates: pd.DataFrame, params: SvmParams = SvmParams()
-) -> tuple[ModelBundle, dict[str, str]]:
+def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptions = FitOptions(),
+                        kind: str = DEFAULT_KIND, kinds: dict[str, str] | None = None
+                        ) -> tuple[ModelBundle, dict[str, str]]:
     """Fit a model for every sensor of ``device`` whose windows can be fitted.
 
     Parameters
@@ -96,37 +57,45 @@ def train_device_bundle(
         The device whose windows ``aggregates`` holds.
     aggregates : DataFrame
         ``ts, sensor, value`` windows of that device.
-    params : SvmParams
-        Hyperparameters, and the fewest windows a sensor needs (``min_samples``).
+    options : FitOptions
+        The false-alarm budget, the fewest windows a sensor needs, the SVM's hyperparameters.
+        The budget is the device's: operators act on device windows, and a device window is
+        anomalous when any of its sensors is, so each of its S sensors' models gets a budget
+        of ``false_alarm_rate / S``.
+    kind : str
+        The detector kind of every sensor (``scoring.detectors.TRAINABLE``)...
+    kinds : dict, optional
+        ...unless named here for the sensor (``bscore train --select`` chooses them).
 
     Returns
     -------
     (ModelBundle, dict)
         The bundle of the sensors that trained, versioned by training time and content
-        (it may hold no model), and ``{sensor: reason}`` for each sensor refused: too few
-        windows, or windows that cannot be fitted. The reasons name the device and sensor.
+        (it may hold no model), and ``{sensor: reason}`` for each sensor refused. The reasons
+        name the device and sensor.
 
     Examples
     --------
     >>> bundle, refused = train_device_bundle("pump-7", windows)  # doctest: +SKIP
     >>> refused
-    {'3': 'device pump-7 sensor 3: cannot fit 720 windows (min 10.1, max 1e+300): FloatingPointError: ...'}
+    {'3': 'device pump-7 sensor 3: 720 of 720 windows are NaN or infinite'}
     """
     models, refused = {}, {}
-    for sensor, rows in aggregates.groupby("sensor", sort=True):
+    by_sensor = aggregates.sort_values("ts", kind="stable").groupby("sensor", sort=True, observed=True)
+    per_sensor = replace(options, false_alarm_rate=options.false_alarm_rate / max(by_sensor.ngroups, 1))
+    for sensor, rows in by_sensor:
         sensor = str(sensor)
-        if len(rows) < params.min_samples:
-            refused[sensor] = (f"device {device} sensor {sensor}: {len(rows)} windows, "
-                               f"fewer than min_samples={params.min_samples}")
-            continue
         try:
-            models[sensor], _ = fit_sensor_model(rows["value"].to_numpy(), params, rows["ts"].min(), rows["ts"].max())
+            models[sensor] = fit_series(rows["value"].to_numpy(), (kinds or {}).get(sensor, kind), per_sensor,
+                                        rows["ts"].min(), rows["ts"].max())
         except TrainingError as exc:
             refused[sensor] = f"device {device} sensor {sensor}: {exc}"
-    return versioned_bundle(device, models, {"params": params.__dict__}), refused
+    metadata = {"kind": kind, "false_alarm_rate": options.false_alarm_rate,
+                "sensor_false_alarm_rate": per_sensor.false_alarm_rate, "params": options.svm.__dict__}
+    return versioned_bundle(device, models, metadata), refused
 
 
-def train_fleet(windows: pd.DataFrame, devices, params: SvmParams = SvmParams()
+def train_fleet(windows: pd.DataFrame, devices, options: FitOptions = FitOptions(), kind: str = DEFAULT_KIND
                 ) -> tuple[dict[str, ModelBundle], dict[str, dict[str, str]]]:
     """Train every device of ``devices`` on its rows of ``windows``, each on its own.
 
@@ -136,8 +105,10 @@ def train_fleet(windows: pd.DataFrame, devices, params: SvmParams = SvmParams()
         ``ts, device, sensor, value`` windows.
     devices : iterable of str
         The devices to train (a device without windows is refused with that reason).
-    params : SvmParams
-        Hyperparameters.
+    options : FitOptions
+        Budget and hyperparameters.
+    kind : str
+        The detector kind.
 
     Returns
     -------
@@ -146,6 +117,7 @@ def train_fleet(windows: pd.DataFrame, devices, params: SvmParams = SvmParams()
         ``{sensor: reason}`` for every refused sensor (``{"*": reason}`` when the device
         had no windows at all or failed as a whole).
     """
+    _check_kind(kind)
     by_device = dict(tuple(windows.groupby("device", sort=False, observed=True))) if len(windows) else {}
     bundles, refused = {}, {}
     for device in devices:
@@ -154,7 +126,7 @@ def train_fleet(windows: pd.DataFrame, devices, params: SvmParams = SvmParams()
             refused[device] = {"*": f"device {device}: no windows in the training window"}
             continue
         try:
-            bundle, sensors = train_device_bundle(device, rows, params)
+            bundle, sensors = train_device_bundle(device, rows, options, kind)
         except Exception as exc:  # one device's failure must not stop the fleet's training
             refused[device] = {"*": f"device {device}: training failed: {type(exc).__name__}: {exc}"}
             continue

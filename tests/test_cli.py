@@ -27,18 +27,22 @@ def env(bscore_home):
 
 
 def test_demo_prints_per_sensor_table_and_runs_are_in_the_instance(env, bscore_home):
-    out = run(["demo", "--devices", "2", "--sensors", "3", "--train-hours", "1", "--score-hours", "1"], env).stdout
+    # The uniform simulator: today's reference detector fails the realistic fleet's anomaly-rate check (issue 17).
+    out = run(["demo", "--devices", "2", "--sensors", "3", "--train-hours", "1", "--score-hours", "1",
+               "--profile", "uniform"], env).stdout
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["sensor", "windows_scored", "anomalies_flagged"])
+    assert lines[header].split()[3:] == ["planted", "precision", "recall", "false_alarm_rate"]
     table = [line.split() for line in lines[header + 1 : header + 4]]
     assert [row[0] for row in table] == ["1", "2", "3"]
     assert all(int(row[1]) == 2 * 720 for row in table)
     recalls = [float(row[5]) for row in table if row[5] != "NaN"]
     assert recalls and min(recalls) >= 0.9
+    assert all(0 <= float(row[6]) <= 0.02 for row in table)
     assert "make ui" in out
     instance = dg.DagsterInstance.from_config(str(bscore_home / "dagster"))
     jobs = {run.job_name for run in instance.get_runs()}
-    assert {"ingest_job", "training_job", "scoring_job"} <= jobs
+    assert {"ingest_job", "training_job", "scoring_job", "verdicts_job"} <= jobs
     assert all(run.is_success for run in instance.get_runs())
 
 
@@ -72,7 +76,7 @@ def test_bad_input_gives_a_clear_error(env, tmp_path):
     assert result.returncode == 2 and "--from 'yesterday'" in result.stderr
 
 
-def test_workspace_loads_with_four_assets_and_their_checks(env):
+def test_workspace_loads_with_five_assets_and_their_checks(env):
     result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -80,11 +84,12 @@ def test_workspace_loads_with_four_assets_and_their_checks(env):
 
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"}
+        "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert {("sensor_aggregates", "readings_reconciled"), ("device_models", "every_sensor_has_model"),
             ("device_models", "challenger_gate"),
-            ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage")} <= checks
+            ("sensor_predictions", "anomaly_rate"), ("sensor_predictions", "scoring_coverage"),
+            ("device_verdicts", "device_anomaly_rate")} <= checks
 
 
 def write_testbed_export(path: Path, start: pd.Timestamp, hours: int) -> None:

@@ -1,37 +1,48 @@
-"""``device_models``: one bundle per device, a fitted pipeline per sensor, versioned in blob ``models/``.
+"""``device_models``: one bundle per device, a detector per sensor, versioned in blob ``models/``.
 
-Retraining goes through the champion/challenger gate (``scoring.champion``): the challenger
-learns only windows the current model accepts, and becomes current only if it passes the
-hold-out hour (the window's last hour). Decisions are per device; a device whose training
-fails is refused by name and the others go on. A promoted version becomes current only once
-the materialization that records it is stored.
+Retraining goes through the gate (``scoring.champion``): the challenger learns the training
+window less the hours the current model flags over the WARN rate, and each sensor's model is
+judged on the hold-out hour (the window's last hour) against the WARN rate; a sensor over it
+falls back to the robust kind, or is refused by name (the device keeps its current model for
+it). A device whose training fails is refused by name and the others go on. A promoted
+version becomes current only once the materialization that records it is stored.
 """
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from bscore_assets.models.outcome import TrainingOutcome
 from bscore_assets.partitions import device_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.champion import gate, windows_champion_accepts
+from scoring.detectors import FitOptions, SvmParams, kind_of
+from scoring.model_format import ModelBundle, versioned_bundle
 from scoring.model_store import load_current_bundles_or_refusals, make_current, save_bundle
-from scoring.training import SvmParams, train_device_bundle
+from scoring.selection import choose_kinds
+from scoring.training import fit_series, train_device_bundle
 
 HOUR = pd.Timedelta(hours=1)
 TRAINING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 class TrainingConfig(dg.Config):
-    """The training window (hours, both ends included) and the SVM's hyperparameters.
+    """The training window (hours, both ends included), the detector kind and its budget.
 
-    Without a window, the last ``training_hours`` hours that have windows are used.
+    Without a window, the last ``training_hours`` hours that have windows are used. Without a
+    kind or budget, the pipeline's (``BSCORE_DETECTOR``, ``BSCORE_FALSE_ALARM_RATE``).
+    ``select`` picks each sensor's kind by the recall of anomalies planted into its own
+    training windows (``scoring.selection``).
     """
 
     from_hour: str | None = None
     to_hour: str | None = None
+    kind: str | None = None
+    false_alarm_rate: float | None = None
+    select: bool = False
     nu: float = 0.0001
     kernel: str = "rbf"
     gamma: float = 0.01
@@ -56,32 +67,58 @@ def training_window(config: TrainingConfig, sql: SqlStore, hours: int) -> tuple[
 
 
 def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd.Timestamp,
-                 params: SvmParams, pipeline: PipelineSettings) -> dict:
-    """Train one device's challenger and judge it; returns what happened (and the bundle, if any).
+                 options: FitOptions, kind: str, select: bool, pipeline: PipelineSettings) -> TrainingOutcome:
+    """Train one device's challenger and judge it per sensor on the hold-out hour.
 
-    With a current model, the challenger learns the hours before the hold-out hour, less what
-    the current model flags, and must pass the hold-out hour. A first model learns the whole
-    window it was given (the user's or the cron's), and its rate on the window's last hour is
-    reported, not judged: there is nothing better to keep.
+    The challenger learns the hours before the hold-out hour (all of a one-hour window), less
+    every hour the current model flags over the WARN rate. A sensor over the WARN rate on the
+    hold-out falls back to the robust kind when it was another; if it is still over, it is
+    refused: the device keeps its current model for that sensor, or has none.
     """
     holdout = windows[windows["ts"] > holdout_start]
-    training = windows[windows["ts"] <= holdout_start] if champion is not None else windows
+    training = windows[windows["ts"] <= holdout_start]
     if training.empty:  # a one-hour window: train and judge on it
         training = windows
     selection = windows_champion_accepts(training, champion, pipeline.anomaly_rate_warn)
+    outcome = TrainingOutcome(windows_trained=len(selection.windows), windows_excluded=selection.excluded_windows,
+                              hours_excluded=[f"{h:%Y-%m-%dT%H}" for h in selection.excluded_hours])
     try:
-        bundle, too_few = train_device_bundle(device, selection.windows, params)
+        choices = choose_kinds(selection.windows, options) if select else {}
+        outcome.selected = {sensor: choice.describe() for sensor, choice in choices.items()}
+        bundle, outcome.sensors_without_model = train_device_bundle(
+            device, selection.windows, options, kind, {sensor: choice.kind for sensor, choice in choices.items()})
+        decision = gate(bundle, holdout, pipeline.anomaly_rate_warn)
+        models = dict(bundle.models)
+        for sensor in list(decision.over):
+            if kind_of(models[sensor]).name == "robust":
+                continue
+            rows = selection.windows[selection.windows["sensor"].astype(str) == sensor]
+            models[sensor] = fit_series(rows["value"].to_numpy(), "robust", options, rows["ts"].min(), rows["ts"].max())
+            outcome.fell_back[sensor] = f"{kind_of(bundle.models[sensor]).name} flagged {decision.over[sensor]:.2%}"
+        if outcome.fell_back:
+            decision = gate(ModelBundle(device, bundle.version, models), holdout, pipeline.anomaly_rate_warn)
     except TRAINING_ERRORS as exc:
-        return {"status": "refused", "reason": f"training failed: {type(exc).__name__}: {str(exc)[:300]}"}
-    outcome = {"windows_trained": len(selection.windows), "windows_excluded": selection.excluded_windows,
-               "hours_excluded": [f"{h:%Y-%m-%dT%H}" for h in selection.excluded_hours],
-               "sensors_without_model": too_few}
-    if not bundle.models:
-        return {**outcome, "status": "no model", "reason": "no sensor had enough windows"}
-    decision = gate(bundle, champion, holdout, pipeline.anomaly_rate_warn, pipeline.challenger_tolerance)
-    return {**outcome, "bundle": bundle, "status": "promoted" if decision.promoted else "rejected",
-            "reason": decision.reason, "challenger_rate": decision.challenger_rate,
-            "champion_rate": decision.champion_rate}
+        outcome.status, outcome.reason = "refused", f"training failed: {type(exc).__name__}: {str(exc)[:300]}"
+        return outcome
+    outcome.holdout_rates = decision.rates
+    for sensor, rate in decision.over.items():
+        outcome.sensors_refused[sensor] = f"flags {rate:.2%} of the hold-out hour, over the WARN rate " \
+                                          f"{pipeline.anomaly_rate_warn:.2%}"
+        models.pop(sensor)
+        if champion is not None and sensor in champion.models:
+            models[sensor] = champion.models[sensor]
+            outcome.sensors_kept[sensor] = champion.version
+    outcome.constant_sensors = sorted(s for s, m in models.items() if getattr(m, "rule", None) == "constant")
+    trained = set(models) - set(outcome.sensors_kept)
+    if not trained:
+        outcome.status = "no model"
+        outcome.reason = "no sensor trained" + (f" ({decision.describe()})" if decision.over else "")
+        return outcome
+    outcome.bundle = versioned_bundle(device, models, {**bundle.metadata, "holdout_rates": decision.rates,
+                                                       "sensors_kept": outcome.sensors_kept})
+    outcome.status = "promoted"
+    outcome.reason = outcome.story(len(trained), pipeline.anomaly_rate_warn)
+    return outcome
 
 
 @dg.asset(
@@ -92,59 +129,67 @@ def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd
         dg.AssetCheckSpec("every_sensor_has_model", asset="device_models",
                           description="Every sensor with training windows got a model; no device's training failed."),
         dg.AssetCheckSpec("challenger_gate", asset="device_models",
-                          description="Every retrained device's new model passed the hold-out and became current."),
+                          description="Every sensor's new model flags at most the WARN rate of the hold-out hour; "
+                                      "the sensors refused, fallen back to the robust kind or constant are named."),
     ],
     group_name="models",
     kinds={"scikit-learn"},
-    description="Per-device bundle of StandardScaler + OneClassSVM pipelines, one per sensor, versioned in blob "
-                "models/; retrained behind a champion/challenger gate.",
+    description="Per-device bundle of one detector per sensor (robust by default; thresholds calibrated to the "
+                "false-alarm budget on each sensor's training windows), versioned in blob models/; retrained "
+                "behind a per-sensor hold-out gate.",
 )
 def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql: SqlStore, blob: BlobStore,
                   pipeline: PipelineSettings):
     with retry_on_outage(context):
         start, end = training_window(config, sql, pipeline.training_hours)
         holdout_start = end - HOUR
-        params = SvmParams(nu=config.nu, kernel=config.kernel, gamma=config.gamma, min_samples=config.min_samples)
+        options = FitOptions(false_alarm_rate=config.false_alarm_rate or pipeline.false_alarm_rate,
+                             min_samples=config.min_samples,
+                             svm=SvmParams(nu=config.nu, kernel=config.kernel, gamma=config.gamma,
+                                           min_samples=config.min_samples))
+        kind = config.kind or pipeline.detector
         devices = list(context.partition_keys)
         windows = sql.read_sensor_values(start, end, devices=devices)
         champions, unreadable = load_current_bundles_or_refusals(blob, devices)
-        outcomes = {}
+        outcomes: dict[str, TrainingOutcome] = {}
         for number, (device, rows) in enumerate(windows.groupby("device", sort=True), start=1):
-            outcomes[device] = train_device(device, rows, champions.get(device), holdout_start, params, pipeline)
-            if "bundle" in outcomes[device]:
-                save_bundle(blob, outcomes[device]["bundle"], make_current=False)
-            context.log.info(f"device {device}: {outcomes[device]['status']} — {outcomes[device]['reason']} "
+            outcome = outcomes[device] = train_device(device, rows, champions.get(device), holdout_start, options,
+                                                      kind, config.select, pipeline)
+            if outcome.bundle is not None:
+                save_bundle(blob, outcome.bundle, make_current=False)
+            context.log.info(f"device {device}: {outcome.status} — {outcome.reason} "
                              f"({number}/{windows['device'].nunique()})")
         for device in devices:
-            outcome = outcomes.setdefault(device, {"status": "no model", "reason": "no windows in the training window"})
+            outcome = outcomes.setdefault(device, TrainingOutcome())
             current = champions.get(device)
-            bundle = outcome.pop("bundle", None)
-            context.add_asset_metadata({
-                "status": outcome["status"],
-                "reason": outcome["reason"],
-                "version": bundle.version if outcome["status"] == "promoted" else (current.version if current else None),
-                "candidate_version": bundle.version if bundle is not None else None,
-                **{k: v for k, v in outcome.items() if k not in ("status", "reason")},
-            }, partition_key=device)
-            outcome["version"] = bundle.version if bundle is not None else None
+            version = outcome.bundle.version if outcome.bundle is not None else None
+            context.add_asset_metadata({**outcome.metadata(), "kind": kind,
+                                        "false_alarm_rate": options.false_alarm_rate,
+                                        "version": version or (current.version if current else None)},
+                                       partition_key=device)
         yield dg.MaterializeResult(metadata={"training_from": start.isoformat(), "training_to": end.isoformat(),
-                                             "holdout_from": holdout_start.isoformat()})
+                                             "holdout_from": holdout_start.isoformat(), "kind": kind,
+                                             "false_alarm_rate": options.false_alarm_rate})
         # The materialization naming the new versions is stored: only now do they become current.
-        promoted = {d: o["version"] for d, o in outcomes.items() if o["status"] == "promoted"}
+        promoted = {d: o.bundle.version for d, o in outcomes.items() if o.status == "promoted"}
         for device, version in promoted.items():
             make_current(blob, device, version)
         context.log.info(f"{len(promoted)} of {len(devices)} device(s) got a new current model")
-        refused = {d: o["reason"] for d, o in outcomes.items() if o["status"] in ("refused", "no model")}
-        no_model = {d: o["sensors_without_model"] for d, o in outcomes.items() if o.get("sensors_without_model")}
+        refused = {d: o.reason for d, o in outcomes.items() if o.status in ("refused", "no model")}
+        no_model = {d: o.sensors_without_model for d, o in outcomes.items() if o.sensors_without_model}
         yield dg.AssetCheckResult(check_name="every_sensor_has_model", passed=not refused and not no_model,
                                   severity=dg.AssetCheckSeverity.WARN,
                                   metadata={"devices_refused": dg.MetadataValue.json(refused),
                                             "sensors_without_model": dg.MetadataValue.json(no_model),
                                             "current_models_unreadable": dg.MetadataValue.json(unreadable)})
-        rejected = {d: o["reason"] for d, o in outcomes.items()
-                    if o["status"] == "rejected" or (o.get("champion_rate") is None and
-                                                     (o.get("challenger_rate") or 0) > pipeline.anomaly_rate_warn)}
-        yield dg.AssetCheckResult(check_name="challenger_gate", passed=not rejected, severity=dg.AssetCheckSeverity.WARN,
-                                  metadata={"promoted": dg.MetadataValue.json(promoted),
-                                            "rejected": dg.MetadataValue.json(rejected),
-                                            "holdout_from": holdout_start.isoformat()})
+        sensors_refused = {d: o.sensors_refused for d, o in outcomes.items() if o.sensors_refused}
+        yield dg.AssetCheckResult(
+            check_name="challenger_gate", passed=not sensors_refused, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"promoted": dg.MetadataValue.json(promoted),
+                      "sensors_refused": dg.MetadataValue.json(sensors_refused),
+                      "sensors_fell_back": dg.MetadataValue.json({d: o.fell_back for d, o in outcomes.items()
+                                                                  if o.fell_back}),
+                      "constant_sensors": dg.MetadataValue.json({d: o.constant_sensors for d, o in outcomes.items()
+                                                                 if o.constant_sensors}),
+                      "holdout_limit": pipeline.anomaly_rate_warn,
+                      "holdout_from": holdout_start.isoformat()})

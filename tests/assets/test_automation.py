@@ -22,7 +22,7 @@ from scoring.simulate import simulate_readings
 
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timestamp("2026-03-01T00:00")
-ORDER = ["raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"]
+ORDER = ["raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"]
 
 
 class Automation:
@@ -49,7 +49,7 @@ class Automation:
             self.reports.append(run_report(result, asset))
 
     def range_tags(self, asset: str, keys: set[str]) -> list[dict]:
-        if asset in ("raw_readings", "sensor_aggregates"):
+        if asset in ("raw_readings", "sensor_aggregates", "device_verdicts"):
             return [hour_range_tags(a, b) for a, b in hour_blocks(hour_of_key(k) for k in keys)]
         if asset == "device_models":
             known = self.instance.get_dynamic_partitions("devices")
@@ -126,7 +126,12 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
     scored = automation.reports[-1]
     assert not scored.failed_error_checks
     assert len(sql.read_predictions(DAY, DAY + 3 * HOUR)) == 2 * 2 * 720 * 3
-    assert not any(automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=40)).values())  # nothing twice
+    assert not requested["device_verdicts"]  # not before the predictions are in
+    requested = automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=40))
+    assert requested["device_verdicts"] == {hour_key(DAY + HOUR * n) for n in range(-3, 3)}
+    assert not any(v for k, v in requested.items() if k != "device_verdicts")
+    assert len(sql.read_device_verdicts(DAY, DAY + 3 * HOUR)) == 2 * 720 * 3
+    assert not any(automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=41)).values())  # nothing twice
 
     # A late reading for hour 01 is drained by the next hour's run; the observing sensor asks
     # for hour 01 again, which is then re-aggregated and re-scored.
@@ -146,6 +151,7 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
     assert {k.split("|")[0] for k in requested["sensor_predictions"]} == {hour_key(DAY + HOUR)}
     rescored = sql.read_predictions(DAY + HOUR, DAY + 2 * HOUR).merge(windows, on=["device", "sensor", "ts"])
     assert len(rescored) == 2 * 2 * 720 and (rescored["value_x"] == rescored["value_y"]).all()
+    assert hour_key(DAY + HOUR) in automation.tick(DAY + 4 * HOUR + pd.Timedelta(minutes=9))["device_verdicts"]
 
 
 def test_every_asset_has_its_condition_and_scoring_has_a_freshness_deadline(bscore_home, monkeypatch):
@@ -155,6 +161,7 @@ def test_every_asset_has_its_condition_and_scoring_has_a_freshness_deadline(bsco
     labels = {key.to_user_string(): graph.get(key).automation_condition.get_label() for key in graph.get_all_asset_keys()}
     assert labels == {"raw_readings": "ready hour not recorded", "sensor_aggregates": "raw readings recorded",
                       "sensor_predictions": "aggregates or models changed",
+                      "device_verdicts": "predictions materialized",
                       "device_models": "retraining cron 30 0 * * *"}
     policy = graph.get(dg.AssetKey("sensor_predictions")).freshness_policy
     assert policy.deadline_cron == "30 * * * *"

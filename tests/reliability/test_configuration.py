@@ -37,6 +37,8 @@ def bscore(args, env):
     ("BSCORE_RESCORING_HOURS", "-1", "0 or more"),
     ("BSCORE_SILENT_AFTER_HOURS", "two", "whole number of hours"),
     ("BSCORE_RETRAINING_CRON", "daily", "cron expression"),
+    ("BSCORE_DEVICE_VOTE_MIN_SENSORS", "0", "whole number of sensors (1 or more)"),
+    ("BSCORE_DEVICE_VOTE_MIN_SENSORS", "any", "whole number of sensors"),
     ("BSCORE_BLOB_URL", "abfss://data@account.dfs.core.windows.net/x", "'abfss://' is not supported"),
     ("BSCORE_EVENTS", "kafka", "must be one of local, eventhub"),
     ("BSCORE_SQL_URL", "postgres ql://x", "not a database URL"),
@@ -130,3 +132,11 @@ def test_a_held_table_lock_fails_the_replace_clearly_after_the_timeout(postgres_
             store.replace_sensor_values(empty, h0, h0 + datetime.timedelta(hours=1))
         assert time.monotonic() - began < 10
     store.replace_sensor_values(empty, h0, h0 + datetime.timedelta(hours=1))  # free again: goes through
+
+
+def test_the_device_vote_reads_its_variable_into_the_pipeline_settings(tmp_path):
+    from bscore_assets.definitions import build_resources
+
+    assert Settings.from_env({"BSCORE_HOME": str(tmp_path)}).device_vote_min_sensors == 1
+    settings = Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_DEVICE_VOTE_MIN_SENSORS": "2"})
+    assert build_resources(settings)["pipeline"].device_vote_min_sensors == 2

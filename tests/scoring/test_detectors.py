@@ -208,23 +208,23 @@ def test_any_skops_failure_is_a_model_format_error():
 
 
 @pytest.mark.parametrize("detector, samples", [
-    (lambda: IsolationForest(n_estimators=5, random_state=0), None),
+    (lambda: IsolationForest(n_estimators=5, random_state=0), None),  # keeps only its subsample size
     (lambda: LocalOutlierFactor(n_neighbors=5, novelty=True), 200),
-    (lambda: EllipticEnvelope(random_state=0), None),
+    (lambda: EllipticEnvelope(random_state=0), 200),  # support_ is a mask over the training samples
 ])
 def test_training_samples_of_one_step_pipelines(detector, samples):
     from scoring.detectors import training_samples
 
     pipeline = fitted(Pipeline([("d", detector())]))
     assert DetectorModel(pipeline).detector == type(pipeline.steps[0][1]).__name__
-    got = training_samples(pipeline)
-    assert got == (samples if samples is not None else training_samples(pipeline.steps[0][1]))
+    assert training_samples(pipeline) == samples
+    assert training_samples(pipeline.steps[0][1]) == samples
 
 
 def test_detector_sizes_and_parameters_are_bounded(monkeypatch):
     from sklearn.ensemble import IsolationForest
 
-    from scoring import detectors
+    from scoring.detectors import sklearn_detectors as detectors
 
     x = np.random.default_rng(0).normal(size=(60, 1))
     forest = sio.dumps(IsolationForest(n_estimators=10, random_state=0).fit(x))

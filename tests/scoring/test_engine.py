@@ -180,8 +180,12 @@ def _overflowing_poly():
                        dual_coef=np.ones(1), intercept=0.0, kernel="poly", gamma=1.0, coef0=0.0, degree=10)
 
 
-class _BrokenDetector:
-    metadata: dict = {}
+class _BrokenDetector(DetectorModel):
+    """A loaded detector whose scoring raises (as a damaged tree can)."""
+
+    def __init__(self):
+        object.__setattr__(self, "estimator", None)
+        object.__setattr__(self, "metadata", {})
 
     def score(self, values):
         raise RuntimeError("tree node out of range")

@@ -1,4 +1,4 @@
-"""Training: the reference's pipeline per sensor, with complete metadata in the safe format."""
+"""Training: a model per sensor of the kind asked for, with complete metadata in the safe format."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ from scoring.engine import decision_values
 from scoring.model_format import METADATA_KEYS
 import pytest
 
-from scoring.training import SvmParams, TrainingError, fit_sensor_model, train_device_bundle, train_fleet
+from scoring.training import FitOptions, TrainingError, fit_sensor_model, train_device_bundle, train_fleet
 
 
 def test_bundle_models_carry_metadata_and_match_their_pipelines():
@@ -18,7 +18,7 @@ def test_bundle_models_carry_metadata_and_match_their_pipelines():
                                "value": rng.uniform(10, 15, 120)})
     aggregates = pd.concat([aggregates, aggregates.iloc[:3].assign(sensor="3")])
 
-    bundle, skipped = train_device_bundle("dev", aggregates, SvmParams())
+    bundle, skipped = train_device_bundle("dev", aggregates, FitOptions(), kind="svm")
 
     assert list(skipped) == ["3"] and "fewer than min_samples=10" in skipped["3"] and sorted(bundle.models) == ["1", "2"]
     meta = bundle.models["1"].metadata
@@ -43,7 +43,7 @@ def test_an_unfittable_sensor_is_refused_naming_device_and_sensor_and_the_fleet_
     values = {(d, s): rng.uniform(10, 15, 60) for d in ("d1", "d2", "d3") for s in ("1", "2")}
     values[("d2", "2")] = huge
 
-    bundles, refused = train_fleet(_windows(values), ["d1", "d2", "d3", "d4"], SvmParams())
+    bundles, refused = train_fleet(_windows(values), ["d1", "d2", "d3", "d4"], FitOptions(), kind="svm")
 
     assert sorted(bundles) == ["d1", "d2", "d3"] and sorted(bundles["d2"].models) == ["1"]
     assert sorted(bundles["d1"].models) == sorted(bundles["d3"].models) == ["1", "2"]
@@ -58,7 +58,11 @@ def test_non_finite_windows_are_refused(bad):
     values = np.random.default_rng(2).uniform(10, 15, 60)
     values[3] = bad
 
-    bundle, refused = train_device_bundle("d", _windows({("d", "s"): values}).drop(columns="device"), SvmParams())
+    windows = _windows({("d", "s"): values}).drop(columns="device")
+    for kind in ("svm", "robust"):
+        bundle, refused = train_device_bundle("d", windows, FitOptions(), kind=kind)
+        assert not bundle.models and refused == {"s": "device d sensor s: 1 of 60 windows are NaN or infinite"}
+    bundle, refused = train_device_bundle("d", windows)
 
     assert not bundle.models and refused == {"s": "device d sensor s: 1 of 60 windows are NaN or infinite"}
     with pytest.raises(TrainingError, match="NaN or infinite"):

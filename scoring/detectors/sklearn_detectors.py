@@ -32,7 +32,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree._tree import Tree
 
-from scoring.model_format import MAX_MODEL_FILE_BYTES, MAX_UNPACKED_BYTES, ModelFormatError, check_archive
+from scoring.detectors.base import FitOptions, TrainingError
+from scoring.safe_format import MAX_MODEL_FILE_BYTES, MAX_UNPACKED_BYTES, ModelFormatError, check_archive
 
 DETECTORS = (IsolationForest, EllipticEnvelope, LocalOutlierFactor)
 # Types skops does not trust by default but the supported detectors are made of.
@@ -324,3 +325,35 @@ def _check_binary_tree(tree, n_features: int, name: str) -> None:
     expected = (2 if type(tree) is KDTree else 1, n_nodes, n_features)
     if node_bounds.shape != expected:
         raise ModelFormatError(f"{name}: node_bounds of shape {node_bounds.shape}, not {expected}")
+
+
+class _OneModel:
+    """A detector scored on its own: its rows in one call to its ``decision_function``."""
+
+    def __init__(self, model: DetectorModel):
+        self.model = model
+
+    def decision(self, x: np.ndarray, model: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.score(x)
+
+
+class SkopsKind:
+    """Imported scikit-learn detectors (``model_<device>_<sensor>.skops``); not trained by bscore."""
+
+    name = "skops"
+    model_type = DetectorModel
+
+    def fit(self, values: np.ndarray, options: FitOptions = FitOptions(), trained_from=None, trained_to=None):
+        raise TrainingError("skops models are imported, not trained: train kind 'robust' or 'svm'")
+
+    def to_entry(self, model: DetectorModel) -> tuple[dict[str, np.ndarray], dict]:
+        return {"skops": np.frombuffer(dump_detector(model.estimator), dtype=np.uint8)}, {"detector": model.detector}
+
+    def from_entry(self, spec: dict, arrays: dict[str, np.ndarray]) -> DetectorModel:
+        return DetectorModel(load_detector(arrays["skops"].tobytes()), spec.get("metadata", {}))
+
+    def compile(self, models: list[DetectorModel]) -> list[tuple[np.ndarray, _OneModel]]:
+        return [(np.array([i]), _OneModel(model)) for i, model in enumerate(models)]
+
+
+KIND = SkopsKind()

@@ -1,0 +1,70 @@
+"""``device_verdicts``: one verdict per device window, voted by its sensors' predictions.
+
+An asset of its own, hourly: a device's vote needs every sensor of the hour, while
+``sensor_predictions`` is partitioned hour x sensor and a run may score a subset of sensors.
+Each hour reads the predictions the partitions' manifests name (four columns, ids
+dictionary-encoded, no SQL round trip), votes (``scoring.verdicts``), and replaces the hour in
+SQL ``device_verdicts`` (one transaction) and in blob ``verdicts/<hour>.parquet`` (one atomic
+write).
+"""
+
+import dagster as dg
+import pandas as pd
+
+from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
+from bscore_assets.retries import retry_on_outage
+from bscore_assets.settings import PipelineSettings
+from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
+from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
+from resources.blob import BlobStore
+from resources.sql import SqlStore
+from scoring.parquet import table_to_parquet_bytes
+from scoring.verdicts import device_verdicts as vote_device_verdicts
+from scoring.verdicts import verdict_summary
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def hour_metadata(summary: dict, sensors: list[str], min_sensors: int) -> dict:
+    """What a person reads on one hour's verdicts."""
+    return {
+        "device_windows": summary["device_windows"],
+        "anomalous_device_windows": summary["anomalous_device_windows"],
+        "anomaly_rate": round(summary["anomaly_rate"], 4),
+        "top_devices": dg.MetadataValue.json(summary["top_devices"]),
+        "top_sensors": dg.MetadataValue.json(summary["top_sensors"]),
+        "sensors_voting": dg.MetadataValue.json(sensors),
+        "min_sensors": min_sensors,
+    }
+
+
+@dg.asset(
+    partitions_def=hourly_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[dg.AssetDep("sensor_predictions",
+                      partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour"))],
+    check_specs=verdict_check_specs,
+    group_name="predictions",
+    kinds={"parquet", "sql"},
+    description="A verdict per device window, voted by its sensors (anomalous when at least min_sensors are "
+                "flagged), with the flagged sensors: blob verdicts/ and SQL device_verdicts.",
+)
+def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore, pipeline: PipelineSettings):
+    with retry_on_outage(context):
+        min_sensors = pipeline.device_vote_min_sensors
+        summaries = {}
+        for hour in sorted(hour_of_key(key) for key in context.partition_keys):
+            sensors = scored_sensors(blob, hour)
+            verdicts = vote_device_verdicts(read_hour_predictions(blob, hour, sensors), min_sensors)
+            sql.replace_device_verdicts_batches(hour, hour + HOUR, [verdicts])
+            blob.write_bytes(verdicts_key(hour), table_to_parquet_bytes(verdicts))
+            summaries[hour] = verdict_summary(verdicts)
+            context.add_asset_metadata(hour_metadata(summaries[hour], sensors, min_sensors),
+                                       partition_key=hour_key(hour))
+        windows = sum(s["device_windows"] for s in summaries.values())
+        anomalous = sum(s["anomalous_device_windows"] for s in summaries.values())
+        context.log.info(f"{windows} device windows voted in {len(summaries)} hour(s), {anomalous} anomalous "
+                         f"(at least {min_sensors} sensor(s) flagged)")
+        yield dg.MaterializeResult(metadata={"storage": blob.describe()})
+        yield device_anomaly_rate_result(summaries, pipeline.device_anomaly_rate_warn,
+                                         pipeline.device_anomaly_rate_error)

@@ -14,6 +14,7 @@ from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build
 from bscore_assets.jobs import ingest_job, scoring_job, training_job, verdicts_job
 from bscore_assets.models.assets import device_models
 from bscore_assets.predictions.assets import sensor_predictions
+from bscore_assets.predictions.freshness import build_newest_hour_check, build_newest_hour_freshness_sensor
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.verdicts.assets import device_verdicts
 from resources.blob import LocalBlobStore
@@ -78,8 +79,10 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     alert_sensors, alert_channel = alert_objects(settings)  # none unless a webhook is configured
     return dg.Definitions(
         assets=[*hourly, *with_automation([device_models, sensor_predictions, device_verdicts], settings)],
+        asset_checks=[build_newest_hour_check(settings)],
         jobs=[*hourly_jobs, training_job, scoring_job, verdicts_job],
-        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings), *alert_sensors],
+        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings),
+                 build_newest_hour_freshness_sensor(settings), *alert_sensors],
         resources={**build_resources(settings), **alert_channel},
     )
 

@@ -8,7 +8,8 @@ Tolerant (``--max-bad N``): a file with at most N refused events lands its good 
 refused ones go to the dead-letter store (``deadletter/``: ``body, reason, file, line``) to be
 listed, exported or replayed like the drain's; a file with more refuses the command as above. Names that ids cannot hold
 are mapped by :func:`scoring.input_files.name_to_id`; the mapping is printed and kept in
-``$BSCORE_HOME/id_mapping.csv`` (``name,id``), so the export's ids can be read back.
+``$BSCORE_HOME/id_mapping.csv`` (``name,id``), so the export's ids can be read back; a name
+a spreadsheet would run as a formula is kept with a leading ``'`` (``scoring.spreadsheet_cells``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from scoring.input_files import (
     iter_marked_readings,
     refused_events,
 )
+from scoring.spreadsheet_cells import neutralize_cell, restore_cell
 
 MAX_REPORTED = 20
 
@@ -88,7 +90,7 @@ def load_mapping(home: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
-        return {row["name"]: row["id"] for row in csv.DictReader(handle)}
+        return {restore_cell(row["name"]): row["id"] for row in csv.DictReader(handle)}
 
 
 def save_mapping(home: Path, new: dict[str, str]) -> None:
@@ -102,7 +104,7 @@ def save_mapping(home: Path, new: dict[str, str]) -> None:
         writer = csv.writer(handle)
         if fresh:
             writer.writerow(["name", "id"])
-        writer.writerows(sorted(new.items()))
+        writer.writerows((neutralize_cell(name), id_) for name, id_ in sorted(new.items()))
 
 
 def _hint(error: InputError) -> InputError:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pandas as pd
 import dagster as dg
 
-from bscore_assets.ingestion.fleet import register_fleet
+from bscore_assets.ingestion.fleet import register_fleet, sensor_admission
 from bscore_assets.partitions import (
     device_partitions_def,
     hour_key,
@@ -269,6 +269,11 @@ class Operations:
         if unknown:
             raise ValueError(f"--sensor {', '.join(unknown)}: no windows for these sensors")
         if not known:
+            _, held = sensor_admission(self.resources["sql"], self.settings)
+            if held:
+                shown = "; ".join(list(held.values())[:5]) + (f"; ... ({len(held)} in all)" if len(held) > 5 else "")
+                raise ValueError(f"windows exist, but none of their sensors is admitted as a partition, so "
+                                 f"nothing in {hour_key(first)}..{hour_key(last)} can be scored: {shown}")
             raise ValueError(f"no windows in {hour_key(first)}..{hour_key(last)} to score")
         for a, b in contiguous_blocks(known, sensors or known):
             done.append(_execute(self.defs, self.instance, "scoring_job", hour_sensor_range_tags(first, last, [a, b]),

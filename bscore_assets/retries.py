@@ -10,17 +10,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import dagster as dg
-import sqlalchemy.exc
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
-TRANSIENT_ERRORS = (
-    ConnectionError,
-    TimeoutError,
-    ServiceRequestError,
-    ServiceResponseError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-)
+from resources.outages import TRANSIENT_ERRORS
+
 MAX_RETRIES = 3
 FIRST_DELAY_SECONDS = 2.0
 

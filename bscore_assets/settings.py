@@ -140,6 +140,7 @@ class Settings:
     scoring_deadline_minutes: int = 30
     dagster_home_override: Path | None = None  # DAGSTER_HOME, when set: the CLI, daemon and UI share it
     sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
+    device_max_sensors: int = 64  # a device's own sensor ids are partitions only while it sends at most this many
     sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
     detector: str = DEFAULT_KIND  # the kind `bscore train` fits (BSCORE_DETECTOR)
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE  # each model's budget on its training windows
@@ -180,6 +181,7 @@ class Settings:
                                               maximum=59),
             dagster_home_override=Path(env["DAGSTER_HOME"]).resolve() if env.get("DAGSTER_HOME") else None,
             sensor_min_devices=_whole_number_at_least_one(env, "BSCORE_SENSOR_MIN_DEVICES", 2),
+            device_max_sensors=_whole_number_at_least_one(env, "BSCORE_DEVICE_MAX_SENSORS", 64),
             sensors=parse_sensor_list(env.get("BSCORE_SENSORS")),
             detector=_choice(env, "BSCORE_DETECTOR", DEFAULT_KIND, TRAINABLE),
             false_alarm_rate=_rate(env, "BSCORE_FALSE_ALARM_RATE", DEFAULT_FALSE_ALARM_RATE, high=0.5),

@@ -3,18 +3,27 @@
 A backend receives shard tasks (names: devices, hours, sensors, the run's token) and runs
 ``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
 returns each shard's summary, never its rows.
+
+A worker process's error crosses back as a ``ShardWorkerError`` holding its type, message and
+traceback as text (a database driver's own exception often does not pickle, and the run then
+learnt only ``_RemoteTraceback``); a shard that failed on an outage (``resources.outages``) is
+run again with back-off, and one that still fails then ends the run as a ``ConnectionError``,
+which the asset's retry policy retries.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
+import traceback
 from abc import ABC, abstractmethod
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import dagster as dg
 
 from resources.blob import BlobStore
 from resources.lifeline import die_with_parent
+from resources.outages import TRANSIENT_ERRORS
 from resources.sql import SqlStore
 from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
@@ -26,9 +35,39 @@ def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
     return type(resource), {name: getattr(resource, name) for name in type(resource).model_fields}
 
 
+class ShardWorkerError(Exception):
+    """A shard's error in a worker process, as text, so that it always pickles back to the run."""
+
+    def __init__(self, shard: str, error_type: str, message: str, traceback_text: str, transient: bool):
+        super().__init__(shard, error_type, message, traceback_text, transient)
+        self.shard, self.error_type, self.message = shard, error_type, message
+        self.traceback_text, self.transient = traceback_text, transient
+
+    @classmethod
+    def of(cls, shard: str, exc: BaseException) -> "ShardWorkerError":
+        kind = type(exc)
+        return cls(shard, f"{kind.__module__}.{kind.__qualname__}", str(exc),
+                   "".join(traceback.format_exception(exc)), isinstance(exc, TRANSIENT_ERRORS))
+
+    def __str__(self) -> str:
+        return (f"shard {self.shard} failed in its worker process: {self.error_type.rsplit('.', 1)[-1]}: "
+                f"{self.message}\n--- worker traceback ---\n{self.traceback_text}")
+
+
+class ShardWorkerOutage(ConnectionError):
+    """A shard that kept failing on an outage: a ``ConnectionError``, so the step is retried."""
+
+    def __init__(self, error: ShardWorkerError, attempts: int):
+        super().__init__(f"{error} (after {attempts} attempt(s))")
+        self.error = error
+
+
 def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> dict:
     (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
-    return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
+    try:
+        return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
+    except Exception as exc:
+        raise ShardWorkerError.of(task.label, exc) from None
 
 
 def shard_log_line(summary: dict, done: int, total: int) -> str:
@@ -66,6 +105,8 @@ class LocalComputeBackend(ComputeBackend):
     shards in the run's own process (debugging)."""
 
     max_workers: int = 2
+    shard_retries: int = 3  # a shard failing on an outage runs again up to this many times,
+    shard_retry_seconds: float = 1.0  # after 1, 2, 4 ... seconds
     # A worker reads, scores and writes one shard at a time, and the run publishes a shard's rows
     # at a time: 200 devices (~0.7 M windows an hour) keep both a few hundred MB whatever the fleet.
     devices_per_shard: int = 200
@@ -79,16 +120,33 @@ class LocalComputeBackend(ComputeBackend):
             return results
         if not tasks:
             return results
+        stores = portable(sql), portable(blob)
         with shard_pool(min(self.max_workers, len(tasks))) as pool:
-            futures = {pool.submit(_run_portable, task, portable(sql), portable(blob)): i
-                       for i, task in enumerate(tasks)}
+            pending = {pool.submit(_run_portable, task, *stores): (i, 1) for i, task in enumerate(tasks)}
+            done = 0
             try:
-                for done, future in enumerate(as_completed(futures), start=1):
-                    i = futures[future]
-                    results[i] = future.result()
-                    context.log.info(shard_log_line(results[i], done, len(tasks)))
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        i, attempt = pending.pop(future)
+                        try:
+                            results[i] = future.result()
+                        except ShardWorkerError as exc:
+                            if not exc.transient:
+                                raise
+                            if attempt > self.shard_retries:
+                                raise ShardWorkerOutage(exc, attempt) from None
+                            wait_seconds = self.shard_retry_seconds * 2 ** (attempt - 1)
+                            context.log.warning(f"shard {exc.shard}: outage ({exc.error_type.rsplit('.', 1)[-1]}: "
+                                                f"{exc.message.splitlines()[0][:300] if exc.message else ''}); "
+                                                f"retry {attempt} of {self.shard_retries} in {wait_seconds:g}s")
+                            time.sleep(wait_seconds)
+                            pending[pool.submit(_run_portable, tasks[i], *stores)] = (i, attempt + 1)
+                            continue
+                        done += 1
+                        context.log.info(shard_log_line(results[i], done, len(tasks)))
             except BaseException:
-                for future in futures:
+                for future in pending:
                     future.cancel()  # queued shards need not run once one failed
                 raise
         return results

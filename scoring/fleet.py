@@ -4,7 +4,10 @@ Every sensor id becomes a ``sensors`` partition, and so a prediction file of eve
 scored, so an id is admitted only when it is declared (``BSCORE_SENSORS``, an allow-list)
 or, without an allow-list, once it is seen from enough devices
 (``BSCORE_SENSOR_MIN_DEVICES``, capped at the fleet's size so that a fleet of one device
-admits its own sensors). With an allow-list, readings of other sensors are dead-lettered
+admits its own sensors), or when a device sending it sends few sensor ids in all (at most
+``BSCORE_DEVICE_MAX_SENSORS``): a fleet of device types, each with its own sensors, is scored
+whole, while a device sending hundreds of junk ids gets none of its own ids admitted, and each
+held-back id is named with its reason. With an allow-list, readings of other sensors are dead-lettered
 with the reason ``undeclared_sensor_reason`` gives. Pure functions: no I/O, no Dagster.
 """
 
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_SENSOR_MIN_DEVICES = 2
+DEFAULT_DEVICE_MAX_SENSORS = 64
 
 
 def parse_sensor_list(text: str | None) -> tuple[str, ...]:
@@ -68,7 +72,9 @@ def undeclared_sensor_mask(sensors, declared: Collection[str]) -> np.ndarray:
 
 def admitted_sensors(devices_per_sensor: Mapping[str, int], fleet_size: int,
                      min_devices: int = DEFAULT_SENSOR_MIN_DEVICES,
-                     declared: Collection[str] = ()) -> tuple[list[str], dict[str, str]]:
+                     declared: Collection[str] = (),
+                     fewest_ids_of_a_sender: Mapping[str, int] | None = None,
+                     max_device_sensors: int = DEFAULT_DEVICE_MAX_SENSORS) -> tuple[list[str], dict[str, str]]:
     """Split the sensors seen into those that may become partitions and those held back.
 
     Parameters
@@ -82,6 +88,13 @@ def admitted_sensors(devices_per_sensor: Mapping[str, int], fleet_size: int,
         ``fleet_size``, so a one-device install admits its sensors.
     declared : collection of str
         The allow-list; when given, exactly the declared sensors are admitted.
+    fewest_ids_of_a_sender : mapping, optional
+        Sensor id to the fewest sensor ids that one of the devices sending it sends in all.
+        A sensor seen from too few devices is still admitted when that number is at most
+        ``max_device_sensors`` (a real sensor of a device type of its own); a device
+        beyond the bound is sending junk ids, and its own ids stay held back.
+    max_device_sensors : int
+        The bound above (``BSCORE_DEVICE_MAX_SENSORS``).
 
     Returns
     -------
@@ -93,9 +106,14 @@ def admitted_sensors(devices_per_sensor: Mapping[str, int], fleet_size: int,
     for sensor, count in sorted(devices_per_sensor.items()):
         if declared:
             reason = undeclared_sensor_reason(sensor, declared)
-        elif count < needed:
+        elif count < needed and fewest_ids_of_a_sender is None:
             reason = (f"sensor {sensor!r} seen from {count} device(s), fewer than {needed} "
                       "(BSCORE_SENSOR_MIN_DEVICES; or declare it in BSCORE_SENSORS)")
+        elif count < needed and fewest_ids_of_a_sender.get(sensor, max_device_sensors + 1) > max_device_sensors:
+            reason = (f"sensor {sensor!r} seen from {count} device(s), fewer than {needed} "
+                      f"(BSCORE_SENSOR_MIN_DEVICES), and every device sending it sends "
+                      f"{fewest_ids_of_a_sender.get(sensor, max_device_sensors + 1)} sensor ids or more, more than "
+                      f"{max_device_sensors} (BSCORE_DEVICE_MAX_SENSORS); declare it in BSCORE_SENSORS to score it")
         else:
             reason = None
         if reason is None:

@@ -9,12 +9,15 @@ before it, the sensor everything after (``model_1_flow_rate`` is device ``1``, s
 (``model_pump%5F7_flow_rate`` is device ``pump_7``); any character may be percent-encoded
 so. Every file is accounted for: imported, refused with its reason, or (a file not named
 ``model_...``) reported as not a model file. A device any of whose files is refused is not
-imported at all, so its current bundle stays as it was; every other device is imported.
+imported at all, so its current bundle stays as it was (also when the file is refused for its
+name, as long as the name still tells its device: ``model_1_2.c`` keeps device 1's models);
+every other device is imported. Ids follow the readings' id rule (``scoring.readings.ID_PATTERN``,
+the whole name: no ``..``, no leading ``-``, no trailing newline). A symbolic link is refused:
+a model folder holds the files themselves.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -26,9 +29,9 @@ from scoring.legacy import read_legacy_model
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
 from scoring.model_store import Blobs, save_bundle
+from scoring.readings import ID_PATTERN
 
 SUFFIXES = ("", ".pkl", ".pickle", ".skops")
-ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # the id rule readings follow
 NAMING = ("model_<device>_<sensor>[.pkl|.pickle|.skops], split at the first _ after model_; "
           "write a _ inside the device id as %5F")
 
@@ -73,9 +76,19 @@ def parse_model_file_name(name: str) -> tuple[str, str, str]:
                          "Add .pkl or .skops to the name (model_<device>_<sensor>.pkl), or write the dot as %2E")
     device, sensor = unquote(device, errors="strict"), unquote(sensor, errors="strict")
     for what, value in (("device", device), ("sensor", sensor)):
-        if not ID.match(value):
-            raise ValueError(f"{what} id {value!r} breaks the id rule (1-64 of letters, digits, . _ : -)")
+        if not ID_PATTERN.fullmatch(value):
+            raise ValueError(f"{what} id {value!r} breaks the id rule (1-64 of letters, digits, . _ : -, "
+                             "starting with a letter or digit)")
     return device, sensor, suffix
+
+
+def device_of_refused_name(name: str) -> str | None:
+    """The device a model file's name still tells when ``parse_model_file_name`` refuses it
+    (``model_1_2.c`` is device 1's), so that device keeps its current bundle; ``None`` when
+    the name tells no valid device id."""
+    device, underscore, _ = name[len("model_"):].partition("_")
+    device = unquote(device, errors="replace")
+    return device if underscore and ID_PATTERN.fullmatch(device) else None
 
 
 def read_model_file(path: Path, suffix: str | None = None):
@@ -133,7 +146,10 @@ def scan_model_dir(directory: str | Path) -> ModelDir:
         try:
             device, sensor, suffix = parse_model_file_name(path.name)
         except ValueError as exc:
-            refuse(path, str(exc))
+            refuse(path, str(exc), device_of_refused_name(path.name))
+            continue
+        if path.is_symlink():  # it could point anywhere on the host
+            refuse(path, "a symbolic link (to another file); copy the file itself into the folder", device)
             continue
         if not path.is_file():
             refuse(path, "not a file", device)

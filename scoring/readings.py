@@ -59,6 +59,37 @@ def _canonical_id(raw) -> str:
     return text
 
 
+# ISO-8601 forms pandas refuses: 24:00:00 (the end of a day) and a leap second (:59:60).
+# Only the row-wise path sees them (the columnar one admits hours 00-23 and seconds 00-59).
+_EDGE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](?:(24):00:00(?:\.0+)?|(\d{2}):59:60(\.\d+)?)(Z|[+-]\d{2}:?\d{2})?")
+
+
+def iso_edge_time(text) -> pd.Timestamp | None:
+    """The time an ISO-8601 ``24:00:00`` or leap-second stamp stands for, or ``None`` for any other text.
+
+    ``24:00:00`` is the next day's ``00:00:00``; a leap second ``hh:59:60[.f]`` is clamped to
+    ``hh:59:59.999999999``, so that its reading stays in the minute, window and hour it was
+    sent in (numpy and pandas times have no leap seconds).
+
+    >>> iso_edge_time("2026-06-30T24:00:00Z")
+    Timestamp('2026-07-01 00:00:00+0000', tz='UTC')
+    >>> iso_edge_time("2016-12-31T23:59:60")
+    Timestamp('2016-12-31 23:59:59.999999999')
+    """
+    match = _EDGE_TIME.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    day, midnight, hour, _, zone = match.groups()
+    try:
+        if midnight:
+            ts = pd.Timestamp(f"{day}T00:00:00{zone or ''}") + pd.Timedelta(days=1)
+        else:
+            ts = pd.Timestamp(f"{day}T{hour}:59:59.999999999{zone or ''}")
+    except ValueError:  # a day or an hour out of range
+        return None
+    return ts
+
+
 def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tuple:
     fields = {}
     for key, val in event.items():
@@ -76,7 +107,9 @@ def _parse_event(event: dict, min_ts: pd.Timestamp, max_ts: pd.Timestamp) -> tup
     try:
         ts = pd.Timestamp(fields["ts"])
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"bad ts: {fields['ts']!r} is not an ISO-8601 time") from exc
+        ts = iso_edge_time(fields["ts"])
+        if ts is None:
+            raise ValueError(f"bad ts: {fields['ts']!r} is not an ISO-8601 time") from exc
     if ts is pd.NaT:
         raise ValueError("bad ts: empty")
     if ts.tzinfo is not None:

@@ -2,8 +2,9 @@
 registered devices without recent windows are reported as having stopped sending.
 
 A sensor id becomes a partition only when the fleet's rules admit it (``scoring.fleet``):
-declared in ``BSCORE_SENSORS``, or seen from ``BSCORE_SENSOR_MIN_DEVICES`` devices; so one
-device sending junk ids cannot add a prediction file per id to every hour scored.
+declared in ``BSCORE_SENSORS``, seen from ``BSCORE_SENSOR_MIN_DEVICES`` devices, or sent by a
+device with at most ``BSCORE_DEVICE_MAX_SENSORS`` sensor ids; so one device sending junk ids
+cannot add a prediction file per id to every hour scored.
 """
 
 import dagster as dg
@@ -32,19 +33,25 @@ def sensor_admission(sql: SqlStore, settings: Settings, series: pd.DataFrame | N
     """
     series = fleet_series(sql) if series is None else series
     counts = {str(sensor): int(n) for sensor, n in series.groupby("sensor")["device"].nunique().items()}
-    return admitted_sensors(counts, int(series["device"].nunique()), settings.sensor_min_devices, settings.sensors)
+    ids_per_device = series.groupby("device")["sensor"].transform("nunique")
+    fewest = {str(sensor): int(n) for sensor, n in ids_per_device.groupby(series["sensor"]).min().items()}
+    return admitted_sensors(counts, int(series["device"].nunique()), settings.sensor_min_devices, settings.sensors,
+                            fewest_ids_of_a_sender=fewest, max_device_sensors=settings.device_max_sensors)
 
 
-def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore,
-                             settings: Settings | None = None) -> list[dg.AddDynamicPartitionsRequest]:
+def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore, settings: Settings | None = None,
+                             held: dict[str, str] | None = None) -> list[dg.AddDynamicPartitionsRequest]:
     """Requests adding the devices with windows, and the admitted sensors, that are not partitions yet.
 
-    ``settings`` gives the sensor rules (``BSCORE_SENSOR_MIN_DEVICES``, ``BSCORE_SENSORS``);
-    without it they are read from the environment.
+    ``settings`` gives the sensor rules (``BSCORE_SENSOR_MIN_DEVICES``, ``BSCORE_DEVICE_MAX_SENSORS``,
+    ``BSCORE_SENSORS``); without it they are read from the environment. ``held``, when given,
+    receives ``{sensor: reason}`` for the sensors held back.
     """
     settings = settings or Settings.from_env()
     series = fleet_series(sql)
-    sensors, _ = sensor_admission(sql, settings, series)
+    sensors, held_back = sensor_admission(sql, settings, series)
+    if held is not None:
+        held.update(held_back)
     devices = sorted(series["device"].astype(str).unique())
     requests = []
     for partitions_def, seen in ((device_partitions_def, devices), (sensor_partitions_def, sensors)):

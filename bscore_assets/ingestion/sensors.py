@@ -74,10 +74,15 @@ def build_fleet_partitions_sensor(settings: Settings) -> dg.SensorDefinition:
         its ``device_models`` partition, so the UI shows it on the device.
         """
         cursor = _load(context.cursor, {"checked_hour": None, "silent": []})
-        partition_requests = fleet_partition_requests(context.instance, sql, settings)
+        held: dict[str, str] = {}
+        partition_requests = fleet_partition_requests(context.instance, sql, settings, held)
         added = {r.partitions_def_name: list(r.partition_keys) for r in partition_requests}
         hours = aggregated_hours(context.instance)
         observations, messages = [], [f"new {name}: {', '.join(keys)}" for name, keys in added.items()]
+        if held:  # junk-sensor guard: say which ids it keeps from becoming partitions
+            context.log.warning(f"{len(held)} sensor id(s) held back from partitions: " + "; ".join(held.values()))
+            messages.append(f"sensor ids held back: {', '.join(list(held)[:20])}"
+                            + (f", ... ({len(held)} in all)" if len(held) > 20 else ""))
         latest = max(hours) if hours else None
         if latest is not None and hour_key(latest) != cursor["checked_hour"]:
             devices = [*context.instance.get_dynamic_partitions(device_partitions_def.name), *added.get("devices", [])]

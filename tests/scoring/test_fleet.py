@@ -57,3 +57,31 @@ def test_undeclared_mask_of_an_arrow_column_equals_the_pandas_one():
     expected = undeclared_sensor_mask(sensors, {"1", "2"})
     np.testing.assert_array_equal(undeclared_sensor_mask(column, {"1", "2"}), expected)
     np.testing.assert_array_equal(undeclared_sensor_mask(column, ()), [False] * 5)
+
+
+def test_a_sensor_of_one_device_is_admitted_when_its_device_sends_few_sensor_ids():
+    # Issue 19, item 1: devices 'a_b' (sensor 'c') and 'a' (sensor 'b_c') share no sensor.
+    counts = {"c": 1, "b_c": 1}
+
+    admitted, held = admitted_sensors(counts, fleet_size=2, min_devices=2,
+                                      fewest_ids_of_a_sender={"c": 1, "b_c": 1}, max_device_sensors=64)
+
+    assert admitted == ["b_c", "c"] and held == {}
+
+
+def test_a_device_sending_too_many_sensor_ids_gets_none_of_its_own_admitted_and_they_are_named():
+    counts = {"1": 3, **{f"junk-{i}": 1 for i in range(300)}}
+    fewest = {"1": 5, **{f"junk-{i}": 301 for i in range(300)}}
+
+    admitted, held = admitted_sensors(counts, fleet_size=3, min_devices=2,
+                                      fewest_ids_of_a_sender=fewest, max_device_sensors=64)
+
+    assert admitted == ["1"] and len(held) == 300
+    assert held["junk-7"] == ("sensor 'junk-7' seen from 1 device(s), fewer than 2 (BSCORE_SENSOR_MIN_DEVICES), "
+                              "and every device sending it sends 301 sensor ids or more, more than 64 "
+                              "(BSCORE_DEVICE_MAX_SENSORS); declare it in BSCORE_SENSORS to score it")
+
+
+def test_settings_read_the_device_sensor_bound(tmp_path):
+    assert Settings.from_env({"BSCORE_HOME": str(tmp_path)}).device_max_sensors == 64
+    assert Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_DEVICE_MAX_SENSORS": "9"}).device_max_sensors == 9

@@ -14,7 +14,7 @@ from bscore_assets.settings import Settings
 from resources.blob import LocalBlobStore
 from scoring.detectors import DetectorModel
 from scoring.model_format import SensorModel
-from scoring.model_import import parse_model_file_name, read_model_dir, scan_model_dir
+from scoring.model_import import import_model_dir, parse_model_file_name, read_model_dir, scan_model_dir
 from scoring.model_store import current_version, load_current_bundles
 
 
@@ -180,3 +180,67 @@ def test_cli_imports_the_good_devices_and_refuses_the_rest_by_name(tmp_path, bsc
     assert "1 device bundle(s) imported and registered as current; 1 file(s) refused" in result.output
     blobs = LocalBlobStore(root=Settings.from_env().blob_url)
     assert current_version(blobs, "1") is not None and current_version(blobs, "2") is None
+
+
+# Issue 19: items 3 and 4, and item 11's symlinks.
+
+def test_a_device_with_a_file_refused_for_its_name_keeps_its_current_bundle(tmp_path):
+    """Item 3: ``model_1_2.c`` is refused for its name; device 1 must not be imported without sensor 2."""
+    blobs = LocalBlobStore(root=str(tmp_path / "blob"))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    good = pickle.dumps(fitted_pipeline())
+    for name in ("model_1_1", "model_1_2"):
+        (folder / name).write_bytes(good)
+    import_model_dir(blobs, folder)
+    before = current_version(blobs, "1")
+    (folder / "model_1_2").rename(folder / "model_1_2.c")
+
+    found = import_model_dir(blobs, folder)
+
+    assert "model_1_2.c" in found.refused and found.devices_refused == {"1": ["model_1_2.c"]}
+    assert found.bundles == {} and current_version(blobs, "1") == before
+
+
+@pytest.mark.parametrize("device", ["..", "-rf", "1\n", ".hidden", "a/b"])
+def test_device_ids_follow_the_ingest_id_rule(device):
+    """Item 4: the same contract as readings' ids (scoring.readings.ID_PATTERN), whole string."""
+    with pytest.raises(ValueError, match="breaks the id rule"):
+        parse_model_file_name(f"model_{device}_1".replace("/", "%2F"))
+
+
+def test_bad_device_ids_refuse_only_their_own_file_by_name(tmp_path):
+    """Item 4: ``..``, ``-rf`` and an id ending in a newline are refused per file; the others import."""
+    blobs = LocalBlobStore(root=str(tmp_path / "blob"))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    good = pickle.dumps(fitted_pipeline())
+    names = ["model_.._1", "model_-rf_1", "model_7\n_1", "model_1_1", "model_9_1"]
+    for name in names:
+        (folder / name).write_bytes(good)
+
+    found = import_model_dir(blobs, folder)
+
+    assert sorted(found.bundles) == ["1", "9"]
+    assert sorted(found.refused) == sorted(["model_.._1", "model_-rf_1", "model_7\n_1"])
+    assert all("breaks the id rule" in reason for reason in found.refused.values())
+    assert current_version(blobs, "1") and current_version(blobs, "9") and not blobs.list("models/-rf")
+
+
+def test_symlinks_in_a_model_folder_are_refused_by_name(tmp_path):
+    """Item 11: a link could point anywhere on the host; it is refused, and its device keeps its models."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "real").write_bytes(pickle.dumps(fitted_pipeline()))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "model_1_1").write_bytes(pickle.dumps(fitted_pipeline()))
+    (folder / "model_1_2").symlink_to(outside / "real")
+    (folder / "model_2_1").symlink_to(outside / "real")
+
+    found = scan_model_dir(folder)
+
+    assert found.bundles == {}
+    assert found.refused["model_1_2"].endswith("model_1_2: a symbolic link (to another file); copy the file itself "
+                                               "into the folder")
+    assert found.devices_refused == {"1": ["model_1_2"], "2": ["model_2_1"]}

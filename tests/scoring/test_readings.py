@@ -76,3 +76,31 @@ def test_reference_csv_reads_as_events(reference_dir):
     parsed = parse_event_bodies(bodies, now=NOW)
     assert len(parsed.readings) == 17768 and parsed.rejected.empty
     assert sorted(parsed.readings["sensor"].unique()) == ["1", "2", "3", "4", "5"]
+
+
+# Issue 19, item 11: ISO-8601's leap second and end-of-day midnight are readings' times too.
+
+@pytest.mark.parametrize("ts, expected", [
+    ("2026-05-30T24:00:00", "2026-05-31T00:00:00"),  # the end of a day is the next day's start
+    ("2026-05-31T24:00:00Z", "2026-06-01T00:00:00"),
+    ("2026-05-31 24:00:00.000+02:00", "2026-05-31T22:00:00"),
+    ("2026-05-31T23:59:60Z", "2026-05-31T23:59:59.999999999"),  # kept inside its second's minute and hour
+    ("2026-05-31T23:59:60.5", "2026-05-31T23:59:59.999999999"),
+    ("2026-06-01T01:59:60+02:00", "2026-05-31T23:59:59.999999999"),  # the leap second in another zone
+])
+def test_midnight_24_00_and_the_leap_second_are_accepted(ts, expected):
+    body = json.dumps({"ts": ts, "device": "1", "sensor": "1", "value": 1.0})
+
+    parsed = parse_event_bodies([body] * 1200, now=NOW)  # the columnar path, falling back per line
+    one = parse_event_bodies([body], now=NOW)  # the row-wise path
+
+    assert parsed.rejected.empty and one.rejected.empty
+    assert set(parsed.readings["ts"]) == {pd.Timestamp(expected)} and one.readings["ts"][0] == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("ts", ["2026-06-01T24:00:01", "2026-06-01T24:30:00", "2026-06-01T23:58:60",
+                                "2026-06-01T23:59:61", "2026-06-01T25:00:00"])
+def test_other_out_of_range_times_are_still_refused(ts):
+    body = json.dumps({"ts": ts, "device": "1", "sensor": "1", "value": 1.0})
+
+    assert parse_event_bodies([body], now=NOW).rejected["reason"].str.startswith("bad ts").all()

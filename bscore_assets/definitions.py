@@ -9,6 +9,7 @@ import dagster as dg
 from bscore_assets.aggregation.assets import sensor_aggregates
 from bscore_assets.alerts.sensors import alert_objects
 from bscore_assets.automation import automation_sensor, with_automation
+from bscore_assets.evaluation_report import labels_dir
 from bscore_assets.ingestion.assets import raw_readings
 from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build_late_readings_sensor
 from bscore_assets.jobs import ingest_job, scoring_job, training_job, verdicts_job
@@ -61,7 +62,8 @@ def build_resources(settings: Settings) -> dict:
                                      detector=settings.detector, false_alarm_rate=settings.false_alarm_rate,
                                      anomaly_rate_warn=settings.anomaly_rate_warn,
                                      anomaly_rate_error=settings.anomaly_rate_error,
-                                     device_vote_min_sensors=settings.device_vote_min_sensors),
+                                     device_vote_min_sensors=settings.device_vote_min_sensors,
+                                     labels_dir=str(labels_dir(settings.home))),
     }
 
 

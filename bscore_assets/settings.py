@@ -214,6 +214,7 @@ class PipelineSettings(dg.ConfigurableResource):
     device_anomaly_rate_warn: float = 0.10
     device_anomaly_rate_error: float = 0.40
     device_vote_min_sensors: int = 1  # BSCORE_DEVICE_VOTE_MIN_SENSORS (scoring.verdicts)
+    labels_dir: str = ""  # labels files (bscore ingest --label-column): the verdicts' figures against them
     training_hours: int = 24
     detector: str = DEFAULT_KIND  # the kind training fits unless the run's config names one
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE

@@ -8,9 +8,12 @@ SQL ``device_verdicts`` (one transaction) and in blob ``verdicts/<hour>.parquet`
 write).
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
+from bscore_assets.evaluation_report import load_labels
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings
@@ -19,11 +22,27 @@ from bscore_assets.storage import read_hour_predictions, scored_sensors, verdict
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.evaluation import OVERALL, evaluate
 from scoring.parquet import table_to_parquet_bytes
 from scoring.verdicts import device_verdicts as vote_device_verdicts
 from scoring.verdicts import verdict_summary
 
 HOUR = pd.Timedelta(hours=1)
+
+
+def labelled_figures(predictions: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.DataFrame | None) -> dict:
+    """The hour's device-level figures against the user's labels (``bscore ingest --label-column``
+    or ``bscore evaluate``'s stored files), beside flagging everything; none without labels."""
+    if labels is None or labels.empty or predictions.empty:
+        return {}
+    start, end = predictions["ts"].min(), predictions["ts"].max()
+    labels = labels[(labels["end"] >= start) & (labels["start"] < end)]
+    if labels.empty:
+        return {}
+    overall = evaluate(predictions, labels, verdicts[["ts", "device", "is_anomaly"]]).devices.loc[OVERALL]
+    return {f"labels_{name}": round(float(overall[name]), 4) for name in
+            ("precision", "recall", "f1", "false_alarm_rate", "event_recall", "all_f1", "random_f1")
+            if pd.notna(overall[name])}
 
 
 def hour_metadata(summary: dict, sensors: list[str], min_sensors: int) -> dict:
@@ -54,14 +73,19 @@ def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: Blob
     guard_step()
     with retry_on_outage(context):
         min_sensors = pipeline.device_vote_min_sensors
+        label_files = sorted(Path(pipeline.labels_dir).glob("*.csv")) if pipeline.labels_dir else []
+        labels = load_labels(label_files) if label_files else None
         summaries = {}
         for hour in sorted(hour_of_key(key) for key in context.partition_keys):
             sensors = scored_sensors(blob, hour)
-            verdicts = vote_device_verdicts(read_hour_predictions(blob, hour, sensors), min_sensors)
+            predictions = read_hour_predictions(blob, hour, sensors)
+            verdicts = vote_device_verdicts(predictions, min_sensors)
             sql.replace_device_verdicts_batches(hour, hour + HOUR, [verdicts])
             blob.write_bytes(verdicts_key(hour), table_to_parquet_bytes(verdicts))
             summaries[hour] = verdict_summary(verdicts)
-            context.add_asset_metadata(hour_metadata(summaries[hour], sensors, min_sensors),
+            figures = labelled_figures(predictions.to_pandas(), verdicts.to_pandas(), labels) if labels is not None \
+                else {}
+            context.add_asset_metadata({**hour_metadata(summaries[hour], sensors, min_sensors), **figures},
                                        partition_key=hour_key(hour))
         windows = sum(s["device_windows"] for s in summaries.values())
         anomalous = sum(s["anomalous_device_windows"] for s in summaries.values())

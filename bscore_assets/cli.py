@@ -415,10 +415,14 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
         end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
     except ValueError as exc:
         _fail(exc)
-    rows = _ops(settings).resources["sql"].read_predictions(start, end)
+    sql = _ops(settings).resources["sql"]
+    rows = sql.read_predictions(start, end)
     if rows.empty:
         _fail(ValueError("no stored predictions in that range: run `bscore score --from HOUR --to HOUR` first"))
-    result = evaluate_verdicts(rows, labels, point_adjusted=point_adjusted)
+    # The stored device verdicts (BSCORE_DEVICE_VOTE_MIN_SENSORS); hours voted before they
+    # existed fall back to "any sensor flagged".
+    verdicts = sql.read_device_verdicts(start, end)
+    result = evaluate_verdicts(rows, labels, None if verdicts.empty else verdicts, point_adjusted=point_adjusted)
     click.echo(f"{len(labels):,} label(s) from {', '.join(map(str, paths))}; {len(rows):,} sensor windows "
                f"from {rows['ts'].min()} to {rows['ts'].max()}")
     if result.unmatched_labels:

@@ -137,3 +137,16 @@ def test_models_round_trip_through_a_bundle_and_bad_parameters_are_refused():
 def test_unfittable_windows_are_refused_with_the_reason(values, reason):
     with pytest.raises(TrainingError, match=reason):
         KIND.fit(values)
+
+
+@pytest.mark.parametrize("lag, width, horizon", [(LAG, WIDTH, HORIZON), (1, 0, 0), (5, 7, 9), (12, 13, 0)])
+def test_the_grid_path_equals_the_path_for_series_of_any_length(lag, width, horizon):
+    from scoring.detectors.robust import grid_features
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_t(3, (6, 150)) + 20
+    center = rng.normal(20, 1, 6)
+    want = series_features(x.reshape(-1), np.full(6, 150), np.repeat(center, 150), lag, width, horizon)
+    got = grid_features(x - center[:, None], lag, width, horizon)
+    for w, g in zip(want, got):
+        assert_allclose(g.reshape(-1), w, rtol=1e-9, atol=1e-9)

@@ -80,7 +80,9 @@ def test_slices_give_the_whole_hours_windows_and_metadata(hour_of_parts, tmp_pat
     pd.testing.assert_frame_equal(stored, expected, check_exact=True)
     assert got == {"aggregated": True, "windows": len(expected), "readings": whole.num_rows, "devices": 7,
                    "sensors": 3, "non_finite": 0, "expected": [len(expected), whole.num_rows],
-                   "stored": [len(expected), whole.num_rows], "devices_missing": []}
+                   "stored": [len(expected), whole.num_rows], "devices_missing": [],
+                   # the straddling part and the old one re-send 1,600 + 10 seconds x 21 series with other values
+                   "redelivered": 0, "conflicts": (1600 + 10) * 21}
     assert int(expected["readings"].sum()) == 3600 * 7 * 3  # each repeat counted once
 
 

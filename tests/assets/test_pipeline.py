@@ -37,7 +37,8 @@ def test_aggregates_match_independent_windows(platform, simulated):
     assert all(check.passed for check in check_results(result).values())
     assert set(check_results(result)) == {"readings_reconciled", "finite_values", "device_coverage", "no_dead_letters"}
     assert result.totals == {"raw_readings.readings": 2 * 3 * 5 * 3600, "sensor_aggregates.windows": len(expected),
-                             "sensor_aggregates.readings": 2 * 3 * 5 * 3600}
+                             "sensor_aggregates.readings": 2 * 3 * 5 * 3600, "sensor_aggregates.redelivered": 0,
+                             "sensor_aggregates.conflicts": 0}
     raw = read_raw_hour(platform.resources["blob"], TRAIN_START)
     assert len(raw) == 3 * 5 * 3600
 

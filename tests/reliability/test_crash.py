@@ -14,6 +14,7 @@ import pytest
 from bscore_assets.storage import read_prediction_partition
 from scoring.engine import score_shard
 from scoring.model_store import load_current_bundles
+from scoring.shard_task import CONTEXT
 from scoring.simulate import simulate_readings
 from tests.assets.conftest import SCORE_START, TRAIN_START, land
 
@@ -40,10 +41,11 @@ def score_command(platform):
 
 
 def expected_predictions(platform) -> pd.DataFrame:
-    """What one clean run must store, computed straight from the library."""
-    windows = platform.resources["sql"].read_sensor_values(SCORE_FROM, SCORE_TO + HOUR)
+    """What one clean run must store, computed straight from the library (with the minutes of
+    context a shard reads before its first hour)."""
+    windows = platform.resources["sql"].read_sensor_values(SCORE_FROM - CONTEXT, SCORE_TO + HOUR)
     bundles = load_current_bundles(platform.resources["blob"], sorted(windows["device"].unique()))
-    return sort(score_shard(windows, bundles).predictions)
+    return sort(score_shard(windows, bundles, context_until=SCORE_FROM).predictions)
 
 
 def sort(frame):

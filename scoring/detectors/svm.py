@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import OneClassSVM
 
 from scoring.detectors.base import FitOptions, SvmParams, TrainingError
 from scoring.safe_format import ModelFormatError, model_metadata
@@ -286,8 +282,14 @@ def _svm_arrays(models: list[SensorModel]) -> dict[str, np.ndarray]:
 
 
 
-def build_pipeline(params: SvmParams = SvmParams()) -> Pipeline:
+def build_pipeline(params: SvmParams = SvmParams()):
     """The unfitted scaler + one-class SVM pipeline."""
+    # scikit-learn is imported where it is used: scoring needs only the arrays, and importing it
+    # costs every command and worker seconds.
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
     return Pipeline(
         [
             ("scaler", StandardScaler()),
@@ -306,7 +308,7 @@ def build_pipeline(params: SvmParams = SvmParams()) -> Pipeline:
 
 
 def fit_sensor_model(values: np.ndarray, params: SvmParams = SvmParams(), trained_from=None,
-                     trained_to=None) -> tuple[SensorModel, Pipeline]:
+                     trained_to=None) -> tuple[SensorModel, object]:
     """Fit the pipeline on one sensor's window values; return its safe form and the pipeline.
 
     Raises
@@ -327,6 +329,8 @@ def fit_sensor_model(values: np.ndarray, params: SvmParams = SvmParams(), traine
     except (ValueError, FloatingPointError, OverflowError, RuntimeWarning) as exc:
         raise TrainingError(f"cannot fit {len(x)} windows (min {x.min():.6g}, max {x.max():.6g}): "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    import sklearn
+
     metadata = model_metadata(sklearn.__version__, len(x), trained_from, trained_to, nu=params.nu)
     try:
         return SensorModel.from_pipeline(pipeline, metadata), pipeline

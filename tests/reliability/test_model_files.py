@@ -68,7 +68,7 @@ def pg_platform(bscore_home, monkeypatch):
 
 def test_on_postgresql_a_nan_parameter_is_refused_at_import_and_at_load(pg_platform, tmp_path):
     platform = pg_platform
-    platform.train(None, TRAIN_START, TRAIN_START)
+    platform.train(None, TRAIN_START, TRAIN_START, options={"kind": "svm"})  # pickles of SVM pipelines
     blob = platform.resources["blob"]
     trained = load_current_bundles(blob, ["2"])["2"]
     pipeline = trained.models["3"].to_pipeline()

@@ -92,20 +92,29 @@ def test_on_postgresql_a_nan_parameter_is_refused_at_import_and_at_load(pg_platf
     assert np.isfinite(predictions["score"]).all()
 
 
+# (kind, damage): each kind's own parameters forged, and the bundle's pointer damaged.
 DAMAGE = {
-    "current.json naming a version whose files are gone": lambda blob, bundle: blob.write_bytes(
-        "models/2/current.json", b'{"version": "v-gone"}'),
-    "truncated current.json": lambda blob, bundle: blob.write_bytes("models/2/current.json", b'{"version": '),
-    "two features": lambda blob, bundle: write_forged(blob, bundle, "1", {
-        "support_vectors": np.zeros((3, 2)), "mean": np.zeros(2), "scale": np.ones(2), "dual_coef": np.ones(3)}),
-    "huge poly degree": lambda blob, bundle: write_forged(blob, bundle, "1", spec={"kernel": "poly", "degree": 10**9}),
-    "infinite intercept": lambda blob, bundle: write_forged(blob, bundle, "1", spec={"intercept": float("inf")}),
+    "current.json naming a version whose files are gone": ("robust", lambda blob, bundle: blob.write_bytes(
+        "models/2/current.json", b'{"version": "v-gone"}')),
+    "truncated current.json": ("robust", lambda blob, bundle: blob.write_bytes(
+        "models/2/current.json", b'{"version": ')),
+    "robust: NaN threshold": ("robust", lambda blob, bundle: write_forged(blob, bundle, "1", {
+        "params": np.array([0.0, np.nan, 1.0, 0.0, 1.0, 1.0])})),
+    "robust: seven parameters": ("robust", lambda blob, bundle: write_forged(blob, bundle, "1", {
+        "params": np.ones(7)})),
+    "robust: lag past the limit": ("robust", lambda blob, bundle: write_forged(blob, bundle, "1", spec={"lag": 10**9})),
+    "svm: two features": ("svm", lambda blob, bundle: write_forged(blob, bundle, "1", {
+        "support_vectors": np.zeros((3, 2)), "mean": np.zeros(2), "scale": np.ones(2), "dual_coef": np.ones(3)})),
+    "svm: huge poly degree": ("svm", lambda blob, bundle: write_forged(
+        blob, bundle, "1", spec={"kernel": "poly", "degree": 10**9})),
+    "svm: infinite intercept": ("svm", lambda blob, bundle: write_forged(
+        blob, bundle, "1", spec={"intercept": float("inf")})),
 }
 
 
-@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_one_bad_model_refuses_its_device_and_the_fleet_is_scored(platform, simulated, damage):
-    platform.train(None, TRAIN_START, TRAIN_START)
+@pytest.mark.parametrize("kind, damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_one_bad_model_refuses_its_device_and_the_fleet_is_scored(platform, simulated, kind, damage):
+    platform.train(None, TRAIN_START, TRAIN_START, options={"kind": kind})
     blob = platform.resources["blob"]
     damage(blob, ModelBundle("2", "forged", load_current_bundles(blob, ["2"])["2"].models))
 

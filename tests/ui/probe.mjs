@@ -32,16 +32,22 @@ async function text() {
   return page.evaluate(() => document.body.innerText);
 }
 
+// Unfold every folded asset group, one at a time: each unfold lays the graph out again.
+async function unfoldGroups() {
+  for (let i = 0; i < 20; i++) {
+    await page.waitForTimeout(500);
+    const unfold = page.locator('[aria-label=unfold_more]');
+    if (await unfold.count() === 0) return;
+    await unfold.first().click();
+  }
+  throw new Error('asset groups still folded after 20 unfolds');
+}
+
 // The global lineage graph, every asset group expanded (the UI remembers it across a reload, which re-fits the view).
 async function graph() {
   await page.goto(`${base}/asset-groups`);
   await settle('Global asset lineage');
-  for (let i = 0; i < 10; i++) {
-    const unfold = page.locator('[aria-label=unfold_more]');
-    if (await unfold.count() === 0) break;
-    await unfold.first().click();
-    await page.waitForTimeout(300);
-  }
+  await unfoldGroups();
   // More room for the graph: hide the app navigation and the graph's sidebar before the re-fit.
   await page.getByRole('button', { name: 'Hide navigation' }).click();
   await page.locator('button:has([aria-label=panel_show_right])').last().click();
@@ -49,6 +55,7 @@ async function graph() {
   await settle(asset);
   await page.waitForTimeout(1000);
   await dismissDialogs();
+  await unfoldGroups();  // a group unfolded while the graph was still laying out can come back folded
   await page.screenshot({ path: join(out, 'asset-graph.png') });
   // Each drawn edge, matched to the asset cards at its two ends by screen position.
   return page.evaluate(() => {

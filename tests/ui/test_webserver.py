@@ -22,12 +22,13 @@ from tests.conftest import ROOT, free_port, wait_for_port
 
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 BIN = ROOT / ".venv" / "bin"
-ASSETS = {"raw_readings", "sensor_aggregates", "device_models", "sensor_predictions"}
+ASSETS = {"raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"}
 LINEAGE = {
     ("raw_readings", "sensor_aggregates"),
     ("sensor_aggregates", "device_models"),
     ("sensor_aggregates", "sensor_predictions"),
     ("device_models", "sensor_predictions"),
+    ("sensor_predictions", "device_verdicts"),
 }
 
 
@@ -88,8 +89,12 @@ def test_ui_shows_lineage_partitions_and_checks(demo_home, webserver):
                 dg.AssetCheckKey(dg.AssetKey("sensor_predictions"), name), limit=1)[0].status.value
             for name in ("anomaly_rate", "scoring_coverage")
         }
+        # Only partitions with anomalies get a plot (the worst few of a run): probe one of those.
+        records = instance.fetch_materializations(dg.AssetKey("sensor_predictions"), limit=100).records
+        plotted = sorted({r.partition_key for r in records if "plot" in r.asset_materialization.metadata})
     assert len(materialized) == 4
-    partition = materialized[0]
+    assert plotted, "the demo's planted anomalies should give at least one partition a plot"
+    partition = plotted[0]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     probe = subprocess.run(["node", str(Path(__file__).with_name("probe.mjs")), webserver, str(ARTIFACTS),
                             "sensor_predictions", partition], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/fleet_hour.py [--sizes 400,2000 --sensors 5 --out FILE --keep DIR]
+    .venv/bin/python bench/fleet_hour.py [--sizes 400,2000 --sensors 5 --out FILE --work DIR]
 
 For each fleet size (devices x ``--sensors``, one reading per sensor per second) it writes a
 training hour and a measured hour of JSON-lines events straight into a fresh

@@ -1,6 +1,6 @@
 """bscore's Dagster definitions: every domain's objects, with resources chosen by the settings.
 
-Local defaults need no configuration; ``BSCORE_*`` variables (see README) switch each
+Local defaults need no configuration; ``BSCORE_*`` variables (docs/configuration.md) switch each
 outside system to its Azure implementation under the same resource key.
 """
 

@@ -19,7 +19,8 @@ COLUMNS = ["TS", "Device", "Sensor", "Val", "Prediction", "Score"]
 
 def reference_layout(rows: pd.DataFrame) -> pd.DataFrame:
     """``TS, Device, Sensor, Val, Prediction, Score``: the reference's columns (Prediction 1 for
-    an anomaly, 0 otherwise), then the model's decision value (an anomaly has ``Score <= 0``)."""
+    an anomaly, 0 otherwise), then the model's score (lower is more abnormal; where the anomaly
+    threshold lies depends on the kind, docs/detectors.md, so read Prediction for the verdict)."""
     return pd.DataFrame(
         {
             "TS": rows["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3],

@@ -6,7 +6,7 @@ Every variable has a local default, so bscore runs complete on one machine with 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -122,36 +122,92 @@ def _webhook_set(env, name: str) -> bool:
     return True
 
 
+def _env(name: str, meaning: str, default: str | None = None) -> dict:
+    """A field's metadata: the variable it is read from, what it means, and its default as the
+    docs show it when the value alone would not say it (a path under ``BSCORE_HOME``, "unset").
+    ``docs/configuration.md`` is generated from these (``python -m bscore_assets.docs_reference``)."""
+    return {"env": name, "meaning": meaning, "default": default}
+
+
 @dataclass(frozen=True)
 class Settings:
-    home: Path
-    start: pd.Timestamp
-    sql_url: str
-    blob_url: str
-    events: str
-    compute: str
-    aggregation: str = "local"  # or "asa": Stream Analytics aggregates, Dagster observes (see README)
+    home: Path = field(metadata=_env(
+        "BSCORE_HOME", "where local state lives: SQLite database, blob folder, landing folder, Dagster instance, "
+        "`id_mapping.csv`, labels", "`./.bscore`"))
+    start: pd.Timestamp = field(metadata=_env(
+        "BSCORE_START", "first hour of the hourly partitions, UTC, without a zone (older data needs an older start; "
+        "readings before it are refused)", f"`{DEFAULT_START}`"))
+    sql_url: str = field(metadata=_env(
+        "BSCORE_SQL_URL", "the SQL database: `postgresql+psycopg://…`, `mssql+pyodbc://…` (Azure SQL); special "
+        "characters of the password URL-encoded (`@` as `%40`); never printed with its password",
+        "`sqlite:///$BSCORE_HOME/bscore.db`"))
+    blob_url: str = field(metadata=_env(
+        "BSCORE_BLOB_URL", "the blob store: a folder, `az://<container>[/<prefix>]` with "
+        "`AZURE_STORAGE_CONNECTION_STRING`, or `https://<account>.blob.core.windows.net/<container>[/<prefix>]` "
+        "with `DefaultAzureCredential`; any other `scheme://` is refused", "`$BSCORE_HOME/blob` (a folder)"))
+    events: str = field(metadata=_env(
+        "BSCORE_EVENTS", "the event source: `local` (the folder `$BSCORE_HOME/landing`) or `eventhub` "
+        "(the `EVENTHUB_*` variables, [azure.md](azure.md#event-hubs))"))
+    compute: str = field(metadata=_env(
+        "BSCORE_COMPUTE", "where shards are scored: `local` (a process pool) or `azureml` (command jobs, "
+        "the `AZUREML_*` variables, [azure.md](azure.md#azure-ml-scoring-as-command-jobs))"))
+    aggregation: str = field(default="local", metadata=_env(
+        "BSCORE_AGGREGATION", "`local`, or `asa`: Stream Analytics writes raw readings and aggregates and Dagster "
+        "records them ([azure.md](azure.md#stream-analytics-aggregation-off-the-dagster-host))"))
     sql_url_from_env: bool = False  # then the URL may hold a password: resources refer to the variable
-    allowed_lateness_minutes: int = 5
-    retraining_cron: str = "30 0 * * *"
-    training_hours: int = 24
-    rescoring_hours: int = 6
-    silent_after_hours: int = 2
-    scoring_deadline_minutes: int = 30
-    dagster_home_override: Path | None = None  # DAGSTER_HOME, when set: the CLI, daemon and UI share it
-    sensor_min_devices: int = 2  # devices that must send a sensor id before it becomes a partition
-    device_max_sensors: int = 64  # a device's own sensor ids are partitions only while it sends at most this many
-    sensors: tuple[str, ...] = ()  # allow-list of sensor ids (BSCORE_SENSORS); empty: none
-    detector: str = DEFAULT_KIND  # the kind `bscore train` fits (BSCORE_DETECTOR)
-    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE  # each model's budget on its training windows
-    anomaly_rate_warn: float = 0.02  # anomaly_rate check WARN, and the gate's hold-out limit per sensor
-    anomaly_rate_error: float = 0.10  # anomaly_rate check ERROR
-    device_vote_min_sensors: int = 1  # flagged sensors that make a device window anomalous
+    allowed_lateness_minutes: int = field(default=5, metadata=_env(
+        "BSCORE_ALLOWED_LATENESS_MINUTES", "minutes (0-59) after an hour closes before automation ingests it "
+        "(with `asa`: the job's late-arrival tolerance, at most 9)"))
+    retraining_cron: str = field(default="30 0 * * *", metadata=_env(
+        "BSCORE_RETRAINING_CRON", "when automation retrains every device (cron, UTC)"))
+    training_hours: int = field(default=24, metadata=_env(
+        "BSCORE_TRAINING_HOURS", "the training window, in hours, of the retraining cron and of `bscore train` "
+        "without `--from/--to` (its last hour is the gate's hold-out)"))
+    rescoring_hours: int = field(default=6, metadata=_env(
+        "BSCORE_RESCORING_HOURS", "automation's look-back: closed hours ingested, aggregated and (re)scored"))
+    silent_after_hours: int = field(default=2, metadata=_env(
+        "BSCORE_SILENT_AFTER_HOURS", "hours without windows before a device is reported as stopped sending"))
+    scoring_deadline_minutes: int = field(default=30, metadata=_env(
+        "BSCORE_SCORING_DEADLINE_MINUTES", "freshness: minute (0-59) past the next hour by which an hour must be "
+        "aggregated and scored (freshness policy, `newest_hour_scored` check, late-hour alert)"))
+    # DAGSTER_HOME, when set: the CLI, daemon and UI share it
+    dagster_home_override: Path | None = field(default=None, metadata=_env(
+        "DAGSTER_HOME", "the Dagster instance the CLI uses; set it to the daemon's and webserver's",
+        "`$BSCORE_HOME/dagster`"))
+    sensor_min_devices: int = field(default=2, metadata=_env(
+        "BSCORE_SENSOR_MIN_DEVICES", "devices that must send a sensor id before it becomes a `sensors` partition "
+        "(capped at the number of devices, so a one-device install works)"))
+    device_max_sensors: int = field(default=64, metadata=_env(
+        "BSCORE_DEVICE_MAX_SENSORS", "a sensor id sent by one device becomes a partition when that device sends at "
+        "most this many ids (the junk-sensor guard, [reliability.md](reliability.md))"))
+    sensors: tuple[str, ...] = field(default=(), metadata=_env(
+        "BSCORE_SENSORS", "comma-separated sensor ids (`1,2,flow_rate`): exactly these become partitions, and "
+        "readings of other sensors are dead-lettered (`undeclared sensor`)", "unset (no allow-list)"))
+    detector: str = field(default=DEFAULT_KIND, metadata=_env(
+        "BSCORE_DETECTOR", "the detector kind `bscore train` and the retraining cron fit: "
+        f"{' or '.join(f'`{k}`' for k in TRAINABLE)} ([detectors.md](detectors.md))"))
+    false_alarm_rate: float = field(default=DEFAULT_FALSE_ALARM_RATE, metadata=_env(
+        "BSCORE_FALSE_ALARM_RATE", "the share (0-0.5) of a device's training windows its models may flag, split "
+        "evenly over its sensors ([detectors.md](detectors.md))"))
+    anomaly_rate_warn: float = field(default=0.02, metadata=_env(
+        "BSCORE_ANOMALY_RATE_WARN", "`anomaly_rate` check WARN, and the retraining gate's hold-out limit per "
+        "sensor"))
+    anomaly_rate_error: float = field(default=0.10, metadata=_env(
+        "BSCORE_ANOMALY_RATE_ERROR", "`anomaly_rate` check ERROR (at least the WARN rate)",
+        "`0.1`, or the WARN rate when that is higher"))
+    device_vote_min_sensors: int = field(default=1, metadata=_env(
+        "BSCORE_DEVICE_VOTE_MIN_SENSORS", "flagged sensors that make a device window anomalous "
+        "([verdicts.md](verdicts.md))"))
     # Alerts (docs/alerts.md): whether the webhook variables are set; resources read the URLs
     # (secrets) through the variables' names, so they never sit here.
-    teams_webhook_from_env: bool = False  # BSCORE_TEAMS_WEBHOOK_URL
-    alert_webhook_from_env: bool = False  # BSCORE_ALERT_WEBHOOK_URL
-    alert_digest_hour: int = 7  # UTC hour after which the previous day's digest is posted
+    teams_webhook_from_env: bool = field(default=False, metadata=_env(
+        "BSCORE_TEAMS_WEBHOOK_URL", "a Teams incoming webhook for alerts (a secret: never logged; "
+        "[alerts.md](alerts.md))", "unset (no alerts)"))
+    alert_webhook_from_env: bool = field(default=False, metadata=_env(
+        "BSCORE_ALERT_WEBHOOK_URL", "any JSON webhook for alerts, used when no Teams URL is set (a secret)",
+        "unset (no alerts)"))
+    alert_digest_hour: int = field(default=7, metadata=_env(
+        "BSCORE_ALERT_DIGEST_HOUR", "the UTC hour (0-23) after which the previous day's alert digest is posted"))
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":

@@ -220,7 +220,7 @@ class AsaJobSpec:
                      "container": "ASA_BLOB_CONTAINER"}
         missing = [variables[k] for k, v in values.items() if not v]
         if missing and not placeholders:
-            raise ValueError(f"bscore asa provision needs {', '.join(missing)} (see README, Stream Analytics)")
+            raise ValueError(f"bscore asa provision needs {', '.join(missing)} (see docs/azure.md, Stream Analytics)")
         values = {k: v or f"<{variables[k]}>" for k, v in values.items()}
         return cls(
             **values,

@@ -87,7 +87,7 @@ class AzureMLComputeBackend(ComputeBackend):
 
     @classmethod
     def from_env(cls, env=None) -> "AzureMLComputeBackend":
-        """The backend configured by ``AZUREML_*`` variables (see README, "Azure ML").
+        """The backend configured by ``AZUREML_*`` variables (see docs/azure.md, "Azure ML").
 
         The storage connection string, when set, is passed as an ``EnvVar`` so that its
         value never shows in the run's configuration.

@@ -112,7 +112,7 @@ def missing_odbc_driver(error: Exception, url: str) -> str | None:
     driver = sa.make_url(url).query.get("driver") or "(none named in BSCORE_SQL_URL)"
     said = re.sub(r"^\('[0-9A-Z]+', \"|\"\)$", "", text)
     return (f"ODBC driver {driver!r} is not installed on this host: install msodbcsql18 (Microsoft's "
-            f"ODBC Driver 18 for SQL Server, see README 'SQL'); the ODBC driver manager said: {said}")
+            f"ODBC Driver 18 for SQL Server, see docs/azure.md, 'SQL'); the ODBC driver manager said: {said}")
 
 
 LOCK_TIMEOUT_SECONDS = 120

@@ -159,7 +159,7 @@ def labels_from_flags(ts: pd.Series, device: pd.Series | str, window_seconds: in
     device : Series or str
         Their devices.
     window_seconds : int
-        The aggregation window length (``BSCORE_WINDOW_SECONDS``).
+        The aggregation window length (``window_seconds`` of the ``pipeline`` resource; no variable sets it).
     """
     from scoring.windows import window_ends_ns
 

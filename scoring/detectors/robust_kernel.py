@@ -22,49 +22,72 @@ _OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @njit(**_OPTIONS)
-def _series_into(x, first, n, center, lag, width, horizon, jump, spread, shift):
-    """Features of the series ``x[first:first + n]`` (centred on ``center``) into the outputs'
-    same rows; ``spread`` and ``shift`` are NaN where not judged."""
+def _margin(threshold, value, unit):
+    return (threshold - value) / max(threshold, unit)
+
+
+@njit(**_OPTIONS)
+def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shift, score):
+    """One series, ``x[first:first + n]`` centred on ``center``: its features into ``jump``,
+    ``spread`` and ``shift`` (NaN where not judged) when they are not empty, and its margins
+    to ``params`` (a centre, then the thresholds and unit) into ``score`` when that is not."""
+    keep_features, judge = len(jump) > 0, len(score) > 0
     full = lag - 2 if lag >= 3 else lag
     # The lag and width windows are summed afresh at every row (exact, and short); the
-    # horizon's by a running sum.
+    # horizon's by a running sum. With lag == width (the default) the two windows share all
+    # but one window each, so one loop serves both.
+    shared = lag == width and lag >= 4
     horizon_sum = 0.0
     for i in range(n):
         row = first + i
         value = x[row] - center
         count = min(i, lag)
-        if count > 0:
-            total, largest, smallest = 0.0, -np.inf, np.inf
-            for j in range(row - count, row):
+        row_spread, row_shift = np.nan, np.nan
+        if shared and i >= lag:
+            total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
+            for j in range(row + 1 - lag, row):
                 past = x[j] - center
                 total += past
+                squares += past * past
                 largest = max(largest, past)
                 smallest = min(smallest, past)
-            kept = count
-            if lag >= 3 and count >= 3:
-                total -= largest + smallest
-                kept = count - 2
-            shrink = math.sqrt((1.0 + 1.0 / full) / (1.0 + 1.0 / kept))
-            jump[row] = abs(value - total / kept) * shrink
+            oldest = x[row - lag] - center
+            row_jump = abs(value - (total + oldest - max(largest, oldest) - min(smallest, oldest)) / full)
+            high, low = max(largest, value), min(smallest, value)
+            mean = (total + value - high - low) / (width - 2)
+            row_spread = math.sqrt(max((squares + value * value - high * high - low * low) / (width - 2)
+                                       - mean * mean, 0.0))
         else:
-            jump[row] = abs(value)
-        if width > 0 and i + 1 >= width:
-            total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
-            for j in range(row + 1 - width, row + 1):
-                recent = x[j] - center
-                total += recent
-                squares += recent * recent
-                largest = max(largest, recent)
-                smallest = min(smallest, recent)
-            kept = width
-            if width >= 4:
-                total -= largest + smallest
-                squares -= largest * largest + smallest * smallest
-                kept = width - 2
-            mean = total / kept
-            spread[row] = math.sqrt(max(squares / kept - mean * mean, 0.0))
-        else:
-            spread[row] = np.nan
+            if count > 0:
+                total, largest, smallest = 0.0, -np.inf, np.inf
+                for j in range(row - count, row):
+                    past = x[j] - center
+                    total += past
+                    largest = max(largest, past)
+                    smallest = min(smallest, past)
+                kept = count
+                if lag >= 3 and count >= 3:
+                    total -= largest + smallest
+                    kept = count - 2
+                shrink = math.sqrt((1.0 + 1.0 / full) / (1.0 + 1.0 / kept))
+                row_jump = abs(value - total / kept) * shrink
+            else:
+                row_jump = abs(value)
+            if width > 0 and i + 1 >= width:
+                total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
+                for j in range(row + 1 - width, row + 1):
+                    recent = x[j] - center
+                    total += recent
+                    squares += recent * recent
+                    largest = max(largest, recent)
+                    smallest = min(smallest, recent)
+                kept = width
+                if width >= 4:
+                    total -= largest + smallest
+                    squares -= largest * largest + smallest * smallest
+                    kept = width - 2
+                mean = total / kept
+                row_spread = math.sqrt(max(squares / kept - mean * mean, 0.0))
         if horizon > 0 and i >= horizon:
             if i % horizon == 0:
                 # Summed afresh once per horizon: a huge window leaving a running sum would
@@ -72,12 +95,22 @@ def _series_into(x, first, n, center, lag, width, horizon, jump, spread, shift):
                 horizon_sum = 0.0
                 for j in range(row - horizon, row):
                     horizon_sum += x[j] - center
-            shift[row] = abs(value - horizon_sum / horizon)
+            row_shift = abs(value - horizon_sum / horizon)
             horizon_sum -= x[row - horizon] - center
-        else:
-            shift[row] = np.nan
         if horizon > 0:
             horizon_sum += value
+        if keep_features:
+            jump[row], spread[row], shift[row] = row_jump, row_spread, row_shift
+        if judge:
+            unit = params[5]
+            margin = _margin(params[1], row_jump, unit)
+            if not math.isnan(row_spread):
+                margin = min(margin, _margin(params[2], row_spread, unit))
+                if params[3] > 0:
+                    margin = min(margin, (row_spread - params[3]) / max(params[3], unit))
+            if not math.isnan(row_shift):
+                margin = min(margin, _margin(params[4], row_shift, unit))
+            score[row] = margin
 
 
 @njit(**_OPTIONS)
@@ -85,17 +118,12 @@ def features(x, length, center, lag, width, horizon):
     """``jump``, ``spread`` and ``shift`` of every row of consecutive series, ``length[k]`` rows
     each, series ``k`` centred on ``center[k]``."""
     n = len(x)
-    jump, spread, shift = np.empty(n), np.empty(n), np.empty(n)
+    jump, spread, shift, none = np.empty(n), np.empty(n), np.empty(n), np.empty(0)
     first = 0
     for k in range(len(length)):
-        _series_into(x, first, length[k], center[k], lag, width, horizon, jump, spread, shift)
+        _series(x, first, length[k], center[k], lag, width, horizon, none, jump, spread, shift, none)
         first += length[k]
     return jump, spread, shift
-
-
-@njit(**_OPTIONS)
-def _margin(threshold, value, unit):
-    return (threshold - value) / max(threshold, unit)
 
 
 @njit(**_OPTIONS)
@@ -103,20 +131,9 @@ def scores(x, length, params, lag, width, horizon):
     """Each row's smallest margin to its series' thresholds, in units of each threshold
     (negative: anomalous). ``params[k]`` holds series ``k``'s centre, jump threshold, spread
     high and low, shift threshold and unit; a NaN spread or shift is not judged."""
-    jump, spread, shift = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
-    score = np.empty(len(x))
+    score, none = np.empty(len(x)), np.empty(0)
     first = 0
     for k in range(len(length)):
-        center, jump_threshold, spread_high, spread_low, shift_threshold, unit = params[k]
-        _series_into(x, first, length[k], center, lag, width, horizon, jump, spread, shift)
-        for row in range(first, first + length[k]):
-            margin = _margin(jump_threshold, jump[row], unit)
-            if not math.isnan(spread[row]):
-                margin = min(margin, _margin(spread_high, spread[row], unit))
-                if spread_low > 0:
-                    margin = min(margin, (spread[row] - spread_low) / max(spread_low, unit))
-            if not math.isnan(shift[row]):
-                margin = min(margin, _margin(shift_threshold, shift[row], unit))
-            score[row] = margin
+        _series(x, first, length[k], params[k, 0], lag, width, horizon, params[k], none, none, none, score)
         first += length[k]
     return score

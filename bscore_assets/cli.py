@@ -1,4 +1,10 @@
-"""The ``bscore`` command line: the product's contract with users and tests."""
+"""The ``bscore`` command line: the product's contract with users and tests.
+
+Only click is imported here at module level: ``bscore --help`` and ``bscore <command> --help``
+must answer at once, so dagster, pandas, tqdm, scikit-learn and even ``Settings`` (which
+imports dagster and pandas) are imported inside the commands that use them.
+tests/test_cli_help.py keeps it that way.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,19 @@ import fcntl
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
-from tqdm import tqdm
 
-from bscore_assets.settings import Settings
+if TYPE_CHECKING:
+    from bscore_assets.settings import Settings
 
 CHUNK = 50_000
 
 
 def _settings() -> Settings:
+    from bscore_assets.settings import Settings
+
     try:
         return Settings.from_env()
     except ValueError as exc:
@@ -58,20 +66,39 @@ def _fail(exc: Exception):
 
 
 def _home() -> Path:
+    from bscore_assets.settings import Settings
+
     try:
         return Settings.from_env().home
     except ValueError:
         return Path(".bscore")
 
 
-class _Commands(click.Group):
+class _Command(click.Command):
+    """Checks every variable before the command runs (some modules read them at import), so a
+    bad one ends in one ``bscore:`` line; ``--help`` is answered before, without them."""
+
+    def invoke(self, ctx):
+        _settings()
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+
+class _Commands(_Group):
     """Ends a command that ran out of disk, wherever, with one ``bscore:`` line."""
+
+    group_class = _Group
 
     def invoke(self, ctx):
         from bscore_assets.failures import disk_full_message
 
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.UsageError):
+            raise  # --help and mistyped options: click's own, and _home() would import Settings
         except Exception as exc:
             if disk_full_message(exc, _home()) is None:
                 raise
@@ -149,7 +176,6 @@ def _run(operation):
 @click.group(cls=_Commands)
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
-    _settings()  # every variable checked before anything reads it (some modules do at import)
 
 
 @main.command()
@@ -204,6 +230,9 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
     Example: 20 devices x 5 sensors for 2 hours, to a file, with the labels beside it:
       bscore simulate --devices 20 --hours 2 --to fleet.csv --labels-out fleet.labels.csv
     """
+    import pandas as pd
+    from tqdm import tqdm
+
     from scoring.anomaly_labels import label_mask, labels_from_planted, write_labels_csv
     from scoring.readings import readings_to_event_bodies
     from scoring.simulate import simulate_fleet, simulate_readings
@@ -224,7 +253,7 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
         write_labels_csv(labels, labels_out)
         click.echo(f"{len(labels):,} labelled anomalies written to {labels_out}")
     if target in ("events", "eventhub"):
-        if target == "eventhub" and Settings.from_env().events != "eventhub":
+        if target == "eventhub" and _settings().events != "eventhub":
             _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))
         events = _ops().resources["events"]
         # Bodies are serialized chunk by chunk, so the bar also covers that (the slow part).
@@ -399,6 +428,8 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
 
     Example: bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
     """
+    import pandas as pd
+
     from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
     from scoring.evaluation import evaluate as evaluate_verdicts
@@ -444,6 +475,8 @@ def predictions():
 @click.option("--to", "last", default=None)
 def export(out, fmt, first, last):
     """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score."""
+    import pandas as pd
+
     from bscore_assets.export import export_predictions
     from bscore_assets.operations import parse_hour
 
@@ -574,7 +607,7 @@ def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environm
 
     try:
         spec = prov.ClusterSpec(cluster, vm_size, min_nodes, max_nodes, idle_seconds)
-        build_dir = prov.stage_build_context(Settings.from_env().home / "azureml" / "scoring-image")
+        build_dir = prov.stage_build_context(_settings().home / "azureml" / "scoring-image")
         entities = [prov.cluster_entity(spec), prov.environment_entity(environment, build_dir)]
     except ValueError as exc:
         _fail(exc)
@@ -604,7 +637,7 @@ def asa_provision(dry_run):
     from bscore_assets.settings import PipelineSettings
     from resources import asa as prov
 
-    settings = Settings.from_env()
+    settings = _settings()
     try:
         spec = prov.AsaJobSpec.from_env(PipelineSettings().window_seconds, settings.allowed_lateness_minutes,
                                         placeholders=dry_run)

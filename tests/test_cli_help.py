@@ -1,4 +1,8 @@
-"""``bscore --help``: answered without the heavy libraries, which only the commands import."""
+"""``bscore --help``: answered without the heavy libraries, and every command and parameter documented.
+
+The help is read by people (and docs/cli.md is generated from the same click tree), so each
+command says what it does with an example, and each option and argument says what it takes.
+"""
 
 import json
 import os
@@ -83,3 +87,23 @@ def test_commands_check_the_variables_before_they_run_and_help_does_not_need_the
     # Every command, however deep, is of the class that checks them first.
     leaves = [path for path in PATHS if not isinstance(command_at(path), click.Group)]
     assert all(isinstance(command_at(path), _Command) for path in leaves)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "bscore")
+def test_every_command_has_help_with_an_example(path):
+    command = command_at(path)
+    assert command.help and "Example" in command.help, f"bscore {' '.join(path)}: no help with an Example"
+    shown = CliRunner().invoke(main, [*path, "--help"], prog_name="bscore", terminal_width=80)
+    assert shown.exit_code == 0, shown.output
+    # The example's command keeps its own line (a \b paragraph), written as `bscore ...`.
+    lines = [line.strip() for line in shown.output.splitlines()]
+    assert any(line.startswith(" ".join(("bscore", *path))) for line in lines), shown.output
+    assert ".venv/bin/bscore" not in shown.output
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "bscore")
+def test_every_option_and_argument_has_help(path):
+    command = command_at(path)
+    ctx = click.Context(command, info_name="bscore")
+    undocumented = [param.name for param in command.get_params(ctx) if not (param.help or "").strip()]
+    assert undocumented == [], f"bscore {' '.join(path)}: no help for {undocumented}"

@@ -1,4 +1,10 @@
-"""The ``bscore`` command line: the product's contract with users and tests."""
+"""The ``bscore`` command line: the product's contract with users and tests.
+
+Only click is imported here at module level: ``bscore --help`` and ``bscore <command> --help``
+must answer at once, so dagster, pandas, tqdm, scikit-learn and even ``Settings`` (which
+imports dagster and pandas) are imported inside the commands that use them.
+tests/test_cli_help.py keeps it that way.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,19 @@ import fcntl
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
-from tqdm import tqdm
 
-from bscore_assets.settings import Settings
+if TYPE_CHECKING:
+    from bscore_assets.settings import Settings
 
 CHUNK = 50_000
 
 
 def _settings() -> Settings:
+    from bscore_assets.settings import Settings
+
     try:
         return Settings.from_env()
     except ValueError as exc:
@@ -58,20 +66,39 @@ def _fail(exc: Exception):
 
 
 def _home() -> Path:
+    from bscore_assets.settings import Settings
+
     try:
         return Settings.from_env().home
     except ValueError:
         return Path(".bscore")
 
 
-class _Commands(click.Group):
+class _Command(click.Command):
+    """Checks every variable before the command runs (some modules read them at import), so a
+    bad one ends in one ``bscore:`` line; ``--help`` is answered before, without them."""
+
+    def invoke(self, ctx):
+        _settings()
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+
+class _Commands(_Group):
     """Ends a command that ran out of disk, wherever, with one ``bscore:`` line."""
+
+    group_class = _Group
 
     def invoke(self, ctx):
         from bscore_assets.failures import disk_full_message
 
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.UsageError):
+            raise  # --help and mistyped options: click's own, and _home() would import Settings
         except Exception as exc:
             if disk_full_message(exc, _home()) is None:
                 raise
@@ -148,22 +175,41 @@ def _run(operation):
 
 @click.group(cls=_Commands)
 def main():
-    """Batch-score one anomaly model per sensor of every device, hourly, with Dagster."""
-    _settings()  # every variable checked before anything reads it (some modules do at import)
+    """Batch-score one anomaly model per sensor of every device, hourly, with Dagster.
+
+    Settings come from BSCORE_* environment variables (README.md, 'Configuration'); each
+    command checks them all before it starts. 'bscore COMMAND --help' shows a command's options.
+
+    \b
+    Example: the whole job on a simulated fleet, then the help of one command:
+      bscore demo
+      bscore score --help
+    """
 
 
 @main.command()
-@click.option("--devices", default=3, show_default=True)
-@click.option("--sensors", default=5, show_default=True)
-@click.option("--train-hours", default=2, show_default=True)
-@click.option("--score-hours", default=2, show_default=True)
+@click.option("--devices", default=3, show_default=True, help="Devices in the simulated fleet (ids 1..N).")
+@click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
+@click.option("--train-hours", default=2, show_default=True,
+              help="Clean hours simulated first, to train the models on.")
+@click.option("--score-hours", default=2, show_default=True,
+              help="Hours simulated after them, with planted anomalies, then scored; they end with the last "
+                   "closed hour.")
 @click.option("--anomaly-rate", default=0.01, show_default=True,
               help="Share of each sensor's scored readings inside a planted anomaly (realistic simulator).")
-@click.option("--seed", default=7, show_default=True)
+@click.option("--seed", default=7, show_default=True, help="Random seed: the same seed simulates the same fleet.")
 @click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
               help="The simulator, as for 'bscore simulate' (docs/simulation.md).")
 def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile):
-    """Simulate a realistic fleet, ingest, aggregate, train, score; report precision, recall and false alarms."""
+    """Simulate a realistic fleet, ingest, aggregate, train, score; report precision, recall and false alarms.
+
+    Runs on the configured stores (local defaults in $BSCORE_HOME) and prints where the
+    outputs and the UI are.
+
+    \b
+    Example: 10 devices, 4 scored hours, the reference's uniform simulator:
+      bscore demo --devices 10 --score-hours 4 --profile uniform
+    """
     from bscore_assets.demo import run_demo
 
     ops = _ops()
@@ -182,13 +228,15 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile
 
 
 @main.command()
-@click.option("--devices", default=3, show_default=True)
-@click.option("--sensors", default=5, show_default=True)
-@click.option("--start", default=None, help="First hour (ISO-8601); default: hours ending at the last closed hour.")
-@click.option("--hours", default=1.0, show_default=True)
+@click.option("--devices", default=3, show_default=True, help="Devices to simulate (ids 1..N).")
+@click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
+@click.option("--start", default=None, metavar="HOUR",
+              help="First hour (ISO-8601), e.g. --start 2026-01-01T00; default: hours ending at the last closed hour.")
+@click.option("--hours", default=1.0, show_default=True, help="Length of the span in hours; fractions too, e.g. 0.5.")
 @click.option("--anomaly-rate", default=0.01, show_default=True,
               help="Share of each sensor's readings inside a planted anomaly (uniform: of its windows).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Random seed: the same seed gives the same readings and anomalies.")
 @click.option("--profile", type=click.Choice(["realistic", "uniform"]), default="realistic", show_default=True,
               help="'realistic': sensors as real fleets have them, anomalies sized in their own noise "
                    "(docs/simulation.md); 'uniform': the reference simulator's uniform ranges and far-out windows.")
@@ -196,7 +244,8 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile
               help="Write the planted anomalies' spans here as CSV: device,sensor,start,end,kind "
                    "(ISO-8601; a span holds the readings with start < ts <= end).")
 @click.option("--to", "target", default="events", show_default=True,
-              help="'events' (the configured event source) or a .csv / .jsonl file.")
+              help="'events' (the configured event source) or a .csv / .jsonl file, e.g. --to fleet.csv; "
+                   "the readings of planted anomalies are listed beside a file (fleet.csv: fleet.planted.csv).")
 def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels_out, target):
     """Readings of N devices x M sensors with planted anomalies.
 
@@ -204,6 +253,9 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
     Example: 20 devices x 5 sensors for 2 hours, to a file, with the labels beside it:
       bscore simulate --devices 20 --hours 2 --to fleet.csv --labels-out fleet.labels.csv
     """
+    import pandas as pd
+    from tqdm import tqdm
+
     from scoring.anomaly_labels import label_mask, labels_from_planted, write_labels_csv
     from scoring.readings import readings_to_event_bodies
     from scoring.simulate import simulate_fleet, simulate_readings
@@ -224,7 +276,7 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
         write_labels_csv(labels, labels_out)
         click.echo(f"{len(labels):,} labelled anomalies written to {labels_out}")
     if target in ("events", "eventhub"):
-        if target == "eventhub" and Settings.from_env().events != "eventhub":
+        if target == "eventhub" and _settings().events != "eventhub":
             _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))
         events = _ops().resources["events"]
         # Bodies are serialized chunk by chunk, so the bar also covers that (the slow part).
@@ -252,8 +304,11 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--device", default=None, help="The device of every row, for a CSV without a device column.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False),
+                help="Files of readings: long CSV (ts, device, sensor, value, or the reference's TS, Device, "
+                     "Tag, Value), wide CSV (a column per sensor) or JSON-lines; README.md, 'Input contract'.")
+@click.option("--device", default=None,
+              help="The device of every row, for a CSV without a device column, e.g. --device pump-7.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
 @click.option("--label-column", "label_columns", multiple=True,
               help="Wide CSV: a column of labels, not a sensor; its nonzero cells mark anomalous readings, kept as "
@@ -270,6 +325,10 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
 
     Every file is checked first; if any event would be refused (more than --max-bad in a file),
     nothing is landed, and every refused line is listed in a report file.
+
+    \b
+    Example: a spreadsheet export of one device, ; separated with decimal commas:
+      bscore ingest testbed.csv --device "Testbed 1" --decimal-comma
     """
     from bscore_assets.evaluation_report import labels_dir
     from bscore_assets.file_ingest import (
@@ -333,9 +392,14 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
 
 
 @main.command()
-@click.option("--device", "devices", multiple=True)
-@click.option("--from", "first", default=None)
-@click.option("--to", "last", default=None)
+@click.option("--device", "devices", multiple=True,
+              help="Train only this device; repeatable, e.g. --device 1 --device 2. Default: every device.")
+@click.option("--from", "first", metavar="HOUR", default=None,
+              help="First hour of the training window (ISO-8601), e.g. --from 2026-01-01T00. Default: "
+                   "BSCORE_TRAINING_HOURS (24) hours back from the last closed hour, not before BSCORE_START.")
+@click.option("--to", "last", metavar="HOUR", default=None,
+              help="Last hour of the training window, included, e.g. --to 2026-01-01T23. Default: the last "
+                   "closed hour.")
 @click.option("--kind", type=click.Choice(["robust", "svm"]), default=None,
               help="Detector kind of every sensor (default BSCORE_DETECTOR, robust).")
 @click.option("--false-alarm-rate", type=float, default=None,
@@ -345,7 +409,14 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
 def train(devices, first, last, kind, false_alarm_rate, select):
     """(Re)train device models on a window of aggregates and register them as current.
 
-    Example: bscore train --from 2026-01-01T00 --to 2026-01-01T23 --select
+    The window's aggregates are brought up to date from what was ingested first, as
+    'bscore score' does. New models pass the retraining gate: a sensor whose new model flags
+    too much of the window's held-out last hour falls back to the robust kind or keeps its
+    current model (README.md, 'Automation').
+
+    \b
+    Example: train on one day, choosing each sensor's detector kind:
+      bscore train --from 2026-01-01T00 --to 2026-01-01T23 --select
     """
     from bscore_assets.operations import parse_hour
 
@@ -363,11 +434,23 @@ def train(devices, first, last, kind, false_alarm_rate, select):
 
 
 @main.command()
-@click.option("--from", "first", required=True)
-@click.option("--to", "last", required=True)
-@click.option("--sensor", "sensors", multiple=True)
+@click.option("--from", "first", metavar="HOUR", required=True,
+              help="First hour to score (ISO-8601), e.g. --from 2026-01-01T00.")
+@click.option("--to", "last", metavar="HOUR", required=True,
+              help="Last hour to score, included and closed, e.g. --to 2026-01-01T23 (or the same hour as --from).")
+@click.option("--sensor", "sensors", multiple=True,
+              help="Score only this sensor; repeatable, e.g. --sensor 1 --sensor 2. Default: every sensor.")
 def score(first, last, sensors):
-    """Materialize predictions, then device verdicts, for hours FROM..TO (both included) through Dagster."""
+    """Materialize predictions, then device verdicts, for hours FROM..TO (both included) through Dagster.
+
+    The hours' raw readings and aggregates are brought up to date from what was ingested
+    first; every device is scored with its current model version (never retrained). The
+    runs show in the Dagster UI.
+
+    \b
+    Example: score sensors 1 and 2 over one day:
+      bscore score --from 2026-01-01T00 --to 2026-01-01T23 --sensor 1 --sensor 2
+    """
     from bscore_assets.operations import parse_hour
 
     try:
@@ -383,10 +466,11 @@ def score(first, last, sensors):
               help="Labels CSV 'device,start,end[,sensor][,kind]' (ISO-8601 times; a span labels windows "
                    "stamped in (start, end]; no sensor = the whole device), e.g. --labels labels.csv. "
                    "Default: every file that `bscore ingest --label-column` stored in $BSCORE_HOME/labels/.")
-@click.option("--from", "first", default=None, help="First hour to evaluate (ISO-8601), e.g. --from 2026-01-01T00. "
-                                                    "Default: the first stored prediction.")
-@click.option("--to", "last", default=None, help="Last hour, included, e.g. --to 2026-01-01T23. "
-                                                 "Default: the last stored prediction.")
+@click.option("--from", "first", metavar="HOUR", default=None,
+              help="First hour to evaluate (ISO-8601), e.g. --from 2026-01-01T00. "
+                   "Default: the first stored prediction.")
+@click.option("--to", "last", metavar="HOUR", default=None,
+              help="Last hour, included, e.g. --to 2026-01-01T23. Default: the last stored prediction.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Where to write the PNG of F1 and false alarms beside the baselines, e.g. --plot eval.png. "
                    "Default: $BSCORE_HOME/evaluation.png.")
@@ -397,8 +481,12 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     """Precision, recall, F1 and false alarms of the stored verdicts against labels, beside the
     flag-everything and random baselines; see docs/evaluation.md.
 
-    Example: bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
+    \b
+    Example: one day's verdicts against a labels file:
+      bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
     """
+    import pandas as pd
+
     from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
     from scoring.evaluation import evaluate as evaluate_verdicts
@@ -434,16 +522,34 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
 
 @main.group()
 def predictions():
-    """Work with stored predictions."""
+    """Work with stored predictions.
+
+    \b
+    Example:
+      bscore predictions export --out preds/
+    """
 
 
 @predictions.command("export")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
-@click.option("--from", "first", default=None)
-@click.option("--to", "last", default=None)
+@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder to write the files into (created when missing), e.g. --out preds/.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="csv in the reference's layout, or parquet with the same columns.")
+@click.option("--from", "first", metavar="HOUR", default=None,
+              help="First hour to export (ISO-8601), e.g. --from 2026-01-01T00. Default: the first stored prediction.")
+@click.option("--to", "last", metavar="HOUR", default=None,
+              help="Last hour to export, included, e.g. --to 2026-01-01T23. Default: the last stored prediction.")
 def export(out, fmt, first, last):
-    """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score."""
+    """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score.
+
+    Prediction is 1 for an anomaly; Score is the model's decision value (an anomaly when <= 0).
+
+    \b
+    Example: one day's predictions as CSV:
+      bscore predictions export --out preds/ --from 2026-01-01T00 --to 2026-01-01T23
+    """
+    import pandas as pd
+
     from bscore_assets.export import export_predictions
     from bscore_assets.operations import parse_hour
 
@@ -459,12 +565,23 @@ def export(out, fmt, first, last):
 
 @main.group()
 def deadletter():
-    """Events the drain refused: list them, re-submit them once they can be accepted."""
+    """Events the drain refused: list them, re-submit them once they can be accepted.
+
+    \b
+    Example: see why events were refused, then re-publish those with names ids cannot hold:
+      bscore deadletter list
+      bscore deadletter replay --reason "bad sensor" --fix-ids
+    """
 
 
 @deadletter.command("list")
 def deadletter_list():
-    """Dead letters per reason, and in which blobs."""
+    """Dead letters per reason, and in which blobs.
+
+    \b
+    Example:
+      bscore deadletter list
+    """
     from bscore_assets.deadletters import list_dead_letters
 
     blob = _ops().resources["blob"]
@@ -482,10 +599,18 @@ def deadletter_list():
 
 
 @deadletter.command("replay")
-@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'.")
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'. "
+                                             "Default: every reason.")
 @click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
 def deadletter_replay(reason, fix_ids):
-    """Re-publish dead letters that are accepted now; each is sent once, then taken out."""
+    """Re-publish dead letters that are accepted now; each is sent once, then taken out.
+
+    Those still refused stay in deadletter/.
+
+    \b
+    Example: re-publish the events refused for their sensor names, mapped to ids:
+      bscore deadletter replay --reason "bad sensor" --fix-ids
+    """
     from bscore_assets.deadletters import replay_dead_letters
     from bscore_assets.file_ingest import load_mapping, save_mapping
     from scoring.input_files import IdMapping, InputError
@@ -508,10 +633,17 @@ def deadletter_replay(reason, fix_ids):
 
 
 @deadletter.command("export")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="JSON-lines file to write them to, e.g. --out dead.jsonl.")
+@click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it). Default: every reason.")
 def deadletter_export(out, reason):
-    """Move dead letters into a JSON-lines file, to fix by hand and `bscore ingest`."""
+    """Move dead letters into a JSON-lines file, to fix by hand and `bscore ingest`.
+
+    \b
+    Example: take out the events with bad values, fix them, ingest them again:
+      bscore deadletter export --out dead.jsonl --reason "bad value"
+      bscore ingest dead.jsonl
+    """
     from bscore_assets.deadletters import export_dead_letters
 
     count = export_dead_letters(_ops().resources["blob"], Path(out), reason)
@@ -521,17 +653,28 @@ def deadletter_export(out, reason):
 
 @main.group()
 def models():
-    """Work with device model bundles."""
+    """Work with device model bundles.
+
+    \b
+    Example:
+      bscore models import legacy-models/
+    """
 
 
 @models.command("import")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory", type=click.Path(exists=True, file_okay=False),
+                help="Folder holding the model_<device>_<sensor> files.")
 def models_import(directory):
     """Model files named model_<device>_<sensor>[.pkl|.pickle|.skops] as current bundles.
 
     The name is split at the first _ after model_ (write a _ inside a device id as %5F).
     Every file is imported or refused with its reason; a device with a refused file keeps
-    its current bundle, and the command then exits 2.
+    its current bundle, and the command then exits 2. README.md, 'Importing models', says
+    which files are accepted.
+
+    \b
+    Example: the reference implementation's 15 scikit-learn 0.19 pickles:
+      bscore models import legacy-models/
     """
     try:
         found = _ops().import_models(Path(directory))
@@ -556,25 +699,44 @@ def models_import(directory):
 
 @main.group()
 def aml():
-    """Azure Machine Learning: the scoring cluster and its Environment."""
+    """Azure Machine Learning: the scoring cluster and its Environment.
+
+    \b
+    Example:
+      bscore aml provision --dry-run
+    """
 
 
 @aml.command("provision")
-@click.option("--cluster", default="bscore-cpu", envvar="AZUREML_CLUSTER", show_default=True)
-@click.option("--vm-size", default="Standard_DS3_v2", envvar="AZUREML_VM_SIZE", show_default=True)
-@click.option("--min-nodes", default=0, envvar="AZUREML_MIN_NODES", show_default=True)
-@click.option("--max-nodes", default=4, envvar="AZUREML_MAX_NODES", show_default=True)
-@click.option("--idle-seconds", default=600, envvar="AZUREML_IDLE_SECONDS", show_default=True,
+@click.option("--cluster", default="bscore-cpu", envvar="AZUREML_CLUSTER", show_default=True, show_envvar=True,
+              help="Name of the compute cluster the scoring jobs run on.")
+@click.option("--vm-size", default="Standard_DS3_v2", envvar="AZUREML_VM_SIZE", show_default=True, show_envvar=True,
+              help="Azure VM size of the cluster's nodes.")
+@click.option("--min-nodes", default=0, envvar="AZUREML_MIN_NODES", show_default=True, show_envvar=True,
+              help="Nodes kept when idle (0: none left running).")
+@click.option("--max-nodes", default=4, envvar="AZUREML_MAX_NODES", show_default=True, show_envvar=True,
+              help="Most nodes the cluster scales out to (1 or more).")
+@click.option("--idle-seconds", default=600, envvar="AZUREML_IDLE_SECONDS", show_default=True, show_envvar=True,
               help="Idle time before a node is released.")
-@click.option("--environment", default="bscore-scoring", envvar="AZUREML_ENVIRONMENT", show_default=True)
+@click.option("--environment", default="bscore-scoring", envvar="AZUREML_ENVIRONMENT", show_default=True,
+              show_envvar=True, help="Name of the Azure ML Environment the scoring jobs run in (<name>@latest).")
 @click.option("--dry-run", is_flag=True, help="Print the entities without contacting Azure.")
 def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environment, dry_run):
-    """Create or update the autoscaling cluster and the scoring Environment (built from docker/)."""
+    """Create or update the autoscaling cluster and the scoring Environment (built from docker/).
+
+    Azure ML is reached with the AZUREML_* variables and DefaultAzureCredential (README.md,
+    'Azure ML: scoring as command jobs').
+
+    \b
+    Example: a cluster of up to 8 nodes, printed first, then created:
+      bscore aml provision --max-nodes 8 --dry-run
+      bscore aml provision --max-nodes 8
+    """
     from resources import azureml_provision as prov
 
     try:
         spec = prov.ClusterSpec(cluster, vm_size, min_nodes, max_nodes, idle_seconds)
-        build_dir = prov.stage_build_context(Settings.from_env().home / "azureml" / "scoring-image")
+        build_dir = prov.stage_build_context(_settings().home / "azureml" / "scoring-image")
         entities = [prov.cluster_entity(spec), prov.environment_entity(environment, build_dir)]
     except ValueError as exc:
         _fail(exc)
@@ -594,17 +756,28 @@ def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environm
 
 @main.group()
 def asa():
-    """Azure Stream Analytics: the job that aggregates on Azure (BSCORE_AGGREGATION=asa)."""
+    """Azure Stream Analytics: the job that aggregates on Azure (BSCORE_AGGREGATION=asa).
+
+    \b
+    Example:
+      bscore asa provision --dry-run
+    """
 
 
 @asa.command("provision")
 @click.option("--dry-run", is_flag=True, help="Print the job's query and request body without contacting Azure.")
 def asa_provision(dry_run):
-    """Create or update the Stream Analytics job from the local aggregation's window settings."""
+    """Create or update the Stream Analytics job from the local aggregation's window settings.
+
+    \b
+    Example: look at the query and request body, then create the job:
+      bscore asa provision --dry-run
+      bscore asa provision
+    """
     from bscore_assets.settings import PipelineSettings
     from resources import asa as prov
 
-    settings = Settings.from_env()
+    settings = _settings()
     try:
         spec = prov.AsaJobSpec.from_env(PipelineSettings().window_seconds, settings.allowed_lateness_minutes,
                                         placeholders=dry_run)

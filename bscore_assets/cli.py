@@ -277,7 +277,7 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
         click.echo(f"{len(labels):,} labelled anomalies written to {labels_out}")
     if target in ("events", "eventhub"):
         if target == "eventhub" and _settings().events != "eventhub":
-            _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see README)"))
+            _fail(ValueError("--to eventhub needs BSCORE_EVENTS=eventhub and the EVENTHUB_* variables (see docs/azure.md)"))
         events = _ops().resources["events"]
         # Bodies are serialized chunk by chunk, so the bar also covers that (the slow part).
         with tqdm(total=len(readings), unit="event", desc="publishing") as bar:
@@ -507,8 +507,8 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     rows = sql.read_predictions(start, end)
     if rows.empty:
         _fail(ValueError("no stored predictions in that range: run `bscore score --from HOUR --to HOUR` first"))
-    # The stored device verdicts (BSCORE_DEVICE_VOTE_MIN_SENSORS); hours voted before they
-    # existed fall back to "any sensor flagged".
+    # The stored device verdicts (BSCORE_DEVICE_VOTE_MIN_SENSORS) when the range has any;
+    # otherwise (hours scored before verdicts were stored) "any sensor flagged" for all of it.
     verdicts = sql.read_device_verdicts(start, end)
     result = evaluate_verdicts(rows, labels, None if verdicts.empty else verdicts, point_adjusted=point_adjusted)
     click.echo(f"{len(labels):,} label(s) from {', '.join(map(str, paths))}; {len(rows):,} sensor windows "
@@ -690,7 +690,7 @@ def models_import(directory):
         click.echo(f"device {device}: not imported (refused: {', '.join(sorted(files))}); its current bundle is unchanged",
                    err=True)
     if not found.bundles and not found.refused:
-        _fail(f"no model_<device>_<sensor> files in {directory}")
+        _fail(ValueError(f"no model_<device>_<sensor> files in {directory}"))
     click.echo(f"{len(found.bundles)} device bundle(s) imported and registered as current"
                + (f"; {len(found.refused)} file(s) refused" if found.refused else ""))
     if found.refused:

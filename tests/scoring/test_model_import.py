@@ -73,6 +73,13 @@ def test_empty_folder_is_an_error(tmp_path):
         read_model_dir(tmp_path)
 
 
+def test_importing_an_empty_folder_says_so_in_one_line(bscore_home, tmp_path):
+    (tmp_path / "models").mkdir()
+    result = CliRunner().invoke(main, ["models", "import", str(tmp_path / "models")])
+    assert result.exit_code == 2, result.output
+    assert f"bscore: no model_<device>_<sensor> files in {tmp_path / 'models'}" in result.output
+
+
 # Names (issue 11, case 16) and validation at import (cases 6 and 9).
 
 def fitted_pipeline(seed: int = 0, **svm):

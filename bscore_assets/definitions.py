@@ -8,6 +8,8 @@ Local defaults need no configuration; ``BSCORE_*`` variables (see README) switch
 system to its Azure implementation under the same resource key.
 """
 
+import warnings
+
 import dagster as dg
 
 from bscore_assets.aggregation import definitions as aggregation
@@ -74,7 +76,13 @@ def build_defs(settings: Settings) -> dg.Definitions:
     """Every domain's definitions built from ``settings``, and the resources they name."""
     if settings.aggregation not in ("local", "asa"):
         raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
-    return dg.Definitions.merge(
-        *(domain.defs(settings) for domain in DOMAINS),
-        dg.Definitions(sensors=[automation_sensor()], resources=build_resources(settings)),
-    )
+    # The project chose these beta APIs (BackfillPolicy: a backfill of many hours is one run;
+    # MultiToSingleDimensionPartitionMapping: hour x sensor onto hours): warning about them on
+    # every `dagster` command tells a user nothing they can act on. Only our definitions' own
+    # BetaWarnings are silenced, while they are built; the user's filters are restored after.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        return dg.Definitions.merge(
+            *(domain.defs(settings) for domain in DOMAINS),
+            dg.Definitions(sensors=[automation_sensor()], resources=build_resources(settings)),
+        )

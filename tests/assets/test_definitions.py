@@ -2,6 +2,7 @@
 the environment each time Dagster loads it: no module is imported again to change a setting."""
 
 import dataclasses
+import warnings
 
 import dagster as dg
 import pandas as pd
@@ -47,3 +48,11 @@ def test_the_code_location_reads_the_environment_at_each_load(bscore_home, monke
     monkeypatch.setenv("BSCORE_START", "2024-02-03T04:00")
     assert set(first_hours(definitions.defs()).values()) == {"2024-02-03-04:00"}
 
+
+def test_building_the_definitions_warns_of_no_beta_api_of_ours(bscore_home):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        build_defs(Settings.from_env())
+        assert warnings.filters == filters  # silenced while building ours only, not for the caller
+    assert [str(w.message) for w in caught if issubclass(w.category, dg.BetaWarning)] == []

@@ -555,6 +555,38 @@ def models_import(directory):
 
 
 @main.group()
+def fleet():
+    """The devices and sensors Dagster partitions by."""
+
+
+@fleet.command("register")
+def fleet_register():
+    """Register the devices and sensors with windows as Dagster's dynamic partitions.
+
+    The daemon's fleet_partitions_sensor does this each minute once it is on, and bscore's own
+    commands before they run; run this on a fresh instance before Dagster's own commands, e.g.
+    `DAGSTER_HOME=$BSCORE_HOME/dagster dagster asset materialize -f definitions.py
+    --select device_models --partition 1`.
+    """
+    from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
+
+    ops = _ops()
+    try:
+        added, held = ops.register_fleet()
+    except ValueError as exc:
+        _fail(exc)
+    for name, keys in added.items():
+        click.echo(f"new {name}: {', '.join(keys)}")
+    for reason in held.values():
+        click.echo(f"sensor held back: {reason}", err=True)
+    devices, sensors = (len(ops.instance.get_dynamic_partitions(d.name))
+                        for d in (device_partitions_def, sensor_partitions_def))
+    click.echo(f"{devices} device(s) and {sensors} sensor(s) registered"
+               + ("" if devices else "; none has windows yet: aggregate hours first (`bscore score`, or Dagster's "
+                                     "raw_readings and sensor_aggregates)"))
+
+
+@main.group()
 def aml():
     """Azure Machine Learning: the scoring cluster and its Environment."""
 

@@ -271,8 +271,8 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
     Every file is checked first; if any event would be refused (more than --max-bad in a file),
     nothing is landed, and every refused line is listed in a report file.
     """
-    from bscore_assets.evaluation_report import labels_dir
-    from bscore_assets.file_ingest import (
+    from bscore_assets.verdicts.evaluation_report import labels_dir
+    from bscore_assets.ingestion.file_ingest import (
         RefusalReport,
         check_files,
         load_mapping,
@@ -399,7 +399,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
 
     Example: bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
     """
-    from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
+    from bscore_assets.verdicts.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
     from scoring.evaluation import evaluate as evaluate_verdicts
     from scoring.evaluation_plot import plot_evaluation
@@ -444,7 +444,7 @@ def predictions():
 @click.option("--to", "last", default=None)
 def export(out, fmt, first, last):
     """One file per device and sensor, DIR/<device>/preds_<device>_<sensor>: TS, Device, Sensor, Val, Prediction, Score."""
-    from bscore_assets.export import export_predictions
+    from bscore_assets.predictions.export import export_predictions
     from bscore_assets.operations import parse_hour
 
     try:
@@ -465,7 +465,7 @@ def deadletter():
 @deadletter.command("list")
 def deadletter_list():
     """Dead letters per reason, and in which blobs."""
-    from bscore_assets.deadletters import list_dead_letters
+    from bscore_assets.ingestion.deadletters import list_dead_letters
 
     blob = _ops().resources["blob"]
     table = list_dead_letters(blob)
@@ -486,8 +486,8 @@ def deadletter_list():
 @click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
 def deadletter_replay(reason, fix_ids):
     """Re-publish dead letters that are accepted now; each is sent once, then taken out."""
-    from bscore_assets.deadletters import replay_dead_letters
-    from bscore_assets.file_ingest import load_mapping, save_mapping
+    from bscore_assets.ingestion.deadletters import replay_dead_letters
+    from bscore_assets.ingestion.file_ingest import load_mapping, save_mapping
     from scoring.input_files import IdMapping, InputError
 
     settings = _settings()
@@ -512,7 +512,7 @@ def deadletter_replay(reason, fix_ids):
 @click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it).")
 def deadletter_export(out, reason):
     """Move dead letters into a JSON-lines file, to fix by hand and `bscore ingest`."""
-    from bscore_assets.deadletters import export_dead_letters
+    from bscore_assets.ingestion.deadletters import export_dead_letters
 
     count = export_dead_letters(_ops().resources["blob"], Path(out), reason)
     click.echo(f"{count:,} dead letter(s) written to {out} and taken out of deadletter/; "

@@ -15,12 +15,12 @@ import dagster as dg
 from bscore_assets.aggregation import definitions as aggregation
 from bscore_assets.alerts import definitions as alerts
 from bscore_assets.automation import automation_sensor
-from bscore_assets.evaluation_report import labels_dir
 from bscore_assets.ingestion import definitions as ingestion
 from bscore_assets.models import definitions as models
 from bscore_assets.predictions import definitions as predictions
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.verdicts import definitions as verdicts
+from bscore_assets.verdicts.evaluation_report import labels_dir
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.events import LocalEventSource

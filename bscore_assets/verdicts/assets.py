@@ -14,13 +14,13 @@ import dagster as dg
 import pandas as pd
 
 from bscore_assets.automation import lookback
-from bscore_assets.evaluation_report import load_labels
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
 from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
+from bscore_assets.verdicts.evaluation_report import load_labels
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.evaluation import OVERALL, evaluate

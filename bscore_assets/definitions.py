@@ -2,10 +2,11 @@
 
 Each domain (``ingestion``, ``aggregation``, ``models``, ``predictions``, ``verdicts``,
 ``alerts``) exposes ``defs(settings)`` with its assets, checks, automation conditions, sensors
-and jobs; ``build_defs`` merges them with the resources. Nothing here reads the environment:
-the code location (the root ``definitions.py``) reads it once, into the ``Settings`` given.
-Local defaults need no configuration; ``BSCORE_*`` variables (see README) switch each outside
-system to its Azure implementation under the same resource key.
+and jobs; ``build_defs`` merges them with the resources. Nothing is built at import: the code
+location (the root ``definitions.py``) reads the ``BSCORE_*`` variables once, into the
+``Settings`` given here. Local defaults need no configuration; those variables (see README)
+switch each outside system to its Azure implementation under the same resource key (the
+Event Hubs and Azure ML implementations then read their own connection variables).
 """
 
 import warnings

@@ -33,11 +33,16 @@ def test_two_starts_in_one_process_are_each_honoured(bscore_home, aggregation):
     assert set(first_hours(early).values()) == {"2020-01-01-00:00"}  # the later build changed nothing built before
 
 
-def test_every_setting_reaches_the_definitions_it_shapes(bscore_home):
-    settings = dataclasses.replace(Settings.from_env(), retraining_cron="15 3 * * *", scoring_deadline_minutes=45)
-    graph = build_defs(settings).resolve_asset_graph()
+def test_every_setting_reaches_the_definitions_it_shapes(bscore_home, tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), retraining_cron="15 3 * * *", scoring_deadline_minutes=45,
+                                   sql_url=f"sqlite:///{tmp_path / 'other.db'}", blob_url=str(tmp_path / "blobs"),
+                                   training_hours=7, detector="svm")
+    defs = build_defs(settings)
+    graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("device_models")).automation_condition.get_label() == "retraining cron 15 3 * * *"
     assert graph.get(dg.AssetKey("sensor_predictions")).freshness_policy.deadline_cron == "45 * * * *"
+    assert defs.resources["sql"].url == settings.sql_url and defs.resources["blob"].root == settings.blob_url
+    assert (defs.resources["pipeline"].training_hours, defs.resources["pipeline"].detector) == (7, "svm")
 
 
 def test_the_code_location_reads_the_environment_at_each_load(bscore_home, monkeypatch):

@@ -1,4 +1,9 @@
-"""Declarative Automation: when each asset is materialized, as conditions on the assets.
+"""Declarative Automation: what every asset's condition is built from, and the sensor that
+evaluates them.
+
+Each asset's condition lives beside the asset, in its domain (``ingestion.assets``,
+``aggregation.assets``, ``models.assets``, ``predictions.assets``, ``verdicts.assets``), built
+from the settings its domain's ``defs(settings)`` is given:
 
 - ``raw_readings``: every hour that has closed, once its allowed lateness has passed (a cron
   tick at that minute past the hour), for the hours of the look-back that are missing; its
@@ -28,29 +33,20 @@ AUTOMATION_SENSOR = "bscore_automation_sensor"
 MODELS = dg.AssetSelection.assets("device_models")
 
 
-def _lookback(settings: Settings) -> dg.AutomationCondition:
+def lookback(settings: Settings) -> dg.AutomationCondition:
+    """The partitions of the last ``BSCORE_RESCORING_HOURS`` hours (at least one)."""
     return dg.AutomationCondition.in_latest_time_window(timedelta(hours=max(settings.rescoring_hours, 1)))
 
 
-def _minute(value: int, variable: str) -> int:
+def minute_past_the_hour(value: int, variable: str) -> int:
     if not 0 <= value <= 59:
         raise ValueError(f"{variable}={value} must be a minute past the hour, 0 to 59")
     return value
 
 
-def raw_readings_condition(settings: Settings) -> dg.AutomationCondition:
-    """Missing hours of the look-back, at the first tick after each hour's lateness has passed."""
-    _minute(settings.allowed_lateness_minutes, "BSCORE_ALLOWED_LATENESS_MINUTES")
-    ready_tick = dg.AutomationCondition.cron_tick_passed(f"{settings.allowed_lateness_minutes} * * * *", "UTC")
-    return (
-        _lookback(settings)
-        & dg.AutomationCondition.missing()
-        & ready_tick.since_last_handled()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("ready hour not recorded")
-
-
-def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
+def updated_since_handled(settings: Settings) -> dg.AutomationCondition:
+    """Partitions of the look-back that are missing (and did not fail), or whose upstreams were
+    updated since, once the upstreams other than the models are there and none is in progress."""
     # Missing partitions are requested until one run of them fails (no retry loop on a failure
     # that would repeat); updated upstreams request them again. A device without a model must
     # not hold back the fleet's scoring: only the hour's own upstream (its aggregates) has to
@@ -62,7 +58,7 @@ def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
     new_models = dg.AutomationCondition.any_deps_updated().allow(MODELS).since(
         dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation())
     return (
-        _lookback(settings)
+        lookback(settings)
         & (missing.with_label("missing, not failed") | upstream.with_label("upstream updated")
            | new_models.with_label("models changed since last requested"))
         & ~dg.AutomationCondition.any_deps_missing().ignore(MODELS)
@@ -71,75 +67,11 @@ def _updated_since_handled(settings: Settings) -> dg.AutomationCondition:
     )
 
 
-def sensor_aggregates_condition(settings: Settings) -> dg.AutomationCondition:
-    """An hour of the look-back whenever its raw readings were recorded again."""
-    return _updated_since_handled(settings).with_label("raw readings recorded")
-
-
-def sensor_predictions_condition(settings: Settings) -> dg.AutomationCondition:
-    """Hours x sensors of the look-back when their aggregates or the models changed, unless an
-    upstream blocking check failed."""
-    some_model = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing()).allow(MODELS)
-    return (
-        _updated_since_handled(settings)
-        & some_model.with_label("some device has a model")
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ).with_label("aggregates or models changed")
-
-
-def device_verdicts_condition(settings: Settings) -> dg.AutomationCondition:
-    """Hours of the look-back whose predictions were materialized since the hour was last
-    handled (or that have predictions and no verdicts yet, unless that failed), once no sensor of
-    the hour is being scored or about to be. The predictions' checks do not hold the vote back:
-    the verdicts describe the stored predictions, and matter most when their rates are high."""
-    scored = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing())
-    missing = dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed() & scored
-    # Materialized, not merely requested in the same tick: the predictions' run (another
-    # partitioning, so another run) must have finished before the hour is voted.
-    updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).since_last_handled()
-    return (
-        _lookback(settings)
-        & (missing.with_label("missing, not failed") | updated.with_label("predictions updated"))
-        & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("predictions materialized")
-
-
-def device_models_condition(settings: Settings) -> dg.AutomationCondition:
-    """Every registered device, once per tick of the retraining cron."""
-    return (
-        dg.AutomationCondition.cron_tick_passed(settings.retraining_cron, "UTC").since_last_handled()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label(f"retraining cron {settings.retraining_cron}")
-
-
-CONDITIONS = {
-    "raw_readings": raw_readings_condition,
-    "sensor_aggregates": sensor_aggregates_condition,
-    "sensor_predictions": sensor_predictions_condition,
-    "device_verdicts": device_verdicts_condition,
-    "device_models": device_models_condition,
-}
-
-
 def scoring_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
     """Each hour scored within ``BSCORE_SCORING_DEADLINE_MINUTES`` of its close."""
-    _minute(settings.scoring_deadline_minutes, "BSCORE_SCORING_DEADLINE_MINUTES")
+    minute_past_the_hour(settings.scoring_deadline_minutes, "BSCORE_SCORING_DEADLINE_MINUTES")
     return dg.FreshnessPolicy.cron(deadline_cron=f"{settings.scoring_deadline_minutes} * * * *",
                                    lower_bound_delta=timedelta(hours=1), timezone="UTC")
-
-
-def with_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
-    """The assets with their automation conditions (and freshness) built from ``settings``."""
-
-    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
-        condition = CONDITIONS[spec.key.to_user_string()](settings)
-        extra = {"freshness_policy": scoring_freshness_policy(settings)} \
-            if spec.key.to_user_string() in ("sensor_aggregates", "sensor_predictions") else {}
-        return spec.replace_attributes(automation_condition=condition, **extra)
-
-    return [asset.map_asset_specs(attach) for asset in assets]
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:

@@ -330,8 +330,8 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
     Example: a spreadsheet export of one device, ; separated with decimal commas:
       bscore ingest testbed.csv --device "Testbed 1" --decimal-comma
     """
-    from bscore_assets.evaluation_report import labels_dir
-    from bscore_assets.file_ingest import (
+    from bscore_assets.verdicts.evaluation_report import labels_dir
+    from bscore_assets.ingestion.file_ingest import (
         RefusalReport,
         check_files,
         load_mapping,
@@ -487,7 +487,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     """
     import pandas as pd
 
-    from bscore_assets.evaluation_report import format_evaluation, load_labels, stored_label_files
+    from bscore_assets.verdicts.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
     from scoring.evaluation import evaluate as evaluate_verdicts
     from scoring.evaluation_plot import plot_evaluation
@@ -550,7 +550,7 @@ def export(out, fmt, first, last):
     """
     import pandas as pd
 
-    from bscore_assets.export import export_predictions
+    from bscore_assets.predictions.export import export_predictions
     from bscore_assets.operations import parse_hour
 
     try:
@@ -582,7 +582,7 @@ def deadletter_list():
     Example:
       bscore deadletter list
     """
-    from bscore_assets.deadletters import list_dead_letters
+    from bscore_assets.ingestion.deadletters import list_dead_letters
 
     blob = _ops().resources["blob"]
     table = list_dead_letters(blob)
@@ -611,8 +611,8 @@ def deadletter_replay(reason, fix_ids):
     Example: re-publish the events refused for their sensor names, mapped to ids:
       bscore deadletter replay --reason "bad sensor" --fix-ids
     """
-    from bscore_assets.deadletters import replay_dead_letters
-    from bscore_assets.file_ingest import load_mapping, save_mapping
+    from bscore_assets.ingestion.deadletters import replay_dead_letters
+    from bscore_assets.ingestion.file_ingest import load_mapping, save_mapping
     from scoring.input_files import IdMapping, InputError
 
     settings = _settings()
@@ -644,7 +644,7 @@ def deadletter_export(out, reason):
       bscore deadletter export --out dead.jsonl --reason "bad value"
       bscore ingest dead.jsonl
     """
-    from bscore_assets.deadletters import export_dead_letters
+    from bscore_assets.ingestion.deadletters import export_dead_letters
 
     count = export_dead_letters(_ops().resources["blob"], Path(out), reason)
     click.echo(f"{count:,} dead letter(s) written to {out} and taken out of deadletter/; "
@@ -695,6 +695,46 @@ def models_import(directory):
                + (f"; {len(found.refused)} file(s) refused" if found.refused else ""))
     if found.refused:
         sys.exit(2)
+
+
+@main.group()
+def fleet():
+    """The devices and sensors Dagster partitions by.
+
+    \b
+    Example:
+      bscore fleet register
+    """
+
+
+@fleet.command("register")
+def fleet_register():
+    """Register the devices and sensors with windows as Dagster's dynamic partitions.
+
+    The daemon's fleet_partitions_sensor does this each minute once it is on, and bscore's own
+    commands before they run; run this on a fresh instance before Dagster's own commands.
+
+    \b
+    Example: train device 1 with Dagster's own command on a fresh instance:
+      bscore fleet register
+      DAGSTER_HOME=$BSCORE_HOME/dagster dagster asset materialize -f definitions.py --select device_models --partition 1
+    """
+    from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
+
+    ops = _ops()
+    try:
+        added, held = ops.register_fleet()
+    except ValueError as exc:
+        _fail(exc)
+    for name, keys in added.items():
+        click.echo(f"new {name}: {', '.join(keys)}")
+    for reason in held.values():
+        click.echo(f"sensor held back: {reason}", err=True)
+    devices, sensors = (len(ops.instance.get_dynamic_partitions(d.name))
+                        for d in (device_partitions_def, sensor_partitions_def))
+    click.echo(f"{devices} device(s) and {sensors} sensor(s) registered"
+               + ("" if devices else "; none has windows yet: aggregate hours first (`bscore score`, or Dagster's "
+                                     "raw_readings and sensor_aggregates)"))
 
 
 @main.group()

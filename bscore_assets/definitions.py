@@ -1,27 +1,33 @@
 """bscore's Dagster definitions: every domain's objects, with resources chosen by the settings.
 
-Local defaults need no configuration; ``BSCORE_*`` variables (docs/configuration.md) switch each
-outside system to its Azure implementation under the same resource key.
+Each domain (``ingestion``, ``aggregation``, ``models``, ``predictions``, ``verdicts``,
+``alerts``) exposes ``defs(settings)`` with its assets, checks, automation conditions, sensors
+and jobs; ``build_defs`` merges them with the resources. Nothing is built at import: the code
+location (the root ``definitions.py``) reads the ``BSCORE_*`` variables once, into the
+``Settings`` given here. Local defaults need no configuration; those variables (docs/configuration.md)
+switch each outside system to its Azure implementation under the same resource key (the
+Event Hubs and Azure ML implementations then read their own connection variables).
 """
+
+import warnings
 
 import dagster as dg
 
-from bscore_assets.aggregation.assets import sensor_aggregates
-from bscore_assets.alerts.sensors import alert_objects
-from bscore_assets.automation import automation_sensor, with_automation
-from bscore_assets.evaluation_report import labels_dir
-from bscore_assets.ingestion.assets import raw_readings
-from bscore_assets.ingestion.sensors import build_fleet_partitions_sensor, build_late_readings_sensor
-from bscore_assets.jobs import ingest_job, scoring_job, training_job, verdicts_job
-from bscore_assets.models.assets import device_models
-from bscore_assets.predictions.assets import sensor_predictions
-from bscore_assets.predictions.freshness import build_newest_hour_check, build_newest_hour_freshness_sensor
+from bscore_assets.aggregation import definitions as aggregation
+from bscore_assets.alerts import definitions as alerts
+from bscore_assets.automation import automation_sensor
+from bscore_assets.ingestion import definitions as ingestion
+from bscore_assets.models import definitions as models
+from bscore_assets.predictions import definitions as predictions
 from bscore_assets.settings import PipelineSettings, Settings
-from bscore_assets.verdicts.assets import device_verdicts
+from bscore_assets.verdicts import definitions as verdicts
+from bscore_assets.verdicts.evaluation_report import labels_dir
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.events import LocalEventSource
 from resources.sql import SqlStore
+
+DOMAINS = (ingestion, aggregation, models, predictions, verdicts, alerts)
 
 
 def build_resources(settings: Settings) -> dict:
@@ -67,24 +73,17 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
-def build_defs(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or Settings.from_env()
-    if settings.aggregation == "local":
-        hourly = with_automation([raw_readings, sensor_aggregates], settings)
-        hourly_jobs, hourly_sensors = [ingest_job], [build_late_readings_sensor(settings)]
-    elif settings.aggregation == "asa":  # Stream Analytics writes both; a sensor records them
-        from bscore_assets.aggregation.asa import asa_aggregation_objects
-
-        (hourly, hourly_sensors), hourly_jobs = asa_aggregation_objects(settings), []
-    else:
+def build_defs(settings: Settings) -> dg.Definitions:
+    """Every domain's definitions built from ``settings``, and the resources they name."""
+    if settings.aggregation not in ("local", "asa"):
         raise ValueError(f"BSCORE_AGGREGATION={settings.aggregation!r} must be 'local' or 'asa'")
-    alert_sensors, alert_channel = alert_objects(settings)  # none unless a webhook is configured
-    return dg.Definitions(
-        assets=[*hourly, *with_automation([device_models, sensor_predictions, device_verdicts], settings)],
-        asset_checks=[build_newest_hour_check(settings)],
-        jobs=[*hourly_jobs, training_job, scoring_job, verdicts_job],
-        sensors=[automation_sensor(), *hourly_sensors, build_fleet_partitions_sensor(settings),
-                 build_newest_hour_freshness_sensor(settings), *alert_sensors],
-        resources={**build_resources(settings), **alert_channel},
-    )
-
+    # The project chose these beta APIs (BackfillPolicy: a backfill of many hours is one run;
+    # MultiToSingleDimensionPartitionMapping: hour x sensor onto hours): warning about them on
+    # every `dagster` command tells a user nothing they can act on. Only our definitions' own
+    # BetaWarnings are silenced, while they are built; the user's filters are restored after.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        return dg.Definitions.merge(
+            *(domain.defs(settings) for domain in DOMAINS),
+            dg.Definitions(sensors=[automation_sensor()], resources=build_resources(settings)),
+        )

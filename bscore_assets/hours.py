@@ -1,6 +1,6 @@
 """Hours as Dagster records them: which are aggregated (and when), what their latest
 materialization said, and contiguous blocks of them for ranged runs. (When an hour is ready is
-decided by the automation conditions, ``bscore_assets.automation``.)
+decided by the automation conditions beside each asset, built from ``bscore_assets.automation``.)
 """
 
 from __future__ import annotations

@@ -214,6 +214,13 @@ class Operations:
         register_fleet(self.instance, self.resources["sql"], self.settings)
         return report
 
+    def register_fleet(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """Add the devices with windows and the admitted sensors as dynamic partitions now, as
+        ``fleet_partitions_sensor`` does on its ticks; what was added, and ``{sensor: reason}``
+        for the sensors held back."""
+        held: dict[str, str] = {}
+        return register_fleet(self.instance, self.resources["sql"], self.settings, held), held
+
     def default_training_hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """The ``training_hours`` closed hours ending with the last closed one (not before BSCORE_START)."""
         last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)

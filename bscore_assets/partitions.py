@@ -1,4 +1,9 @@
-"""The partitions of bscore's assets, declared once and imported where used."""
+"""The partitions of bscore's assets, named once and imported where used.
+
+The dynamic partitions (``devices``, ``sensors``) are the same in every deployment. The hourly
+ones start at ``BSCORE_START``, so they are built from the ``Settings`` the definitions are
+built from (``build_defs(settings)``), never from the environment at import.
+"""
 
 import dagster as dg
 import pandas as pd
@@ -7,14 +12,18 @@ from bscore_assets.settings import Settings
 
 HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
-hourly_partitions_def = dg.HourlyPartitionsDefinition(
-    start_date=Settings.from_env().start.strftime(HOUR_KEY_FORMAT), fmt=HOUR_KEY_FORMAT
-)
 device_partitions_def = dg.DynamicPartitionsDefinition(name="devices")
 sensor_partitions_def = dg.DynamicPartitionsDefinition(name="sensors")
-hour_sensor_partitions_def = dg.MultiPartitionsDefinition(
-    {"hour": hourly_partitions_def, "sensor": sensor_partitions_def}
-)
+
+
+def hourly_partitions_def(settings: Settings) -> dg.HourlyPartitionsDefinition:
+    """Every hour from ``settings.start`` (``BSCORE_START``) on."""
+    return dg.HourlyPartitionsDefinition(start_date=settings.start.strftime(HOUR_KEY_FORMAT), fmt=HOUR_KEY_FORMAT)
+
+
+def hour_sensor_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """Hour x sensor, the partitions of ``sensor_predictions``."""
+    return dg.MultiPartitionsDefinition({"hour": hourly_partitions_def(settings), "sensor": sensor_partitions_def})
 
 
 def hour_key(hour: pd.Timestamp) -> str:
@@ -28,3 +37,11 @@ def hour_of_key(key: str) -> pd.Timestamp:
 def hour_sensor_key(hour: pd.Timestamp, sensor: str) -> str:
     """The ``sensor_predictions`` partition key of an hour and a sensor."""
     return str(dg.MultiPartitionKey({"hour": hour_key(hour), "sensor": sensor}))
+
+
+def hour_sensor_of_key(key: str) -> tuple[pd.Timestamp, str]:
+    """The hour and the sensor of a ``sensor_predictions`` partition key (``hour_sensor_key``'s inverse)."""
+    # A multi-partition key joins its dimensions' keys with "|" in the order of their names,
+    # and Dagster refuses a "|" inside a dimension's key.
+    hour, sensor = str(key).split("|")
+    return hour_of_key(hour), sensor

@@ -83,7 +83,7 @@ def test_workspace_loads_with_five_assets_and_their_checks(env):
     assert result.returncode == 0, result.stderr
     from definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}

@@ -38,17 +38,24 @@ SOURCE = "Azure Stream Analytics"
 # Largest finite double: a NaN (PostgreSQL sorts it above every number) or an infinity is outside.
 FINITE = 1.7976931348623157e308
 
-raw_readings_spec = dg.AssetSpec(
-    "raw_readings", partitions_def=hourly_partitions_def, group_name="ingestion", kinds={"parquet", "azure"},
-    description="Readings as devices sent them, archived per hour under raw/<hour>/ by the Stream Analytics job "
-                "(BSCORE_AGGREGATION=asa); recorded by asa_aggregation_sensor.",
-)
-sensor_aggregates_spec = dg.AssetSpec(
-    "sensor_aggregates", deps=["raw_readings"], partitions_def=hourly_partitions_def, group_name="aggregation",
-    kinds={"sql", "azure"},
-    description="Average of each device's sensor per tumbling window (end as timestamp), SQL table sensor_values, "
-                "written by the Stream Analytics job (BSCORE_AGGREGATION=asa); recorded by asa_aggregation_sensor.",
-)
+
+def asa_asset_specs(settings: Settings) -> list[dg.AssetSpec]:
+    """The external ``raw_readings`` and ``sensor_aggregates``, on the hours from ``BSCORE_START``."""
+    hours = hourly_partitions_def(settings)
+    return [
+        dg.AssetSpec(
+            "raw_readings", partitions_def=hours, group_name="ingestion", kinds={"parquet", "azure"},
+            description="Readings as devices sent them, archived per hour under raw/<hour>/ by the Stream Analytics "
+                        "job (BSCORE_AGGREGATION=asa); recorded by asa_aggregation_sensor.",
+        ),
+        dg.AssetSpec(
+            "sensor_aggregates", deps=["raw_readings"], partitions_def=hours, group_name="aggregation",
+            kinds={"sql", "azure"},
+            description="Average of each device's sensor per tumbling window (end as timestamp), SQL table "
+                        "sensor_values, written by the Stream Analytics job (BSCORE_AGGREGATION=asa); recorded by "
+                        "asa_aggregation_sensor.",
+        ),
+    ]
 
 
 def census_prefix(hour: pd.Timestamp) -> str:
@@ -200,4 +207,4 @@ def asa_aggregation_objects(settings: Settings) -> tuple[list[dg.AssetSpec], lis
         To be used instead of the local ``raw_readings`` and ``sensor_aggregates`` assets and
         the sensors that drain and aggregate.
     """
-    return [raw_readings_spec, sensor_aggregates_spec], [build_asa_aggregation_sensor(settings)]
+    return asa_asset_specs(settings), [build_asa_aggregation_sensor(settings)]

@@ -9,10 +9,11 @@ import dagster as dg
 import pandas as pd
 
 from bscore_assets.aggregation.checks import aggregate_check_results, aggregate_check_specs
+from bscore_assets.automation import scoring_freshness_policy, updated_since_handled
 from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
-from bscore_assets.settings import PipelineSettings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import hours_between, part_layout, raw_parts, raw_version, window_bounds
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
@@ -53,15 +54,27 @@ def _offset(hour: pd.Timestamp, seconds: int | None) -> pd.Timestamp | None:
     return None if seconds is None else hour + pd.Timedelta(seconds=seconds)
 
 
-@dg.asset(
-    partitions_def=hourly_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["raw_readings"],
-    check_specs=aggregate_check_specs,
-    group_name="aggregation",
-    kinds={"sql"},
-    description="Average of each device's sensor per tumbling window (end as timestamp), SQL table sensor_values.",
-)
+def sensor_aggregates_condition(settings: Settings) -> dg.AutomationCondition:
+    """An hour of the look-back whenever its raw readings were recorded again."""
+    return updated_since_handled(settings).with_label("raw readings recorded")
+
+
+def sensor_aggregates_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``sensor_aggregates`` on the hours from ``BSCORE_START``, with its automation condition."""
+    return dg.asset(
+        name="sensor_aggregates",
+        partitions_def=hourly_partitions_def(settings),
+        automation_condition=sensor_aggregates_condition(settings),
+        freshness_policy=scoring_freshness_policy(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["raw_readings"],
+        check_specs=aggregate_check_specs,
+        group_name="aggregation",
+        kinds={"sql"},
+        description="Average of each device's sensor per tumbling window (end as timestamp), SQL table sensor_values.",
+    )(sensor_aggregates)
+
+
 def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: SqlStore, pipeline: PipelineSettings):
     guard_step()
     with retry_on_outage(context):

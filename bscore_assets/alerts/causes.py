@@ -16,7 +16,7 @@ from bscore_assets.partitions import (
     device_partitions_def,
     hour_key,
     hour_sensor_key,
-    hour_sensor_partitions_def,
+    hour_sensor_of_key,
     sensor_partitions_def,
 )
 from bscore_assets.settings import Settings
@@ -165,7 +165,7 @@ def daily_digest(instance: dg.DagsterInstance, sql: SqlStore, settings: Settings
     keys = [hour_sensor_key(h, s) for h in hours for s in sensors]
     anomalies = {s: 0 for s in sensors}
     for key, meta in latest_partition_metadata(instance, "sensor_predictions", keys).items():
-        sensor = hour_sensor_partitions_def.get_partition_key_from_str(key).keys_by_dimension["sensor"]
+        _, sensor = hour_sensor_of_key(key)
         if isinstance(meta.get("anomalies"), (int, float)):
             anomalies[sensor] = anomalies.get(sensor, 0) + int(meta["anomalies"])
     through, silent = current_silent_devices(instance, sql, settings)

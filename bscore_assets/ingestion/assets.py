@@ -7,11 +7,12 @@ them back.
 
 import dagster as dg
 
+from bscore_assets.automation import lookback, minute_past_the_hour
 from bscore_assets.hours import latest_materializations
 from bscore_assets.ingestion.drain import drain_events
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
-from bscore_assets.settings import PipelineSettings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import hours_between, part_rows, raw_parts, raw_version, window_bounds
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
@@ -24,16 +25,34 @@ def raw_hour_metadata(blob: BlobStore, hour) -> dict:
     return {"readings": sum(part_rows(key) for key in parts), "parts": len(parts), "raw_version": raw_version(parts)}
 
 
-@dg.asset(
-    partitions_def=hourly_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="ingestion",
-    kinds={"parquet"},
-    check_specs=[dg.AssetCheckSpec("no_dead_letters", asset="raw_readings",
-                                   description="Events this run drained were all accepted; "
-                                               "rejected ones are in deadletter/ with their reasons.")],
-    description="Readings as devices sent them, de-duplicated, one folder of Parquet parts per hour.",
-)
+def raw_readings_condition(settings: Settings) -> dg.AutomationCondition:
+    """Missing hours of the look-back, at the first tick after each hour's lateness has passed."""
+    minute_past_the_hour(settings.allowed_lateness_minutes, "BSCORE_ALLOWED_LATENESS_MINUTES")
+    ready_tick = dg.AutomationCondition.cron_tick_passed(f"{settings.allowed_lateness_minutes} * * * *", "UTC")
+    return (
+        lookback(settings)
+        & dg.AutomationCondition.missing()
+        & ready_tick.since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("ready hour not recorded")
+
+
+def raw_readings_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``raw_readings`` on the hours from ``BSCORE_START``, with its automation condition."""
+    return dg.asset(
+        name="raw_readings",
+        partitions_def=hourly_partitions_def(settings),
+        automation_condition=raw_readings_condition(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="ingestion",
+        kinds={"parquet"},
+        check_specs=[dg.AssetCheckSpec("no_dead_letters", asset="raw_readings",
+                                       description="Events this run drained were all accepted; "
+                                                   "rejected ones are in deadletter/ with their reasons.")],
+        description="Readings as devices sent them, de-duplicated, one folder of Parquet parts per hour.",
+    )(raw_readings)
+
+
 def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: BlobStore, pipeline: PipelineSettings):
     guard_step()
     with retry_on_outage(context):

@@ -62,10 +62,12 @@ def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore, settin
     return requests
 
 
-def register_fleet(instance: dg.DagsterInstance, sql: SqlStore, settings: Settings | None = None) -> dict[str, list[str]]:
-    """Add new devices and admitted sensors as partitions now; return what was added."""
+def register_fleet(instance: dg.DagsterInstance, sql: SqlStore, settings: Settings | None = None,
+                   held: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Add new devices and admitted sensors as partitions now; return what was added (``held``,
+    when given, receives the sensors held back, as in :func:`fleet_partition_requests`)."""
     added = {}
-    for request in fleet_partition_requests(instance, sql, settings):
+    for request in fleet_partition_requests(instance, sql, settings, held):
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         added[request.partitions_def_name] = list(request.partition_keys)
     return added

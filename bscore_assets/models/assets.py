@@ -15,7 +15,7 @@ import pandas as pd
 from bscore_assets.models.outcome import TrainingOutcome
 from bscore_assets.partitions import device_partitions_def
 from bscore_assets.retries import retry_on_outage
-from bscore_assets.settings import PipelineSettings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.sql import SqlStore
@@ -122,23 +122,37 @@ def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd
     return outcome
 
 
-@dg.asset(
-    partitions_def=device_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep("sensor_aggregates", partition_mapping=dg.AllPartitionMapping())],
-    check_specs=[
-        dg.AssetCheckSpec("every_sensor_has_model", asset="device_models",
-                          description="Every sensor with training windows got a model; no device's training failed."),
-        dg.AssetCheckSpec("challenger_gate", asset="device_models",
-                          description="Every sensor's new model flags at most the WARN rate of the hold-out hour; "
-                                      "the sensors refused, fallen back to the robust kind or constant are named."),
-    ],
-    group_name="models",
-    kinds={"scikit-learn"},
-    description="Per-device bundle of one detector per sensor (robust by default; thresholds calibrated to the "
-                "false-alarm budget on each sensor's training windows), versioned in blob models/; retrained "
-                "behind a per-sensor hold-out gate.",
-)
+def device_models_condition(settings: Settings) -> dg.AutomationCondition:
+    """Every registered device, once per tick of the retraining cron."""
+    return (
+        dg.AutomationCondition.cron_tick_passed(settings.retraining_cron, "UTC").since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"retraining cron {settings.retraining_cron}")
+
+
+def device_models_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``device_models``, one partition per registered device, retrained on ``BSCORE_RETRAINING_CRON``."""
+    return dg.asset(
+        name="device_models",
+        partitions_def=device_partitions_def,
+        automation_condition=device_models_condition(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[dg.AssetDep("sensor_aggregates", partition_mapping=dg.AllPartitionMapping())],
+        check_specs=[
+            dg.AssetCheckSpec("every_sensor_has_model", asset="device_models",
+                              description="Every sensor with training windows got a model; no device's training failed."),
+            dg.AssetCheckSpec("challenger_gate", asset="device_models",
+                              description="Every sensor's new model flags at most the WARN rate of the hold-out hour; "
+                                          "the sensors refused, fallen back to the robust kind or constant are named."),
+        ],
+        group_name="models",
+        kinds={"scikit-learn"},
+        description="Per-device bundle of one detector per sensor (robust by default; thresholds calibrated to the "
+                    "false-alarm budget on each sensor's training windows), versioned in blob models/; retrained "
+                    "behind a per-sensor hold-out gate.",
+    )(device_models)
+
+
 def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql: SqlStore, blob: BlobStore,
                   pipeline: PipelineSettings):
     guard_step()

@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_key, hour_sensor_partitions_def
+from bscore_assets.automation import MODELS, scoring_freshness_policy, updated_since_handled
+from bscore_assets.partitions import hour_key, hour_sensor_key, hour_sensor_of_key, hour_sensor_partitions_def
 from bscore_assets.predictions.checks import prediction_check_results, prediction_check_specs
 from bscore_assets.predictions.inputs import scoring_inputs, unchanged_partitions
 from bscore_assets.predictions.metadata import partition_metadata, partitions_to_plot
@@ -28,7 +29,7 @@ from bscore_assets.predictions.summaries import (
     refused_devices,
 )
 from bscore_assets.retries import retry_on_outage
-from bscore_assets.settings import PipelineSettings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import commit_prediction_partition
 from bscore_assets.step_guard import ensure_run_active, guard_step
 from resources.blob import BlobStore
@@ -42,9 +43,9 @@ HOUR = pd.Timedelta(hours=1)
 
 def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp], list[str]]:
     """The hours and sensors a run covers (a run covers whole hour x sensor rectangles)."""
-    keys = [hour_sensor_partitions_def.get_partition_key_from_str(k) for k in context.partition_keys]
-    hours = sorted({hour_of_key(k.keys_by_dimension["hour"]) for k in keys})
-    sensors = sorted({k.keys_by_dimension["sensor"] for k in keys})
+    keys = [hour_sensor_of_key(k) for k in context.partition_keys]
+    hours = sorted({hour for hour, _ in keys})
+    sensors = sorted({sensor for _, sensor in keys})
     return hours, sensors
 
 
@@ -120,19 +121,38 @@ def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeB
     return shards, scored
 
 
-@dg.asset(
-    partitions_def=hour_sensor_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[
-        dg.AssetDep("sensor_aggregates",
-                    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour")),
-        dg.AssetDep("device_models", partition_mapping=dg.AllPartitionMapping()),
-    ],
-    check_specs=prediction_check_specs,
-    group_name="predictions",
-    kinds={"parquet", "sql"},
-    description="Score and anomaly flag of every window, per hour and sensor: blob predictions/ and SQL predictions.",
-)
+def sensor_predictions_condition(settings: Settings) -> dg.AutomationCondition:
+    """Hours x sensors of the look-back when their aggregates or the models changed, unless an
+    upstream blocking check failed."""
+    some_model = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing()).allow(MODELS)
+    return (
+        updated_since_handled(settings)
+        & some_model.with_label("some device has a model")
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("aggregates or models changed")
+
+
+def sensor_predictions_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``sensor_predictions`` on the hours from ``BSCORE_START`` x the sensors, with its automation
+    condition and freshness policy."""
+    return dg.asset(
+        name="sensor_predictions",
+        partitions_def=hour_sensor_partitions_def(settings),
+        automation_condition=sensor_predictions_condition(settings),
+        freshness_policy=scoring_freshness_policy(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[
+            dg.AssetDep("sensor_aggregates",
+                        partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour")),
+            dg.AssetDep("device_models", partition_mapping=dg.AllPartitionMapping()),
+        ],
+        check_specs=prediction_check_specs,
+        group_name="predictions",
+        kinds={"parquet", "sql"},
+        description="Score and anomaly flag of every window, per hour and sensor: blob predictions/ and SQL predictions.",
+    )(sensor_predictions)
+
+
 def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore,
                        compute: ComputeBackend, pipeline: PipelineSettings):
     guard_step()

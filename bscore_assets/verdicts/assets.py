@@ -13,13 +13,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from bscore_assets.evaluation_report import load_labels
+from bscore_assets.automation import lookback
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
-from bscore_assets.settings import PipelineSettings
+from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
 from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
+from bscore_assets.verdicts.evaluation_report import load_labels
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.evaluation import OVERALL, evaluate
@@ -58,17 +59,42 @@ def hour_metadata(summary: dict, sensors: list[str], min_sensors: int) -> dict:
     }
 
 
-@dg.asset(
-    partitions_def=hourly_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep("sensor_predictions",
-                      partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour"))],
-    check_specs=verdict_check_specs,
-    group_name="predictions",
-    kinds={"parquet", "sql"},
-    description="A verdict per device window, voted by its sensors (anomalous when at least min_sensors are "
-                "flagged), with the flagged sensors: blob verdicts/ and SQL device_verdicts.",
-)
+def device_verdicts_condition(settings: Settings) -> dg.AutomationCondition:
+    """Hours of the look-back whose predictions were materialized since the hour was last
+    handled (or that have predictions and no verdicts yet, unless that failed), once no sensor of
+    the hour is being scored or about to be. The predictions' checks do not hold the vote back:
+    the verdicts describe the stored predictions, and matter most when their rates are high."""
+    scored = dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing())
+    missing = dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed() & scored
+    # Materialized, not merely requested in the same tick: the predictions' run (another
+    # partitioning, so another run) must have finished before the hour is voted.
+    updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).since_last_handled()
+    return (
+        lookback(settings)
+        & (missing.with_label("missing, not failed") | updated.with_label("predictions updated"))
+        & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("predictions materialized")
+
+
+def device_verdicts_asset(settings: Settings) -> dg.AssetsDefinition:
+    """``device_verdicts`` on the hours from ``BSCORE_START``, with its automation condition."""
+    return dg.asset(
+        name="device_verdicts",
+        partitions_def=hourly_partitions_def(settings),
+        automation_condition=device_verdicts_condition(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[dg.AssetDep("sensor_predictions",
+                          partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour"))],
+        check_specs=verdict_check_specs,
+        group_name="predictions",
+        kinds={"parquet", "sql"},
+        description="A verdict per device window, voted by its sensors (anomalous when at least min_sensors are "
+                    "flagged), with the flagged sensors: blob verdicts/ and SQL device_verdicts.",
+    )(device_verdicts)
+
+
 def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore, pipeline: PipelineSettings):
     guard_step()
     with retry_on_outage(context):

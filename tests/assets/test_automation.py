@@ -15,8 +15,9 @@ import pytest
 
 from bscore_assets.hours import hour_blocks
 from bscore_assets.operations import contiguous_blocks, run_report
-from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_partitions_def, sensor_partitions_def
+from bscore_assets.partitions import hour_key, hour_of_key, hour_sensor_of_key, sensor_partitions_def
 from bscore_assets.runs import hour_range_tags, hour_sensor_range_tags, range_tags
+from bscore_assets.settings import Settings
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 
@@ -54,11 +55,11 @@ class Automation:
         if asset == "device_models":
             known = self.instance.get_dynamic_partitions("devices")
             return [range_tags(a, b) for a, b in contiguous_blocks(known, list(keys))]
-        parsed = [hour_sensor_partitions_def.get_partition_key_from_str(k).keys_by_dimension for k in keys]
+        parsed = [hour_sensor_of_key(k) for k in keys]
         sensors = self.instance.get_dynamic_partitions(sensor_partitions_def.name)
-        wanted = sorted({p["sensor"] for p in parsed}, key=sensors.index)
+        wanted = sorted({sensor for _, sensor in parsed}, key=sensors.index)
         return [hour_sensor_range_tags(first, last, [a, b])
-                for first, last in hour_blocks(hour_of_key(p["hour"]) for p in parsed)
+                for first, last in hour_blocks(hour for hour, _ in parsed)
                 for a, b in contiguous_blocks(sensors, wanted)]
 
     def tick_sensor(self, name: str):
@@ -90,7 +91,7 @@ def automation(bscore_home, monkeypatch):
     from definitions import build_defs
 
     with dg.instance_for_test() as instance:
-        yield Automation(build_defs(), instance)
+        yield Automation(build_defs(Settings.from_env()), instance)
 
 
 def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
@@ -157,7 +158,7 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
 def test_every_asset_has_its_condition_and_scoring_has_a_freshness_deadline(bscore_home, monkeypatch):
     from definitions import build_defs
 
-    graph = build_defs().resolve_asset_graph()
+    graph = build_defs(Settings.from_env()).resolve_asset_graph()
     labels = {key.to_user_string(): graph.get(key).automation_condition.get_label() for key in graph.get_all_asset_keys()}
     assert labels == {"raw_readings": "ready hour not recorded", "sensor_aggregates": "raw readings recorded",
                       "sensor_predictions": "aggregates or models changed",
@@ -167,4 +168,4 @@ def test_every_asset_has_its_condition_and_scoring_has_a_freshness_deadline(bsco
     assert policy.deadline_cron == "30 * * * *"
     monkeypatch.setenv("BSCORE_ALLOWED_LATENESS_MINUTES", "75")
     with pytest.raises(ValueError, match="BSCORE_ALLOWED_LATENESS_MINUTES='75' must be .* \(0..59\)"):
-        build_defs()
+        build_defs(Settings.from_env())

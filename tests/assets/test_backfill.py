@@ -9,7 +9,6 @@ one sensor's H hours (or one hour's S sensors), never one run per partition.
 """
 
 import logging
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +24,8 @@ from dagster._daemon.backfill import execute_backfill_iteration
 from bscore_assets.ingestion.fleet import register_fleet
 from bscore_assets.partitions import hour_key, hour_sensor_key
 from bscore_assets.runs import RANGE_END_TAG, RANGE_START_TAG
+from bscore_assets.settings import Settings
+from definitions import build_defs
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 
@@ -59,15 +60,12 @@ def covered(run: dg.DagsterRun) -> tuple[str, str]:
 
 
 @pytest.fixture
-def platform(bscore_home, monkeypatch):
-    # Runs launch in this process from the code location, which imports `definitions`: drop
-    # a copy an earlier test imported, whose resources point at that test's BSCORE_HOME.
-    monkeypatch.delitem(sys.modules, "definitions", raising=False)
-    from definitions import build_defs
-
+def platform(bscore_home):
+    # Runs launch in this process from the code location, which reads this test's BSCORE_HOME
+    # each time it is loaded (`definitions.defs`), whoever imported the module before.
     dagster_home = bscore_home / "dagster"
     dagster_home.mkdir(parents=True)
-    defs = build_defs()
+    defs = build_defs(Settings.from_env())
     with dg.instance_for_test(temp_dir=str(dagster_home), synchronous_run_launcher=True,
                               synchronous_run_coordinator=True) as instance:
         with create_test_daemon_workspace_context(WorkspaceFileTarget(paths=[str(WORKSPACE)]), instance) as workspace:

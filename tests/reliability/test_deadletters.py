@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bscore_assets.deadletters import REPLAYED, list_dead_letters, replay_dead_letters
+from bscore_assets.ingestion.deadletters import REPLAYED, list_dead_letters, replay_dead_letters
 from scoring.input_files import IdMapping
 from tests.assets.conftest import TRAIN_START
 

@@ -3,7 +3,7 @@ score (issue 11, case 4)."""
 
 import pandas as pd
 
-from bscore_assets.export import export_predictions
+from bscore_assets.predictions.export import export_predictions
 from resources.sql import SqlStore
 
 H0 = pd.Timestamp("2026-03-01T00:00")

@@ -98,7 +98,7 @@ def test_long_lines_and_binary_files_are_refused_in_bounded_memory(env, bscore_h
 PEAK_RSS = """
 import resource, sys
 import pandas as pd
-from bscore_assets.file_ingest import check_files
+from bscore_assets.ingestion.file_ingest import check_files
 from scoring.input_files import IdMapping
 for path, rows in zip(sys.argv[1::2], sys.argv[2::2]):
     [check] = check_files([path], IdMapping(), pd.Timestamp("2000-01-01"), progress=False)

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from bscore_assets.file_ingest import load_mapping, mapping_path, save_mapping
+from bscore_assets.ingestion.file_ingest import load_mapping, mapping_path, save_mapping
 from scoring.spreadsheet_cells import neutralize_cell, restore_cell
 
 

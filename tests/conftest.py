@@ -199,6 +199,15 @@ def postgres_url():
         yield sqlalchemy_postgres_url(name)
 
 
+@pytest.fixture(scope="session")
+def platform_states(tmp_path_factory):
+    """Platform homes brought to named states once per session, for every directory's tests
+    (``PlatformStates`` in tests/assets/conftest.py)."""
+    from tests.assets.conftest import PlatformStates
+
+    return PlatformStates(tmp_path_factory.mktemp("platform-states"))
+
+
 @pytest.fixture
 def reference_dir() -> Path:
     """The reference implementation's sample data and legacy models; skip when absent."""

@@ -31,6 +31,16 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 CONFIGURED_PG = os.environ.get("BSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# A test that asks for one of these runs Dagster jobs on a whole platform: marked slow.
+PLATFORM_FIXTURES = {"platform", "trained", "trained_kind", "scored", "platform_states", "pg_platform"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -49,6 +49,7 @@ postgresql-server:
 # own beside the rest of the suite, and the target fails when either does.
 DAEMON_TEST := tests/automation/test_daemon.py
 
+# Tiers: `make test` runs every test; `.venv/bin/python -m pytest -m "not slow"` is the fast one for development.
 test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql /usr/bin/time postgresql-server
 	mkdir -p test-artifacts
 	$(BIN)/python -m pytest $(DAEMON_TEST) > test-artifacts/daemon-pytest.log 2>&1 & daemon=$$!; \

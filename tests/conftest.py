@@ -31,6 +31,16 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 CONFIGURED_PG = os.environ.get("BSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# A test that asks for one of these runs Dagster jobs on a whole platform: marked slow.
+PLATFORM_FIXTURES = {"platform", "trained", "trained_kind", "scored", "platform_states", "pg_platform"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -197,6 +207,15 @@ def postgres_url():
     """A database of its own on the session's PostgreSQL server."""
     with postgres_database() as name:
         yield sqlalchemy_postgres_url(name)
+
+
+@pytest.fixture(scope="session")
+def platform_states(tmp_path_factory):
+    """Platform homes brought to named states once per session, for every directory's tests
+    (``PlatformStates`` in tests/assets/conftest.py)."""
+    from tests.assets.conftest import PlatformStates
+
+    return PlatformStates(tmp_path_factory.mktemp("platform-states"))
 
 
 @pytest.fixture

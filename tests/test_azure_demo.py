@@ -13,6 +13,8 @@ from bscore_assets.storage import read_prediction_partition
 from resources.azure_blob import AzureBlobStore
 from tests.conftest import postgres_database, sqlalchemy_postgres_url
 
+pytestmark = pytest.mark.slow  # the demo on Azurite, in subprocesses
+
 DEVICES, SENSORS = 2, 2
 WINDOWS_PER_HOUR = 720
 

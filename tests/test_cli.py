@@ -10,6 +10,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # CLI subprocesses running whole flows
+
 ROOT = Path(__file__).resolve().parents[1]
 BSCORE = [sys.executable, "-m", "bscore_assets.cli"]
 

@@ -11,6 +11,8 @@ from resources.sql import SqlStore
 from tests.scoring.test_evaluation import HAND_PREDICTIONS, T0
 from tests.test_cli import run
 
+pytestmark = pytest.mark.slow  # CLI subprocesses on a scored home
+
 
 @pytest.fixture
 def env(bscore_home):

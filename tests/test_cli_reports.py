@@ -4,11 +4,14 @@ check makes them exit non-zero naming it (a subprocess per command, as users run
 import re
 
 import pandas as pd
+import pytest
 
 from resources.sql import SqlStore
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 from tests.test_cli import env, run  # noqa: F401  (the env fixture)
+
+pytestmark = pytest.mark.slow  # CLI subprocesses running whole flows
 
 START = pd.Timestamp("2026-03-01T00:00")
 

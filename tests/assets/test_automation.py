@@ -21,6 +21,8 @@ from bscore_assets.settings import Settings
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 
+pytestmark = pytest.mark.slow  # Dagster runs for every tick's requests
+
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timestamp("2026-03-01T00:00")
 ORDER = ["raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"]

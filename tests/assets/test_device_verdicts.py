@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from bscore_assets.storage import verdicts_key
 from scoring.parquet import from_parquet_bytes
-from tests.assets.conftest import SCORE_START, TRAIN_START
+from tests.assets.conftest import SCORE_START
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -24,8 +24,8 @@ def voted_by_hand(predictions: pd.DataFrame, min_sensors: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_verdicts_are_the_vote_over_the_stored_predictions(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_verdicts_are_the_vote_over_the_stored_predictions(trained):
+    platform = trained
     *_, scoring, voting = platform.score_and_vote(SCORE_START, SCORE_START)
     sql, blob = platform.resources["sql"], platform.resources["blob"]
     predictions = sql.read_predictions(SCORE_START, SCORE_START + HOUR)

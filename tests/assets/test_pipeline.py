@@ -9,7 +9,7 @@ from bscore_assets.storage import read_prediction_partition, read_raw_hour
 from scoring.model_store import load_current_bundles
 from scoring.training import build_pipeline
 from bscore_assets.operations import ChecksFailed
-from tests.assets.conftest import SCORE_START, TRAIN_START, land
+from tests.assets.conftest import SCORE_START, TRAIN_START, land, simulated_readings
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -43,8 +43,8 @@ def test_aggregates_match_independent_windows(platform, simulated):
     assert len(raw) == 3 * 5 * 3600
 
 
-def test_predictions_of_the_svm_kind_equal_scikit_learn_at_the_calibrated_threshold(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START, options={"kind": "svm"})
+def test_predictions_of_the_svm_kind_equal_scikit_learn_at_the_calibrated_threshold(trained_kind):
+    platform = trained_kind("svm")
     ingest, result = platform.score(SCORE_START, SCORE_START)
     sql = platform.resources["sql"]
     predictions = sql.read_predictions(SCORE_START, SCORE_START + HOUR)
@@ -71,19 +71,18 @@ def test_predictions_of_the_svm_kind_equal_scikit_learn_at_the_calibrated_thresh
     assert result.totals["sensor_predictions.anomalies"] == int(predictions["is_anomaly"].sum())
 
 
-def test_rerunning_partitions_leaves_row_counts_unchanged(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
-    platform.score(SCORE_START, SCORE_START)
+def test_rerunning_partitions_leaves_row_counts_unchanged(scored):
+    platform, _ = scored
     sql, blob = platform.resources["sql"], platform.resources["blob"]
     counts = (len(sql.read_sensor_values()), len(sql.read_predictions()), len(read_raw_hour(blob, SCORE_START)))
-    land(platform, simulated)  # the same events delivered again
+    land(platform, simulated_readings())  # the same events delivered again
     platform.score(SCORE_START, SCORE_START)
     platform.score(SCORE_START, SCORE_START, sensors=["2"])
     assert (len(sql.read_sensor_values()), len(sql.read_predictions()), len(read_raw_hour(blob, SCORE_START))) == counts
 
 
-def test_anomaly_rate_check_fails_above_error_threshold(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_anomaly_rate_check_fails_above_error_threshold(trained):
+    platform = trained
     from scoring.simulate import simulate_readings
 
     burst = simulate_readings(3, 5, SCORE_START + HOUR, 1, anomaly_rate=0.3, seed=13)

@@ -9,7 +9,7 @@ from bscore_assets.partitions import hour_sensor_key
 from scoring.model_format import ModelBundle
 from scoring.model_store import current_version, load_bundle, save_bundle
 from scoring.simulate import simulate_readings
-from tests.assets.conftest import SCORE_START, TRAIN_START, land
+from tests.assets.conftest import SCORE_START, land
 
 HOUR = pd.Timedelta(hours=1)
 SENSORS = [str(s) for s in range(1, 6)]
@@ -26,9 +26,8 @@ def snapshot(platform):
     return rows.reset_index(drop=True), sorted(blob.list("predictions/"))
 
 
-def test_an_unchanged_hour_is_reported_not_scored_and_changes_are_scored(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
-    first = platform.score(SCORE_START, SCORE_START)[-1]
+def test_an_unchanged_hour_is_reported_not_scored_and_changes_are_scored(scored):
+    platform, (_, first) = scored  # the run that scored the hour
     assert scored_flags(first) == (5, 0)
     rows, keys = snapshot(platform)
 

@@ -11,7 +11,7 @@ from bscore_assets.storage import read_prediction_partition
 from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
 from resources.sql import SqlStore
-from tests.assets.conftest import SCORE_START, TRAIN_START, forget_scoring_inputs
+from tests.assets.conftest import SCORE_START, forget_scoring_inputs
 
 HOUR = pd.Timedelta(hours=1)
 CALLS: list[tuple[str, object]] = []  # what the run's own process asked of SQL
@@ -64,8 +64,8 @@ def failing_shard_of(platform, device: str) -> Operations:
     return with_resources(platform, blob=blob, compute=LocalComputeBackend(devices_per_shard=1, max_workers=2))
 
 
-def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_run_reads_no_windows_and_only_the_plotted_devices_rows(trained):
+    platform = trained
     platform.ingest_hours(SCORE_START, SCORE_START)
     recording = with_resources(platform, sql=RecordingSqlStore(url=platform.resources["sql"].url),
                                compute=LocalComputeBackend(devices_per_shard=1, max_workers=2))
@@ -77,8 +77,8 @@ def test_run_reads_no_windows_and_only_the_plotted_devices_rows(platform, simula
     assert 0 < len(plotted) <= 5 and all(0 < len(devices) <= 4 for devices in plotted)
 
 
-def test_a_failed_shard_leaves_no_partial_hour(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_a_failed_shard_leaves_no_partial_hour(trained):
+    platform = trained
     sharded = one_device_shards(platform)
     with pytest.raises(RuntimeError):
         failing_shard_of(platform, "3").score(SCORE_START, SCORE_START)

@@ -31,6 +31,8 @@ from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_readings
 from tests.conftest import ROOT, free_port, wait_for_port
 
+pytestmark = pytest.mark.slow  # minutes: the real daemon's ticks
+
 BIN = ROOT / ".venv" / "bin"
 LOGS = ROOT / "test-artifacts" / "daemon"
 HOUR = pd.Timedelta(hours=1)

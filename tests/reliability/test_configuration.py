@@ -49,6 +49,7 @@ def test_a_bad_variable_is_refused_naming_it_and_the_form_expected(name, value, 
     assert expected in str(raised.value)
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_the_cli_reports_bad_variables_without_a_traceback_or_a_stray_folder(bscore_home, tmp_path):
     env = {**os.environ, "BSCORE_HOME": str(bscore_home)}
     for name, value in [("BSCORE_START", "2026-01-01T00:00Z"), ("BSCORE_ALLOWED_LATENESS_MINUTES", "5m"),
@@ -59,6 +60,7 @@ def test_the_cli_reports_bad_variables_without_a_traceback_or_a_stray_folder(bsc
     assert not (ROOT / "abfss:").exists()  # before, the URL silently became a local folder
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_a_password_with_an_unencoded_at_is_refused_and_never_printed(bscore_home, tmp_path):
     url = f"postgresql+psycopg://postgres:pa@{SECRET_TAIL}@127.0.0.1:5432/postgres"
     env = {**os.environ, "BSCORE_HOME": str(bscore_home), "BSCORE_SQL_URL": url}
@@ -96,6 +98,7 @@ def _create_at_once(url: str, processes: int = 6) -> list[subprocess.CompletedPr
     return [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in running]
 
 
+@pytest.mark.slow  # processes started at once
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_schema_creation_is_safe_when_processes_start_at_once(backend, tmp_path):
     # Case 14: before, concurrent first commands failed with UNIQUE constraint / already exists.
@@ -109,6 +112,7 @@ def test_schema_creation_is_safe_when_processes_start_at_once(backend, tmp_path)
             assert code == 0 and out.strip() == "ok", err[-2000:]
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_commands_on_a_fresh_home_at_once_all_work(bscore_home, tmp_path):
     # Case 14: before, 6 first commands at once failed ~1 in 3 tries on Dagster's alembic_version.
     env = {**os.environ, "BSCORE_HOME": str(bscore_home)}

@@ -35,8 +35,8 @@ def late_readings():
     return late.assign(device="9")  # a device not seen before, so its windows are easy to find
 
 
-def test_late_events_reopen_and_rescore_their_hour(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_late_events_reopen_and_rescore_their_hour(trained):
+    platform = trained
     platform.score(TRAIN_START, TRAIN_START)
     land(platform, late_readings())
     result = platform.ingest_hours(SCORE_START, SCORE_START)  # a later hour's run drains the late events

@@ -9,6 +9,8 @@ import pytest
 
 from tests.reliability.test_input_files import RECENT, bscore, env, landed  # noqa: F401  (the env fixture)
 
+pytestmark = pytest.mark.slow  # CLI subprocesses on tmpfs mounts
+
 
 @pytest.fixture
 def small_disk(tmp_path):

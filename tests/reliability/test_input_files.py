@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # CLI subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 NOW = pd.Timestamp.now("UTC").tz_localize(None).floor("h")
 RECENT = (NOW - pd.Timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S")

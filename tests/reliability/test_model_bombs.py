@@ -23,6 +23,8 @@ from sklearn.neighbors import LocalOutlierFactor
 from scoring.model_format import MAX_UNPACKED_BYTES, ModelBundle
 from tests.forged_bundles import good_model
 
+pytestmark = pytest.mark.slow  # each bomb is read in a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 

@@ -12,8 +12,8 @@ from tests.assets.conftest import SCORE_START, TRAIN_START
 HOUR = pd.Timedelta(hours=1)
 
 
-def test_tampered_bundle_is_refused_and_reported_not_skipped_silently(platform, simulated):
-    platform.train(None, TRAIN_START, TRAIN_START)
+def test_tampered_bundle_is_refused_and_reported_not_skipped_silently(trained):
+    platform = trained
     blob = platform.resources["blob"]
     key = f"models/2/{current_version(blob, '2')}/params.npz"
     data = bytearray(blob.read_bytes(key))
@@ -113,8 +113,8 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("kind, damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_one_bad_model_refuses_its_device_and_the_fleet_is_scored(platform, simulated, kind, damage):
-    platform.train(None, TRAIN_START, TRAIN_START, options={"kind": kind})
+def test_one_bad_model_refuses_its_device_and_the_fleet_is_scored(trained_kind, kind, damage):
+    platform = trained_kind(kind)
     blob = platform.resources["blob"]
     damage(blob, ModelBundle("2", "forged", load_current_bundles(blob, ["2"])["2"].models))
 

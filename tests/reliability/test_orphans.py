@@ -14,6 +14,8 @@ import pytest
 
 from bscore_assets.step_guard import RunEndedError, ensure_run_active
 
+pytestmark = pytest.mark.slow  # kills processes and waits for their children
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # A scoring-like pool made by the real backend code: its workers block (as a long shard would).

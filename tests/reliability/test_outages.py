@@ -16,6 +16,8 @@ from tests.assets.conftest import SCORE_START, TRAIN_START, land
 from tests.conftest import (pg_admin_url, postgres_database, sqlalchemy_postgres_url, start_azurite,
                             stop_azurite)
 
+pytestmark = pytest.mark.slow  # whole platforms through outages and retries
+
 HOUR = pd.Timedelta(hours=1)
 DEVICES, SENSORS = 20, 5
 

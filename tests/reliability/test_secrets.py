@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
 
 from tests.conftest import AZURITE_KEY
+
+pytestmark = pytest.mark.slow  # a whole flow on Azurite and PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "pw-that-must-not-leak-7431"

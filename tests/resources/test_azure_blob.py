@@ -56,6 +56,7 @@ def test_missing_connection_string_is_a_clear_error(monkeypatch):
         AzureBlobStore.from_url("az://nowhere").write_bytes("k", b"")
 
 
+@pytest.mark.slow  # waits out the client's connection retries
 def test_an_unreachable_service_names_its_host_and_no_secret(monkeypatch):
     port = free_port()  # nothing listens there
     sas = "sv=2024-01-01&sig=c2VjcmV0"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -71,6 +72,7 @@ def test_azureml_image_requirements_are_pinned_as_the_project():
     assert all(pins[name] == version for name, version in required)
 
 
+@pytest.mark.slow  # imports the entrypoint in a subprocess
 def test_azureml_entrypoint_imports_only_what_the_image_installs():
     code = (
         "import sys, scoring.entrypoint as e\n"

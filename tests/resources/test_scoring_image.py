@@ -26,6 +26,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 from azure.storage.blob import BlobServiceClient
 from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader
 from sklearn.covariance import EllipticEnvelope
@@ -45,6 +46,8 @@ from scoring.model_store import save_bundle
 from scoring.parquet import from_parquet_bytes
 from scoring.prediction_layout import run_token
 from scoring.shards import ShardTask
+
+pytestmark = pytest.mark.slow  # builds the image's virtualenv with pip
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORS = ["1", "2"]

@@ -155,6 +155,7 @@ for path in sorted(Path(sys.argv[1]).glob("*.skops")):
 """
 
 
+@pytest.mark.slow  # scores in a subprocess
 def test_crafted_tree_node_arrays_are_refused_without_crashing(tmp_path):
     expected = {}
     for i, (name, (change, message)) in enumerate(CRAFTED_FORESTS.items()):

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import ROOT, free_port, wait_for_port
 
+pytestmark = pytest.mark.slow  # the webserver and Chromium
+
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 BIN = ROOT / ".venv" / "bin"
 ASSETS = {"raw_readings", "sensor_aggregates", "device_models", "sensor_predictions", "device_verdicts"}

@@ -36,6 +36,7 @@ def materialize(selection: str, partition: str, env: dict, check: bool = True) -
                 "--partition", partition, "--config-json", IN_PROCESS], env, check)
 
 
+@pytest.mark.slow  # the real dagster CLI in subprocesses on a fresh instance (~60 s)
 def test_fleet_register_lets_dagster_materialize_dynamic_partitions_on_a_fresh_instance(env):
     bscore = [sys.executable, "-m", "bscore_assets.cli"]
     run([*bscore, "simulate", "--devices", "2", "--sensors", "2", "--start", "2026-03-01T00", "--hours", "1",

@@ -67,7 +67,8 @@ def test_azureml_image_requirements_are_pinned_as_the_project():
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", CONSTRAINTS.read_text(), re.M))
     required = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "docker" / "requirements.txt").read_text(), re.M)
     assert {name for name, _ in required} == {
-        "numpy", "pandas", "pyarrow", "scikit-learn", "skops", "azure-storage-blob", "azure-identity", "dagster-pipes",
+        "numpy", "numba", "pandas", "pyarrow", "scikit-learn", "skops", "azure-storage-blob", "azure-identity",
+        "dagster-pipes",
         "SQLAlchemy"}  # the job reads its windows and writes its predictions itself (psycopg[binary] too)
     assert all(pins[name] == version for name, version in required)
 

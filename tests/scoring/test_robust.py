@@ -38,6 +38,16 @@ def plain_features(x: np.ndarray, center: float, lag: int = LAG, width: int = WI
     return jump, spread, shift
 
 
+def plain_margins(jump, spread, shift, jump_threshold, spread_high, spread_low, shift_threshold, unit):
+    """The smallest margin to a threshold, in units of it, as written in the module's docstring: a
+    NaN spread or shift is not judged, nor a spread's low side when its threshold is 0."""
+    terms = [(jump_threshold - jump) / max(jump_threshold, unit),
+             np.where(np.isnan(spread), np.inf, (spread_high - spread) / max(spread_high, unit)),
+             np.where(np.isnan(spread) | (spread_low == 0), np.inf, (spread - spread_low) / max(spread_low, unit)),
+             np.where(np.isnan(shift), np.inf, (shift_threshold - shift) / max(shift_threshold, unit))]
+    return np.minimum.reduce(terms)
+
+
 @pytest.mark.parametrize("lengths", [[200], [50, 7, 120, 3]])
 def test_features_equal_the_plain_computation_series_by_series(lengths):
     rng = np.random.default_rng(0)
@@ -61,12 +71,10 @@ def test_scores_equal_the_plain_margins():
     x[200:230] = x[199]  # stuck
     runs, _ = Runs.of(np.zeros(len(x), dtype=np.int64))
     score, flagged = CompiledModels([model]).decision(x, runs.with_model(np.zeros(1, dtype=np.int64)))
-    jump, spread, shift = plain_features(x, model.center, model.lag, model.width, model.horizon)
-    terms = [(model.jump_threshold - jump) / max(model.jump_threshold, model.unit),
-             np.where(np.isnan(spread), np.inf, (model.spread_high - spread) / max(model.spread_high, model.unit)),
-             np.where(np.isnan(spread), np.inf, (spread - model.spread_low) / max(model.spread_low, model.unit)),
-             np.where(np.isnan(shift), np.inf, (model.shift_threshold - shift) / max(model.shift_threshold, model.unit))]
-    assert_allclose(score, np.minimum.reduce(terms), rtol=1e-7, atol=1e-9)
+    features = plain_features(x, model.center, model.lag, model.width, model.horizon)
+    want = plain_margins(*features, model.jump_threshold, model.spread_high, model.spread_low, model.shift_threshold,
+                         model.unit)
+    assert_allclose(score, want, rtol=1e-7, atol=1e-9)
     assert (flagged == (score < 0)).all()
     assert flagged[100] and flagged[215]
 
@@ -154,14 +162,8 @@ def test_many_series_scored_at_once_equal_each_scored_alone(lag, width, horizon)
         alone = series_scores(x[offset:offset + n], lengths[k:k + 1], params[k:k + 1], lag, width, horizon)
         assert_allclose(together[offset:offset + n], alone, rtol=0, atol=0)
         if lag == LAG and width == WIDTH and horizon == HORIZON:
-            jump, spread, shift = plain_features(x[offset:offset + n], params[k, 0])
-            center, jump_threshold, spread_high, spread_low, shift_threshold, unit = params[k]
-            terms = [(jump_threshold - jump) / max(jump_threshold, unit),
-                     np.where(np.isnan(spread), np.inf, (spread_high - spread) / max(spread_high, unit)),
-                     np.where(np.isnan(spread) | (spread_low == 0), np.inf,
-                              (spread - spread_low) / max(spread_low, unit)),
-                     np.where(np.isnan(shift), np.inf, (shift_threshold - shift) / max(shift_threshold, unit))]
-            assert_allclose(alone, np.minimum.reduce(terms), rtol=1e-7, atol=1e-9)
+            features = plain_features(x[offset:offset + n], params[k, 0])
+            assert_allclose(alone, plain_margins(*features, *params[k, 1:]), rtol=1e-7, atol=1e-9)
         offset += n
 
 

@@ -216,6 +216,7 @@ def ensure_schema(engine: sa.Engine) -> None:
             metadata.create_all(engine)
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
             metadata.create_all(engine)  # created meanwhile by a process outside the lock
+        add_missing_columns(engine)
     inspector = sa.inspect(engine)
     for table in metadata.sorted_tables:
         present = {column["name"] for column in inspector.get_columns(table.name)}
@@ -225,6 +226,32 @@ def ensure_schema(engine: sa.Engine) -> None:
         if missing or sorted(keys) != sorted(wanted):
             raise RuntimeError(f"table {table.name} does not match bscore's schema (missing columns {missing}, "
                                f"primary key {keys} instead of {wanted}); rename it or drop it to let bscore create it")
+
+
+def add_missing_columns(engine: sa.Engine, tables: sa.MetaData = metadata) -> list[str]:
+    """Add, in place, the nullable columns a newer bscore defines and an older database lacks.
+
+    Existing rows get NULL, which every reader takes as "not recorded" (a newer column is
+    always nullable and outside the key); a missing key or NOT NULL column is not added here
+    and still fails ``ensure_schema``. Returns ``table.column`` for each column added.
+    """
+    inspector = sa.inspect(engine)
+    existing = set(inspector.get_table_names())
+    added = []
+    with engine.begin() as conn:
+        for table in tables.sorted_tables:
+            if table.name not in existing:
+                continue
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable or column.primary_key:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                table_name = engine.dialect.identifier_preparer.quote(table.name)
+                column_name = engine.dialect.identifier_preparer.quote(column.name)
+                conn.execute(sa.text(f"ALTER TABLE {table_name} ADD {column_name} {kind} NULL"))
+                added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def _values(frame: pd.DataFrame, name: str) -> list:

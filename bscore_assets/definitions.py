@@ -60,7 +60,8 @@ def build_resources(settings: Settings) -> dict:
     return {
         # A URL from the environment may hold a password: the resource keeps the variable's
         # name, which is all the UI shows, and Dagster resolves it when a run starts.
-        "sql": SqlStore(url=dg.EnvVar("BSCORE_SQL_URL") if settings.sql_url_from_env else settings.sql_url),
+        "sql": SqlStore(url=dg.EnvVar("BSCORE_SQL_URL") if settings.sql_url_from_env else settings.sql_url,
+                        auth=settings.sql_auth),
         "blob": blob,
         "events": events,
         "compute": compute,

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from resources.sql import validate_sql_url
+from scoring.entra_sql import check_entra_url, sql_auth
 from scoring.detectors import DEFAULT_FALSE_ALARM_RATE, DEFAULT_KIND, TRAINABLE
 from scoring.fleet import parse_sensor_list
 
@@ -154,6 +155,10 @@ class Settings:
     aggregation: str = field(default="local", metadata=_env(
         "BSCORE_AGGREGATION", "`local`, or `asa`: Stream Analytics writes raw readings and aggregates and Dagster "
         "records them ([azure.md](azure.md#stream-analytics-aggregation-off-the-dagster-host))"))
+    sql_auth: str = field(default="password", metadata=_env(
+        "BSCORE_SQL_AUTH", "how the host and the scoring jobs sign in to SQL: `password` (whatever the URL holds) "
+        "or `entra` (a Microsoft Entra token from `DefaultAzureCredential` per connection, for Azure SQL and Azure "
+        "PostgreSQL; the URL then holds no password, [azure.md](azure.md#sql-with-managed-identity))"))
     sql_url_from_env: bool = False  # then the URL may hold a password: resources refer to the variable
     allowed_lateness_minutes: int = field(default=5, metadata=_env(
         "BSCORE_ALLOWED_LATENESS_MINUTES", "minutes (0-59) after an hour closes before automation ingests it "
@@ -217,6 +222,9 @@ class Settings:
         home = Path(env.get("BSCORE_HOME", "./.bscore")).resolve()
         sql_url = env.get("BSCORE_SQL_URL", f"sqlite:///{home / 'bscore.db'}")
         validate_sql_url(sql_url, "BSCORE_SQL_URL")
+        auth = sql_auth(env.get("BSCORE_SQL_AUTH"))
+        if auth == "entra":
+            check_entra_url(sql_url, "BSCORE_SQL_URL")
         blob_url = env.get("BSCORE_BLOB_URL", str(home / "blob"))
         validate_blob_url(blob_url)
         return cls(
@@ -224,6 +232,7 @@ class Settings:
             start=_start(env),
             sql_url=sql_url,
             sql_url_from_env="BSCORE_SQL_URL" in env,
+            sql_auth=auth,
             blob_url=blob_url,
             events=_choice(env, "BSCORE_EVENTS", "local", ("local", "eventhub")),
             compute=_choice(env, "BSCORE_COMPUTE", "local", ("local", "azureml")),

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 
 from resources.blob import BlobStore, LocalBlobStore
 from resources.compute import ComputeBackend, shard_log_line
-from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_URL_VAR
+from scoring.entra_sql import sql_auth as parse_sql_auth
+from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_AUTH_VAR, SQL_URL_VAR
 from scoring.shards import ShardTask
 
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
@@ -79,6 +80,7 @@ class AzureMLComputeBackend(ComputeBackend):
     storage_connection_string: str | None = None
     max_jobs_in_flight: int = 4
     sql_url: str | None = None  # for jobs, when not the run's own (AZUREML_SQL_URL)
+    sql_auth: str | None = None  # for jobs, when not the run's own (AZUREML_SQL_AUTH: password or entra)
     blob_url: str | None = None  # for jobs, when not the run's own (AZUREML_BLOB_URL)
     experiment_name: str = "bscore-scoring"
     job_command: str = "python -m scoring.entrypoint"
@@ -115,6 +117,7 @@ class AzureMLComputeBackend(ComputeBackend):
             ),
             max_jobs_in_flight=int(env.get("AZUREML_MAX_JOBS", "4")),
             sql_url=dg.EnvVar("AZUREML_SQL_URL") if env.get("AZUREML_SQL_URL") else None,
+            sql_auth=parse_sql_auth(env["AZUREML_SQL_AUTH"], "AZUREML_SQL_AUTH") if env.get("AZUREML_SQL_AUTH") else None,
             blob_url=env.get("AZUREML_BLOB_URL") or None,
             devices_per_shard=int(env.get("AZUREML_DEVICES_PER_SHARD", "500")),
         )
@@ -144,7 +147,7 @@ class AzureMLComputeBackend(ComputeBackend):
         if not tasks:
             return []
         job_env = {ACCOUNT_URL_VAR: self.storage_account_url, SQL_URL_VAR: job_sql_url(self.sql_url or sql.url),
-                   BLOB_URL_VAR: self.blob_url or job_blob_url(blob)}
+                   SQL_AUTH_VAR: self.sql_auth or sql.auth, BLOB_URL_VAR: self.blob_url or job_blob_url(blob)}
         service = self.blob_service_client()
         try:
             service.create_container(self.container)

@@ -30,6 +30,8 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
+from scoring.entra_sql import create_sql_engine, entra_password
+
 metadata = sa.MetaData()
 
 # DATETIME on SQL Server rounds to 1/300 s; DATETIME2 keeps the microseconds the others keep.
@@ -72,7 +74,7 @@ device_verdicts = sa.Table(
     sa.Column("flagged_sensors", LongText, nullable=False),
 )
 
-_engines: dict[str, sa.Engine] = {}
+_engines: dict[tuple[str, str], sa.Engine] = {}
 _engines_lock = threading.Lock()
 
 
@@ -388,7 +390,11 @@ def _adbc_connect(engine: sa.Engine):
     if engine.dialect.name == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc_postgresql
 
-        return adbc_postgresql.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        url = engine.url.set(drivername="postgresql")
+        token = entra_password(engine)  # ADBC does not pass through the engine's do_connect
+        if token is not None:
+            url = url.set(password=token)
+        return adbc_postgresql.connect(url.render_as_string(hide_password=False))
     return None
 
 
@@ -485,14 +491,15 @@ class SqlStore(dg.ConfigurableResource):
 
     url: str
     lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+    auth: str = "password"  # BSCORE_SQL_AUTH: or "entra", a managed identity's token per connection
 
     @property
     def engine(self) -> sa.Engine:
         with _engines_lock:
-            engine = _engines.get(self.url)
+            engine = _engines.get((self.url, self.auth))
             if engine is None:
                 validate_sql_url(self.url)
-                engine = sa.create_engine(self.url, pool_pre_ping=True, **engine_options(self.url))
+                engine = create_sql_engine(self.url, self.auth, pool_pre_ping=True, **engine_options(self.url))
                 try:
                     ensure_schema(engine)  # the first connection
                 except sa.exc.DBAPIError as exc:
@@ -500,7 +507,7 @@ class SqlStore(dg.ConfigurableResource):
                     if missing is None:
                         raise
                     raise RuntimeError(missing) from None
-                _engines[self.url] = engine
+                _engines[(self.url, self.auth)] = engine
             return engine
 
     def describe(self) -> str:

@@ -3,7 +3,7 @@
 The orchestrator sends only names over the Dagster Pipes context (extra ``task``: the shard's
 devices, the run's hours and sensors, the run's token). The job reads its devices'
 windows from SQL itself (``BSCORE_SQL_URL`` in its environment: on Azure a URL signing in with
-the cluster's managed identity, never a password), loads their current bundles from the blob
+the cluster's managed identity, never a password, with ``BSCORE_SQL_AUTH=entra``), loads their current bundles from the blob
 store (``BSCORE_BLOB_URL``; a bundle that does not load refuses its own device only), scores
 with ``scoring.engine.score_shard``, writes its predictions (one Parquet part per partition in
 blob storage, from where the run publishes each hour to SQL)
@@ -25,6 +25,7 @@ from scoring.shards import ShardTask
 
 ACCOUNT_URL_VAR = "BSCORE_AML_STORAGE_ACCOUNT_URL"
 SQL_URL_VAR = "BSCORE_SQL_URL"
+SQL_AUTH_VAR = "BSCORE_SQL_AUTH"
 BLOB_URL_VAR = "BSCORE_BLOB_URL"
 MESSAGE_INTERVAL_SECONDS = 5.0
 
@@ -128,7 +129,7 @@ def main() -> None:
         task = ShardTask.from_json(pipes.get_extra("task"))
         pipes.log.info(f"{task.label}: {len(task.devices)} device(s) x {len(task.hours)} hour(s) x "
                        f"{len(task.sensors)} sensor(s)")
-        summary = run_shard_task(task, ShardSql(os.environ[SQL_URL_VAR]), open_blobs(os.environ[BLOB_URL_VAR]))
+        summary = run_shard_task(task, ShardSql(os.environ[SQL_URL_VAR], os.environ.get(SQL_AUTH_VAR, "password")), open_blobs(os.environ[BLOB_URL_VAR]))
         for device, reason in summary["devices_refused"].items():
             pipes.log.error(f"{task.label}: device {device}: model refused, not scored: {reason}")
         pipes.log.info(f"{task.label}: {summary['rows_scored']} rows scored, {summary['anomalies']} anomalies, "

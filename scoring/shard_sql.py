@@ -2,7 +2,7 @@
 
 An Azure ML job (``scoring.entrypoint``) reaches the database itself, with the URL in its
 environment (``BSCORE_SQL_URL``; on Azure a URL that signs in with the job's managed identity,
-no password). It only reads: its predictions go to blob storage, from where the run publishes
+no password, with ``BSCORE_SQL_AUTH=entra``: ``scoring.entra_sql``). It only reads: its predictions go to blob storage, from where the run publishes
 each hour to SQL. The table is reflected from the database, which ``resources.sql`` creates,
 so its definition lives in one place.
 """
@@ -12,14 +12,17 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
+from scoring.entra_sql import create_sql_engine
+
 
 class ShardSql:
     """``read_sensor_values`` on a SQLAlchemy URL (what ``scoring.shard_task.run_shard_task``
     asks of its store)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, auth: str = "password"):
         sqlite = sa.make_url(url).get_backend_name() == "sqlite"  # a reader waits out a writer's commit
-        self.engine = sa.create_engine(url, pool_pre_ping=True, **({"connect_args": {"timeout": 60}} if sqlite else {}))
+        self.engine = create_sql_engine(url, auth, pool_pre_ping=True,
+                                        **({"connect_args": {"timeout": 60}} if sqlite else {}))
         self._table = None
 
     def read_sensor_values(self, start, end, devices=None, sensors=None) -> pd.DataFrame:

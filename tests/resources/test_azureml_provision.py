@@ -69,7 +69,7 @@ def test_azureml_image_requirements_are_pinned_as_the_project():
     assert {name for name, _ in required} == {
         "numpy", "numba", "pandas", "pyarrow", "scikit-learn", "skops", "azure-storage-blob", "azure-identity",
         "dagster-pipes",
-        "SQLAlchemy"}  # the job reads its windows and writes its predictions itself (psycopg[binary] too)
+        "SQLAlchemy", "pyodbc"}  # the job reads its windows itself (psycopg[binary] too)
     assert all(pins[name] == version for name, version in required)
 
 
@@ -84,3 +84,21 @@ def test_azureml_entrypoint_imports_only_what_the_image_installs():
                                 text=True).stdout.split())
     assert {"scoring", "numpy", "pandas", "pyarrow", "dagster_pipes"} <= loaded
     assert not loaded & {"dagster", "sqlalchemy", "sklearn", "skops", "bscore_assets", "resources"}
+
+
+def test_scoring_image_installs_odbc_driver_18_as_microsoft_documents_for_debian_12():
+    """The Dockerfile's driver step: Microsoft's Debian repository for the base image's release
+    (python:*-bookworm is Debian 12), its configuration package, then msodbcsql18 with the EULA
+    accepted, in that order; pyodbc itself comes from requirements.txt."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim-bookworm$", dockerfile, re.M)
+    steps = [
+        "curl -sSL -O https://packages.microsoft.com/config/debian/12/packages-microsoft-prod.deb",
+        "dpkg -i packages-microsoft-prod.deb",
+        "rm packages-microsoft-prod.deb",
+        "apt-get update",
+        "ACCEPT_EULA=Y apt-get install -y msodbcsql18",
+    ]
+    positions = [dockerfile.find(step, dockerfile.find(steps[0])) for step in steps]
+    assert -1 not in positions and positions == sorted(positions)
+    assert dockerfile.find("msodbcsql18") < dockerfile.find("pip install -r requirements.txt")

@@ -184,3 +184,20 @@ def test_entrypoint_in_image_environment_scores_every_detector_and_refuses_only_
     for part in report["partitions"]:
         assert part["devices_refused"] == ["broken"] and part["devices_missing_model"] == ["unmodelled"]
         assert part["rows_scored"] == len(bundles) * ROWS_PER_SENSOR
+
+
+def test_image_environment_imports_pyodbc_linked_to_unixodbc_driver_manager(tmp_path):
+    """Azure SQL from the job: pyodbc from docker/requirements.txt loads unixODBC's libodbc.so.2,
+    the driver manager through which Microsoft's ODBC Driver 18 (the Dockerfile's) is found."""
+    python = image_venv() / "bin" / "python"
+    probe = "import pyodbc; print(pyodbc.__file__); print(pyodbc.version); print(pyodbc.drivers())"
+    out = subprocess.run([str(python), "-c", probe], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    module, version, drivers = out
+    assert Path(module).is_relative_to(image_venv()) and version == "5.5.0"
+    assert drivers.startswith("[")  # the driver manager answered (no driver installed on this host)
+    linked = subprocess.run(["ldd", module], capture_output=True, text=True, check=True).stdout
+    [libodbc] = [line for line in linked.splitlines() if "libodbc.so.2" in line]
+    # Resolved to the system's unixODBC (Debian's libodbc2), not a copy bundled in the wheel.
+    target = libodbc.split("=>")[1].split("(")[0].strip()
+    assert target.startswith(("/usr/lib", "/lib")) and Path(target).exists()

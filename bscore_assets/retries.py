@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from resources.outages import TRANSIENT_ERRORS
+from resources.outages import is_outage
 
 MAX_RETRIES = 3
 FIRST_DELAY_SECONDS = 2.0
@@ -22,7 +22,9 @@ def retry_on_outage(context: dg.AssetExecutionContext):
     """Turn an outage inside the block into Dagster's ``RetryRequested``, with back-off."""
     try:
         yield
-    except TRANSIENT_ERRORS as exc:
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
         wait = FIRST_DELAY_SECONDS * 2 ** context.retry_number
         context.log.warning(f"outside system unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
                             f"retry {context.retry_number + 1} of {MAX_RETRIES} in {wait:.0f}s")

@@ -23,7 +23,7 @@ import dagster as dg
 
 from resources.blob import BlobStore
 from resources.lifeline import die_with_parent
-from resources.outages import TRANSIENT_ERRORS
+from resources.outages import is_outage
 from resources.sql import SqlStore
 from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
@@ -47,7 +47,7 @@ class ShardWorkerError(Exception):
     def of(cls, shard: str, exc: BaseException) -> "ShardWorkerError":
         kind = type(exc)
         return cls(shard, f"{kind.__module__}.{kind.__qualname__}", str(exc),
-                   "".join(traceback.format_exception(exc)), isinstance(exc, TRANSIENT_ERRORS))
+                   "".join(traceback.format_exception(exc)), is_outage(exc))
 
     def __str__(self) -> str:
         return (f"shard {self.shard} failed in its worker process: {self.error_type.rsplit('.', 1)[-1]}: "

@@ -55,7 +55,7 @@ class _Collector:
         self.partitions, self.max_events = set(partitions), max_events
         self.events: dict[str, list[EventData]] = {}
         self.idle: set[str] = set()
-        self.errors: list[str] = []
+        self.errors: list[tuple[str, Exception]] = []  # where, and the SDK's error (outage or not)
         self.total = 0
         self.done = threading.Event()
         self._lock = threading.Lock()
@@ -78,7 +78,7 @@ class _Collector:
     def on_error(self, partition_context, error: Exception) -> None:
         with self._lock:
             where = f"partition {partition_context.partition_id}" if partition_context else "the Event Hub"
-            self.errors.append(f"{type(error).__name__} on {where}")
+            self.errors.append((f"{type(error).__name__} on {where}", error))
 
 
 def _stop(client, workers: list[threading.Thread], timeout: float = 30.0) -> None:
@@ -301,7 +301,9 @@ class EventHubSource(EventSource):
                 raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: "
                                    f"{type(failure[0]).__name__}") from failure[0]
             if collector.errors:
-                raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: {collector.errors[0]}")
+                where, error = collector.errors[0]
+                # Raised from the SDK's error, so an outage (a dropped link) is retried with back-off.
+                raise RuntimeError(f"receiving from Event Hub {self.eventhub_name} failed: {where}") from error
         return collector.events
 
     def _batch(self, events: dict[str, list[EventData]], claims: dict[str, dict]) -> EventBatch:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 
+import dagster as dg
 import pandas as pd
 import pytest
 from azure.eventhub import EventData, EventDataBatch, PartitionContext
@@ -284,3 +285,77 @@ def test_soak_32_partitions_two_concurrent_drainers_store_every_event_once(azuri
         print(f"soak: {32 * per_partition} events, 32 partitions, 2 drainers {accepted}, {elapsed:.1f} s")
     finally:
         del HUBS[name]
+
+
+class RefusedLinkConsumer(StandInConsumer):
+    """A receive whose AMQP link fails as the SDK reports it: ``on_error`` with the SDK's error,
+    then (the SDK retrying the link itself) nothing until the receive is closed."""
+
+    def __init__(self, hub, source, error: Exception):
+        super().__init__(hub, source)
+        self.error = error
+
+    def receive_batch(self, on_event_batch, *, partition_id, on_error=None, **_):
+        context = PartitionContext(NAMESPACE, self.source.eventhub_name, self.source.consumer_group, partition_id)
+        on_error(context, self.error)
+        self.closed.wait()
+
+
+FAILING_RECEIVES: dict[str, list[Exception]] = {}
+
+
+class FlakyEventHubSource(StandInEventHubSource):
+    """The stand-in source whose next receives fail with the errors queued for its hub."""
+
+    def _consumer_client(self):
+        queued = FAILING_RECEIVES.get(self.eventhub_name)
+        if queued:
+            return RefusedLinkConsumer(HUBS[self.eventhub_name], self, queued.pop(0))
+        return super()._consumer_client()
+
+
+def materialize_raw_hour(source, tmp_path):
+    from bscore_assets.ingestion.assets import raw_readings_asset
+    from bscore_assets.settings import PipelineSettings, Settings
+
+    settings = Settings.from_env({"BSCORE_HOME": str(tmp_path / "home"), "BSCORE_START": "2026-01-01T00:00"})
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([raw_readings_asset(settings)], partition_key="2026-01-01-00:00", instance=instance,
+                            raise_on_error=False,
+                            resources={"events": source, "blob": LocalBlobStore(root=str(tmp_path / "blob")),
+                                       "pipeline": PipelineSettings()})
+    retries = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    return result, retries
+
+
+def test_event_hubs_connect_error_is_an_outage_retried_with_back_off(hub_name, azurite, tmp_path):
+    from azure.eventhub.exceptions import ConnectError
+
+    source = FlakyEventHubSource(eventhub_name=hub_name, fully_qualified_namespace=NAMESPACE,
+                                 checkpoint_container=azurite.new_container_name(), idle_seconds=0.2,
+                                 max_wait_seconds=1)
+    source.publish([reading(i) for i in range(30)])
+    FAILING_RECEIVES[hub_name] = [ConnectError("Failed to open the AMQP link")]
+
+    result, retries = materialize_raw_hour(source, tmp_path)
+
+    assert result.success
+    [retry] = retries  # one outage, one retry, then the drain stored everything
+    assert "ConnectError: Failed to open the AMQP link" in retry.dagster_event.event_specific_data.error.to_string()
+    raw = read_raw_hour(LocalBlobStore(root=str(tmp_path / "blob")), pd.Timestamp("2026-01-01T00"))
+    assert sorted(raw["value"]) == [float(i) for i in range(30)]
+
+
+def test_event_hubs_refused_sign_in_fails_the_run_at_once(hub_name, azurite, tmp_path):
+    from azure.eventhub.exceptions import AuthenticationError
+
+    source = FlakyEventHubSource(eventhub_name=hub_name, fully_qualified_namespace=NAMESPACE,
+                                 checkpoint_container=azurite.new_container_name(), idle_seconds=0.2,
+                                 max_wait_seconds=1)
+    source.publish([reading(i) for i in range(3)])
+    FAILING_RECEIVES[hub_name] = [AuthenticationError("Unauthorized access: missing Listen claim")] * 4
+
+    result, retries = materialize_raw_hour(source, tmp_path)
+
+    assert not result.success and retries == []
+    assert len(FAILING_RECEIVES.pop(hub_name)) == 3  # one receive, no retry

@@ -6,7 +6,11 @@ Environment on the cluster) reads its windows from SQL and its bundles from the 
 the cluster's identity, writes its predictions to the blob store itself (the run publishes them
 to SQL), and reports its summary over Pipes messages in the Pipes container. ``max_jobs_in_flight`` jobs
 run at once; ``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
-What the jobs report lands on the asset's materialization as ``azureml_*`` metadata.
+What the jobs report lands on the asset's materialization as ``azureml_*`` metadata. Jobs end
+with their run (``resources/azureml_jobs.py``): patient status polls, ``limits.timeout`` on every
+job, every unfinished job cancelled when the run fails or is interrupted, and orphans of a dead
+host cancelled by the ``azureml_orphan_jobs`` sensor. Jobs run the scoring Environment version
+built from this checkout, not ``@latest``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from azure.core.exceptions import ResourceExistsError
 
 import sqlalchemy as sa
 
+from resources.azureml_jobs import (DEFAULT_JOB_TIMEOUT_SECONDS, POLL_RETRY_DELAYS_SECONDS, RUN_ID_TAG, OrphanJob,
+                                    RunJobs, orphan_jobs)
+from resources.azureml_provision import checkout_environment
 from resources.blob import BlobStore, LocalBlobStore
 from resources.compute import ComputeBackend, shard_log_line
 from scoring.entra_sql import sql_auth as parse_sql_auth
@@ -50,6 +57,20 @@ def job_sql_url(url: str) -> str:
     return url
 
 
+def job_timeout_seconds(env) -> int:
+    """``AZUREML_JOB_TIMEOUT_SECONDS``: whole seconds, at least 60 (Azure ML's own floor is lower,
+    but a shard job cannot even pull its image faster)."""
+    raw = env.get("AZUREML_JOB_TIMEOUT_SECONDS", str(DEFAULT_JOB_TIMEOUT_SECONDS))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 60:
+        raise ValueError(f"AZUREML_JOB_TIMEOUT_SECONDS={raw!r} must be a whole number of seconds, at least 60, "
+                         f"such as {DEFAULT_JOB_TIMEOUT_SECONDS}")
+    return value
+
+
 def job_blob_url(blob: BlobStore) -> str:
     """Where the job finds the blob store (models in, prediction parts out): its URL, no secret."""
     if isinstance(blob, LocalBlobStore):
@@ -74,7 +95,7 @@ class AzureMLComputeBackend(ComputeBackend):
     resource_group: str
     workspace_name: str
     cluster_name: str = "bscore-cpu"
-    environment: str = "bscore-scoring@latest"
+    environment: str  # name:version, the version being the checkout's build-context hash (checkout_environment)
     storage_account_url: str
     container: str = "bscore-pipes"
     storage_connection_string: str | None = None
@@ -86,6 +107,8 @@ class AzureMLComputeBackend(ComputeBackend):
     job_command: str = "python -m scoring.entrypoint"
     poll_interval_seconds: float = 10.0
     message_interval_seconds: float = 5.0
+    job_timeout_seconds: int = DEFAULT_JOB_TIMEOUT_SECONDS  # limits.timeout of every job
+    poll_retry_delays_seconds: list[float] = list(POLL_RETRY_DELAYS_SECONDS)
 
     @classmethod
     def from_env(cls, env=None) -> "AzureMLComputeBackend":
@@ -104,12 +127,14 @@ class AzureMLComputeBackend(ComputeBackend):
         if missing:
             raise ValueError(f"BSCORE_COMPUTE=azureml needs {', '.join(missing)}")
         environment = env.get("AZUREML_ENVIRONMENT", "bscore-scoring")
+        if "@" not in environment and ":" not in environment:
+            environment = checkout_environment(environment)
         return cls(
             subscription_id=env["AZUREML_SUBSCRIPTION_ID"],
             resource_group=env["AZUREML_RESOURCE_GROUP"],
             workspace_name=env["AZUREML_WORKSPACE"],
             cluster_name=env.get("AZUREML_CLUSTER", "bscore-cpu"),
-            environment=environment if ("@" in environment or ":" in environment) else f"{environment}@latest",
+            environment=environment,
             storage_account_url=account_url,
             container=env.get("AZUREML_CONTAINER", "bscore-pipes"),
             storage_connection_string=(
@@ -120,6 +145,7 @@ class AzureMLComputeBackend(ComputeBackend):
             sql_auth=parse_sql_auth(env["AZUREML_SQL_AUTH"], "AZUREML_SQL_AUTH") if env.get("AZUREML_SQL_AUTH") else None,
             blob_url=env.get("AZUREML_BLOB_URL") or None,
             devices_per_shard=int(env.get("AZUREML_DEVICES_PER_SHARD", "500")),
+            job_timeout_seconds=job_timeout_seconds(env),
         )
 
     def ml_client(self):
@@ -153,7 +179,7 @@ class AzureMLComputeBackend(ComputeBackend):
             service.create_container(self.container)
         except ResourceExistsError:
             pass
-        ml_client = self.ml_client()
+        ml_client = RunJobs(self.ml_client(), self.poll_retry_delays_seconds, log=context.log)
         attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
         jobs = [ShardJob(task, f"bscore_{context.run.run_id[:8]}_{attempt}_{task.label}") for task in tasks]
         results: list[dict | None] = [None] * len(jobs)
@@ -166,8 +192,11 @@ class AzureMLComputeBackend(ComputeBackend):
                     i = futures[future]
                     results[i], reports[i] = future.result()
                     context.log.info(f"{jobs[i].name}: " + shard_log_line(results[i], done, len(jobs)))
-            except BaseException:
-                self._cancel_in_flight(context, ml_client, jobs, futures)
+            except BaseException:  # a failed job, or the run interrupted (cancelled, timed out)
+                for future in futures:
+                    future.cancel()  # shards not submitted yet never will be
+                canceled = ml_client.cancel_unfinished(context.log)
+                context.log.warning(f"run stopping: canceled {len(canceled)} unfinished Azure ML job(s)")
                 raise
         context.add_asset_metadata(job_metadata(reports))
         return results
@@ -196,7 +225,8 @@ class AzureMLComputeBackend(ComputeBackend):
             environment=self.environment,
             compute=self.cluster_name,
             environment_variables=job_env,
-            tags={"dagster_run_id": context.run.run_id, "shard": job.task.label},
+            tags={RUN_ID_TAG: context.run.run_id, "shard": job.task.label},
+            timeout=self.job_timeout_seconds,
         )
         started = time.perf_counter()
         try:
@@ -216,16 +246,16 @@ class AzureMLComputeBackend(ComputeBackend):
                   "wall_seconds": round(time.perf_counter() - started, 3)}
         return summary, report
 
-    def _cancel_in_flight(self, context, ml_client, jobs: list[ShardJob], futures: dict) -> None:
-        """Stop queued shards and cancel submitted jobs, so a failed run leaves no work behind."""
-        for future, i in futures.items():
-            if future.cancel() or future.done():
-                continue
-            try:
-                ml_client.jobs.begin_cancel(jobs[i].name)
-                context.log.info(f"canceling Azure ML job {jobs[i].name}")
-            except Exception as exc:  # not submitted yet, or already finished
-                context.log.debug(f"{jobs[i].name} not canceled: {exc}")
+    def cancel_orphan_jobs(self, run_status, log=None) -> list[OrphanJob]:
+        """Cancel this experiment's unfinished jobs whose Dagster run is over or unknown (a host that
+        died left them running); returns them. ``run_status`` maps a run id to its status name."""
+        ml_client = self.ml_client()
+        orphans = orphan_jobs(ml_client.jobs.list(), run_status, self.experiment_name)
+        for orphan in orphans:
+            ml_client.jobs.begin_cancel(orphan.name)
+            if log is not None:
+                log.info(f"canceled Azure ML job {orphan.name}: its run {orphan.run_id} is {orphan.run_status}")
+        return orphans
 
 
 def log_location(ml_client, job_name: str, experiment: str) -> str:

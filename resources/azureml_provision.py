@@ -7,7 +7,9 @@ the pinned requirements; the build context is assembled from it, the ``scoring/`
 ``constraints.txt`` into a folder of its own, so the one copy of the scoring code stays in
 ``scoring/`` and the image always carries the code of the checkout it was provisioned from.
 The Environment's version is a hash of that context: provisioning unchanged code registers
-nothing new, and a changed one gets a new version that jobs pick up as ``@latest``.
+nothing new, and a changed one gets a new version. Jobs name that exact version
+(:func:`checkout_environment`, computed from the host's checkout), never ``@latest``, so a host
+running an older checkout scores with the older code, and re-provisioning it rolls back.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +87,20 @@ def context_version(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def checkout_environment(name: str) -> str:
+    """``<name>:<version>``: the scoring Environment that ``bscore aml provision`` registers from
+    this checkout (the same build context, so the same hash)."""
+    with tempfile.TemporaryDirectory(prefix="bscore-context-") as folder:
+        return f"{name}:{context_version(stage_build_context(Path(folder) / 'context'))}"
+
+
 def environment_entity(name: str, build_dir: Path):
     """The scoring ``Environment``, built by Azure ML from ``build_dir``.
 
     Parameters
     ----------
     name : str
-        Environment name; jobs use ``<name>@latest``.
+        Environment name; jobs use ``<name>:<version>`` (:func:`checkout_environment`).
     build_dir : Path
         A build context made by :func:`stage_build_context`.
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 from azure.ai.ml.entities import JobService
+from azure.core.exceptions import ServiceResponseError
 from azure.storage.blob import BlobServiceClient
 
 from bscore_assets.operations import Operations, local_instance
@@ -42,6 +47,9 @@ class LocalJobs:
         self.workdir = workdir
         self.started: dict[str, tuple] = {}
         self.canceled: set[str] = set()
+        self.cancel_calls: list[str] = []
+        self.unanswered_gets = 0  # status requests still to fail as a dropped connection does
+        self.prefix = lambda job: ""  # shell put before a job's command (to hold it back)
 
     def start(self, job) -> None:
         log = self.workdir / job.name / "user_logs" / "std_log.txt"
@@ -50,11 +58,14 @@ class LocalJobs:
         env = {**os.environ, **job.environment_variables,
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         with log.open("wb") as out:
-            process = subprocess.Popen(job.command, shell=True, env=env, cwd=ROOT, stdout=out,
-                                       stderr=subprocess.STDOUT)
+            process = subprocess.Popen(self.prefix(job) + job.command, shell=True, env=env, cwd=ROOT, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.started[job.name] = (job, process, log)
 
     def get(self, name: str):
+        if self.unanswered_gets > 0:
+            self.unanswered_gets -= 1
+            raise ServiceResponseError("Connection aborted: the workspace closed the connection")
         job, process, log = self.started[name]
         code = process.poll()
         if code is None:
@@ -69,10 +80,11 @@ class LocalJobs:
         return reported
 
     def begin_cancel(self, name: str) -> None:
+        self.cancel_calls.append(name)
         process = self.started[name][1]
         if process.poll() is None:
             self.canceled.add(name)
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)  # the job's shell and what it started
 
     def environment(self, name: str) -> dict:
         return self.started[name][0].environment_variables
@@ -128,6 +140,7 @@ def on_azureml(ops: Operations, backend: AzureMLComputeBackend) -> Operations:
 def stand_in_backend(azurite, tmp_path, container: str, **fields) -> StandInAzureMLBackend:
     return StandInAzureMLBackend(**fields,
         subscription_id="00000000-0000-0000-0000-000000000000", resource_group="rg", workspace_name="ws",
+        environment="bscore-scoring:0123456789abcdef",
         storage_account_url=azurite.account_url, storage_connection_string=azurite.connection_string,
         container=container, devices_per_shard=2, max_jobs_in_flight=2, poll_interval_seconds=0.2,
         message_interval_seconds=0.5, jobs_dir=str(tmp_path / "azureml-jobs"),
@@ -223,8 +236,9 @@ def test_azureml_backend_from_env_keeps_the_secret_out_of_config(bscore_home, mo
         monkeypatch.setenv(name, value)
     backend = build_resources(Settings.from_env())["compute"]
     assert isinstance(backend, AzureMLComputeBackend)
-    assert (backend.workspace_name, backend.cluster_name, backend.environment) == ("ws", "bscore-cpu",
-                                                                                   "bscore-scoring@latest")
+    assert (backend.workspace_name, backend.cluster_name) == ("ws", "bscore-cpu")
+    assert re.fullmatch(r"bscore-scoring:[0-9a-f]{16}", backend.environment)  # this checkout's, not @latest
+    assert backend.job_timeout_seconds == 3600
     assert backend.storage_account_url == "https://bscorejobs.blob.core.windows.net"
     assert (backend.max_jobs_in_flight, backend.devices_per_shard) == (8, 250)
     assert backend.storage_connection_string == dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING")
@@ -240,3 +254,65 @@ def test_azureml_failure_messages_drop_url_query_strings():
 
     message = redact_query_strings(RuntimeError("GET https://a.blob.core.windows.net/c/x?sv=1&sig=SECRET failed"))
     assert "SECRET" not in message and "https://a.blob.core.windows.net/c/x?<redacted>" in message
+
+
+def test_azureml_jobs_carry_the_timeout_and_status_polls_outlast_a_flaky_workspace(platform, azurite, tmp_path):
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name(), job_timeout_seconds=1800,
+                               poll_retry_delays_seconds=[0.05, 0.1, 0.2, 0.4, 0.8])
+    jobs = STAND_INS.setdefault(backend.jobs_dir, LocalMLClient(Path(backend.jobs_dir))).jobs
+    jobs.unanswered_gets = 4  # the first status polls fail as a dropped connection does
+
+    on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+
+    assert jobs.unanswered_gets == 0 and jobs.cancel_calls == []
+    assert len(platform.resources["sql"].read_predictions(SCORE_START, SCORE_START + HOUR)) == DEVICES * SENSORS * 720
+    for name, (job, _, _) in jobs.started.items():
+        assert job.limits.timeout == 1800  # Azure ML ends the job even if no one is left to cancel it
+        assert job.environment == "bscore-scoring:0123456789abcdef"
+        assert jobs.get(name).status == "Completed"
+
+
+def held_back_jobs(backend, held) -> LocalJobs:
+    """The stand-in's jobs, those for which ``held(job)`` is true starting only after 60 s."""
+    jobs = STAND_INS.setdefault(backend.jobs_dir, LocalMLClient(Path(backend.jobs_dir))).jobs
+    jobs.prefix = lambda job: "sleep 60 && " if held(job) else ""
+    return jobs
+
+
+def test_azureml_failed_job_cancels_the_runs_other_jobs(platform, azurite, tmp_path):
+    # shard-0000 fails at once (its database is not where the cluster runs); shard-0001 is still running.
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name(),
+                               sql_url=f"sqlite:///{tmp_path / 'not-mounted-on-the-cluster' / 'bscore.db'}")
+    jobs = held_back_jobs(backend, lambda job: job.display_name != "shard-0000")
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="shard-0000"):
+        on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+
+    assert time.monotonic() - started < 45  # the run did not wait for the held-back job
+    [failed] = [n for n in jobs.started if jobs.get(n).status == "Failed"]
+    [running] = [n for n in jobs.started if n != failed]
+    assert jobs.cancel_calls == [running] and jobs.get(running).status == "Canceled"
+
+
+def test_azureml_interrupted_run_cancels_every_job(platform, azurite, tmp_path):
+    """A run cancelled from the UI, or terminated by run monitoring at max_runtime_seconds, is
+    interrupted (SIGINT in the run's process): every job it submitted is cancelled."""
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name())
+    jobs = held_back_jobs(backend, lambda job: True)
+
+    def interrupt_once_both_jobs_run():
+        deadline = time.monotonic() + 60
+        while len(jobs.started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if len(jobs.started) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_both_jobs_run, daemon=True).start()
+    with pytest.raises(RuntimeError, match="scoring_job failed"):
+        on_azureml(platform, backend).score(SCORE_START, SCORE_START)
+
+    assert sorted(jobs.cancel_calls) == sorted(jobs.started) and len(jobs.started) == 2
+    assert all(jobs.get(name).status == "Canceled" for name in jobs.started)
+    [run] = platform.instance.get_runs(limit=1)
+    assert run.status == dg.DagsterRunStatus.FAILURE

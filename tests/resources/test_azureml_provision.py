@@ -4,6 +4,7 @@ and the scoring image's build context."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,25 @@ def test_azureml_dry_run_prints_environment_built_from_docker_context(bscore_hom
     assert all((context / source).exists() for source in sources)
     assert (context / "scoring" / "entrypoint.py").read_bytes() == (ROOT / "scoring" / "entrypoint.py").read_bytes()
     assert not list(context.rglob("__pycache__"))
+
+
+def test_jobs_run_the_environment_version_provisioned_from_this_checkout(bscore_home, monkeypatch):
+    from resources.azureml import AzureMLComputeBackend
+
+    provisioned = dry_run(monkeypatch, "--environment", "bscore-scoring")["environment"]
+    backend = AzureMLComputeBackend.from_env({
+        "AZUREML_SUBSCRIPTION_ID": "sub", "AZUREML_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE": "ws",
+        "AZUREML_STORAGE_ACCOUNT": "jobs"})
+    # The exact version `bscore aml provision` registers from this checkout, never @latest.
+    assert backend.environment == f"bscore-scoring:{provisioned['version']}"
+    # A changed scoring package is another version: an older checkout keeps scoring with its own code.
+    from resources import azureml_provision
+
+    changed = bscore_home / "scoring-copy"
+    shutil.copytree(ROOT / "scoring", changed, ignore=shutil.ignore_patterns("__pycache__"))
+    (changed / "engine.py").write_text((changed / "engine.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(azureml_provision, "SCORING_DIR", changed)
+    assert azureml_provision.checkout_environment("bscore-scoring") != backend.environment
 
 
 def test_azureml_dry_run_rejects_min_above_max(bscore_home):

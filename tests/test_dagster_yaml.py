@@ -7,7 +7,9 @@ run, event log and schedule storage are exercised on the local PostgreSQL server
 
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +20,13 @@ from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from dagster._core.test_utils import create_run_for_test
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+from bscore_assets.predictions.orphan_jobs import azureml_orphan_jobs
+from resources.azureml import AzureMLComputeBackend
 from tests.conftest import postgres_database, postgres_url_for
+from tests.resources.test_azureml_jobs import RecordingClient, RecordingJobs
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "azure" / "dagster.yaml"
 
@@ -32,7 +40,8 @@ def dagster_pg_url():
 
 @pytest.fixture
 def azure_instance(tmp_path, monkeypatch, dagster_pg_url):
-    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
+    # The driver named as the example says: dagster-postgres drives psycopg2.
+    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1))
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_ACCOUNT", "bscorelogs")
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_CONTAINER", "dagster-logs")
     shutil.copy(EXAMPLE, tmp_path / "dagster.yaml")
@@ -70,3 +79,61 @@ def test_azure_dagster_yaml_limits_concurrent_runs(azure_instance):
     assert limits["dagster/schedule_name"]["value"] == {"applyLimitPerUniqueValue": True}
     assert type(azure_instance.run_launcher).__name__ == "DefaultRunLauncher"
     assert azure_instance.run_monitoring_enabled
+
+
+def test_azure_dagster_yaml_bounds_every_runs_time(azure_instance):
+    # The DefaultRunLauncher cannot tell a dead run worker from a live one; the maximum run time can.
+    assert not azure_instance.run_launcher.supports_check_run_worker_health
+    assert azure_instance.run_monitoring_max_runtime_seconds == 7200
+    assert azure_instance.run_monitoring_settings["cancel_timeout_seconds"] == 300
+    comment = EXAMPLE.read_text().split("run_monitoring:")[0]
+    assert "no worker health check" in comment and "NOT detected" in comment
+
+
+ORPHAN_STAND_INS: dict[str, RecordingClient] = {}
+
+
+class StandInWorkspaceBackend(AzureMLComputeBackend):
+    """The Azure ML backend whose workspace is a recording stand-in of ``MLClient``."""
+
+    def ml_client(self):
+        return ORPHAN_STAND_INS[self.workspace_name]
+
+
+def test_host_death_then_restart_cancels_the_dead_runs_azureml_jobs(azure_instance):
+    """The host dies mid-run; after its restart run monitoring fails the run that exceeded
+    max_runtime_seconds, and the azureml_orphan_jobs sensor cancels that run's unfinished jobs
+    only (the stand-in records the cancel calls)."""
+    dead = create_run_for_test(azure_instance, job_name="scoring_job")
+    live = create_run_for_test(azure_instance, job_name="scoring_job")
+    now = time.time()
+    for run, started in ((dead, now - 7200 - 60), (live, now - 600)):
+        azure_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                            run.run_id, timestamp=started)
+    # The restarted daemon's run monitoring goes over the STARTED runs (as its iteration does).
+    for record in azure_instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        monitor_started_run(azure_instance, None, record, logging.getLogger("run_monitoring"))
+    assert azure_instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert azure_instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
+
+    jobs = RecordingJobs({})
+    jobs.listed = {
+        "dead-shard-0": ("Running", "bscore-scoring", {"dagster_run_id": dead.run_id}),
+        "dead-shard-1": ("Queued", "bscore-scoring", {"dagster_run_id": dead.run_id}),
+        "dead-shard-2": ("Completed", "bscore-scoring", {"dagster_run_id": dead.run_id}),
+        "live-shard-0": ("Running", "bscore-scoring", {"dagster_run_id": live.run_id}),
+        "lost-run-shard": ("Running", "bscore-scoring", {"dagster_run_id": "run-of-a-wiped-instance"}),
+    }
+    ORPHAN_STAND_INS["ws-orphans"] = RecordingClient(jobs)
+    backend = StandInWorkspaceBackend(subscription_id="sub", resource_group="rg", workspace_name="ws-orphans",
+                                      environment="bscore-scoring:0123456789abcdef",
+                                      storage_account_url="https://jobs.blob.core.windows.net")
+    result = azureml_orphan_jobs(dg.build_sensor_context(instance=azure_instance, resources={"compute": backend}))
+
+    assert jobs.canceled == ["dead-shard-0", "dead-shard-1", "lost-run-shard"]
+    assert "canceled 3 Azure ML job(s)" in result.skip_message
+    # The next tick finds nothing left to cancel.
+    jobs.listed = {name: (jobs.statuses.get(name, status), *rest) for name, (status, *rest) in jobs.listed.items()}
+    again = azureml_orphan_jobs(dg.build_sensor_context(instance=azure_instance, resources={"compute": backend}))
+    assert jobs.canceled == ["dead-shard-0", "dead-shard-1", "lost-run-shard"]
+    assert again.skip_message == "no Azure ML job outlived its run"

@@ -304,7 +304,9 @@ def streaming_job(spec: AsaJobSpec):
         job_type="Cloud",
         compatibility_level="1.2",
         data_locale="en-US",
-        output_error_policy="Stop",  # a row SQL refuses stops the job rather than being lost
+        # A row SQL refuses stops the job rather than being lost; a re-delivered window is not
+        # refused (sensor_values' key ignores duplicates on SQL Server, resources/sql.py).
+        output_error_policy="Stop",
         **lateness_policy(spec.allowed_lateness_minutes),
         inputs=[reading_input],
         transformation=m.Transformation(name="aggregate", streaming_units=spec.streaming_units,

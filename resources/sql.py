@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
+from sqlalchemy.ext.compiler import compiles
 
 from scoring.entra_sql import create_sql_engine, entra_password
 
@@ -48,6 +49,21 @@ sensor_values = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("readings", sa.Integer, nullable=False),
 )
+
+# Stream Analytics writes sensor_values at least once: a restarted job re-delivers windows already
+# written, and with its output error policy Stop a duplicate key would stop the job. On SQL Server
+# the key ignores such a row instead (a warning, not an error); bscore's own writes delete first.
+sa.PrimaryKeyConstraint.argument_for("mssql", "ignore_dup_key", False)
+sensor_values.primary_key.dialect_kwargs["mssql_ignore_dup_key"] = True
+
+
+@compiles(sa.PrimaryKeyConstraint, "mssql")
+def _primary_key_with_options(constraint, compiler, **kw):
+    ddl = compiler.visit_primary_key_constraint(constraint, **kw)
+    if ddl and constraint.dialect_options["mssql"]["ignore_dup_key"]:
+        ddl += " WITH (IGNORE_DUP_KEY = ON)"
+    return ddl
+
 
 predictions = sa.Table(
     "predictions",

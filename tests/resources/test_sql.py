@@ -130,6 +130,21 @@ def test_azure_sql_ddl_compiles_for_mssql():
     assert "value FLOAT NOT NULL" in ddl["sensor_values"]
 
 
+def test_stream_analytics_redelivery_into_azure_sql_is_ignored_not_a_stop():
+    """ASA's at-least-once output re-delivers windows after a restart: sensor_values' key ignores
+    the duplicates on SQL Server (IGNORE_DUP_KEY) instead of failing the insert, which would stop
+    the job (output error policy Stop). Only that key, only on SQL Server."""
+    import re
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    ddl = str(CreateTable(sensor_values).compile(dialect=mssql.dialect()))
+    assert re.search(r"PRIMARY KEY \((\w+, ){2}\w+\) WITH \(IGNORE_DUP_KEY = ON\)\s*\)\s*$", ddl)
+    assert "IGNORE_DUP_KEY" not in str(CreateTable(predictions).compile(dialect=mssql.dialect()))
+    for other in (postgresql.dialect(), sqlite.dialect()):
+        assert "IGNORE_DUP_KEY" not in str(CreateTable(sensor_values).compile(dialect=other))
+
+
 def test_azure_sql_replace_statements_compile_for_mssql():
     # pyodbc's paramstyle, which create_engine would read from the driver module
     t = predictions.c

@@ -759,7 +759,7 @@ def aml():
 @click.option("--idle-seconds", default=600, envvar="AZUREML_IDLE_SECONDS", show_default=True, show_envvar=True,
               help="Idle time before a node is released.")
 @click.option("--environment", default="bscore-scoring", envvar="AZUREML_ENVIRONMENT", show_default=True,
-              show_envvar=True, help="Name of the Azure ML Environment the scoring jobs run in (<name>@latest).")
+              show_envvar=True, help="Name of the Azure ML Environment the scoring jobs run in (<name>:<hash of this checkout's build context>).")
 @click.option("--dry-run", is_flag=True, help="Print the entities without contacting Azure.")
 def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environment, dry_run):
     """Create or update the autoscaling cluster and the scoring Environment (built from docker/).

@@ -201,8 +201,23 @@ class AzureMLComputeBackend(ComputeBackend):
         context.add_asset_metadata(job_metadata(reports))
         return results
 
-    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[dict, dict]:
+    def job_spec(self, job: ShardJob, run_id: str, job_env: dict):
+        """The command job of one shard, as it is sent to the workspace (Pipes adds its variables)."""
         from azure.ai.ml import command
+
+        return command(
+            name=job.name,
+            display_name=job.task.label,
+            experiment_name=self.experiment_name,
+            command=self.job_command,
+            environment=self.environment,
+            compute=self.cluster_name,
+            environment_variables=job_env,
+            tags={RUN_ID_TAG: run_id, "shard": job.task.label},
+            timeout=self.job_timeout_seconds,
+        )
+
+    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[dict, dict]:
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
             PipesAzureBlobStorageMessageReader,
@@ -217,17 +232,7 @@ class AzureMLComputeBackend(ComputeBackend):
                 container=self.container, client=service, interval=self.message_interval_seconds),
             poll_interval_seconds=self.poll_interval_seconds,
         )
-        spec = command(
-            name=job.name,
-            display_name=job.task.label,
-            experiment_name=self.experiment_name,
-            command=self.job_command,
-            environment=self.environment,
-            compute=self.cluster_name,
-            environment_variables=job_env,
-            tags={RUN_ID_TAG: context.run.run_id, "shard": job.task.label},
-            timeout=self.job_timeout_seconds,
-        )
+        spec = self.job_spec(job, context.run.run_id, job_env)
         started = time.perf_counter()
         try:
             invocation = pipes.run(context=context, command=spec, extras={"task": job.task.to_json()})

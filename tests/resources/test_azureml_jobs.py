@@ -1,16 +1,23 @@
 """Azure ML jobs that end with their run (``resources/azureml_jobs.py``), against a stand-in of
-``MLClient.jobs`` that records every call (no workspace is reachable here)."""
+``MLClient.jobs`` that records every call (no workspace is reachable here); and a shard's job
+sent through a real ``MLClient`` whose HTTP transport alone is replaced."""
 
 from __future__ import annotations
 
+import json
 import threading
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
+from azure.ai.ml import MLClient
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
+from azure.core.pipeline.transport import HttpResponse, HttpTransport
 
-from resources.azureml import AzureMLComputeBackend, job_timeout_seconds
+from resources.azureml import AzureMLComputeBackend, ShardJob, job_timeout_seconds
 from resources.azureml_jobs import POLL_RETRY_DELAYS_SECONDS, PatientJobs, RunJobs, orphan_jobs
+from scoring.shards import ShardTask
 
 
 def http_error(status: int) -> HttpResponseError:
@@ -140,3 +147,79 @@ def test_every_job_gets_the_configured_timeout(monkeypatch):
         "AZUREML_SUBSCRIPTION_ID": "sub", "AZUREML_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE": "ws",
         "AZUREML_STORAGE_ACCOUNT": "jobs", "AZUREML_JOB_TIMEOUT_SECONDS": "1800", "AZUREML_ENVIRONMENT": "env:7"})
     assert (backend.job_timeout_seconds, backend.environment) == (1800, "env:7")
+
+
+class WorkspaceTransport(HttpTransport):
+    """The HTTP transport under a real ``MLClient``: records requests, answers a PUT with its body."""
+
+    def __init__(self):
+        self.requests = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def send(self, request, **kwargs):
+        self.requests.append(request)
+        if request.method == "PUT":
+            body = json.loads(request.body)
+            return JsonResponse(request, 200, {**body, "id": request.url.split("?")[0],
+                                               "name": request.url.split("/jobs/")[1].split("?")[0]})
+        return JsonResponse(request, 404, {"error": {"code": "NotFound", "message": f"{request.url} not here"}})
+
+
+class JsonResponse(HttpResponse):
+    def __init__(self, request, status: int, body: dict):
+        super().__init__(request, None)
+        self.status_code, self.reason, self._body = status, "OK" if status < 400 else "Not Found", json.dumps(body).encode()
+        self.headers, self.content_type = {"content-type": "application/json"}, "application/json"
+
+    def body(self):
+        return self._body
+
+    def json(self):
+        return json.loads(self._body)
+
+    def text(self, encoding=None):
+        return self._body.decode()
+
+
+class TokenCredential:
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken("token", 4102444800)
+
+    def get_token_info(self, *scopes, **kwargs):
+        return AccessTokenInfo("token", 4102444800)
+
+
+def test_shard_job_reaches_the_workspace_with_its_timeout_and_this_checkouts_environment(bscore_home):
+    """The backend's job spec through a real ``MLClient`` (validation, serialization); only the
+    HTTP transport is replaced: the PUT body is what Azure ML would receive."""
+    backend = AzureMLComputeBackend.from_env({
+        "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "AZUREML_RESOURCE_GROUP": "rg",
+        "AZUREML_WORKSPACE": "ws", "AZUREML_STORAGE_ACCOUNT": "jobs", "AZUREML_JOB_TIMEOUT_SECONDS": "5400"})
+    task = ShardTask("shard-0003", ("d1", "d2"), (pd.Timestamp("2026-03-01T01:00"),), ("1",), "token")
+    spec = backend.job_spec(ShardJob(task, "bscore_run1_abc_shard-0003"), "run-1",
+                            {"BSCORE_SQL_URL": "mssql+pyodbc://@srv.database.windows.net/db", "BSCORE_SQL_AUTH": "entra"})
+    transport = WorkspaceTransport()
+    MLClient(TokenCredential(), backend.subscription_id, backend.resource_group, backend.workspace_name,
+             transport=transport).create_or_update(spec)
+
+    [put] = [r for r in transport.requests if r.method == "PUT"]
+    assert [r.method for r in transport.requests] == ["PUT"]  # nothing resolved: no @latest lookup
+    assert put.url.split("?")[0].endswith("/workspaces/ws/jobs/bscore_run1_abc_shard-0003")
+    properties = json.loads(put.body)["properties"]
+    assert properties["limits"] == {"timeout": "PT1H30M", "jobLimitsType": "Command"}
+    version = backend.environment.split(":")[1]
+    assert properties["environmentId"].endswith(f"/workspaces/ws/environments/bscore-scoring/versions/{version}")
+    assert properties["computeId"].endswith("/workspaces/ws/computes/bscore-cpu")
+    assert properties["tags"]["dagster_run_id"] == "run-1" and properties["experimentName"] == "bscore-scoring"
+    assert properties["environmentVariables"]["BSCORE_SQL_AUTH"] == "entra"

@@ -36,6 +36,7 @@ from scoring.entra_sql import sql_auth as parse_sql_auth
 from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_AUTH_VAR, SQL_URL_VAR
 from scoring.shards import ShardTask
 
+DEFAULT_ENVIRONMENT = "bscore-scoring"
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
 
 
@@ -95,7 +96,8 @@ class AzureMLComputeBackend(ComputeBackend):
     resource_group: str
     workspace_name: str
     cluster_name: str = "bscore-cpu"
-    environment: str  # name:version, the version being the checkout's build-context hash (checkout_environment)
+    # name:version; unset, bscore-scoring at this checkout's build-context hash (checkout_environment)
+    environment: str | None = None
     storage_account_url: str
     container: str = "bscore-pipes"
     storage_connection_string: str | None = None
@@ -126,7 +128,7 @@ class AzureMLComputeBackend(ComputeBackend):
             missing.append("AZUREML_STORAGE_ACCOUNT (or AZUREML_STORAGE_ACCOUNT_URL)")
         if missing:
             raise ValueError(f"BSCORE_COMPUTE=azureml needs {', '.join(missing)}")
-        environment = env.get("AZUREML_ENVIRONMENT", "bscore-scoring")
+        environment = env.get("AZUREML_ENVIRONMENT", DEFAULT_ENVIRONMENT)
         if "@" not in environment and ":" not in environment:
             environment = checkout_environment(environment)
         return cls(
@@ -210,7 +212,7 @@ class AzureMLComputeBackend(ComputeBackend):
             display_name=job.task.label,
             experiment_name=self.experiment_name,
             command=self.job_command,
-            environment=self.environment,
+            environment=self.environment or checkout_environment(DEFAULT_ENVIRONMENT),
             compute=self.cluster_name,
             environment_variables=job_env,
             tags={RUN_ID_TAG: run_id, "shard": job.task.label},

@@ -175,7 +175,8 @@ class AzureMLComputeBackend(ComputeBackend):
         if not tasks:
             return []
         job_env = {ACCOUNT_URL_VAR: self.storage_account_url, SQL_URL_VAR: job_sql_url(self.sql_url or sql.url),
-                   SQL_AUTH_VAR: self.sql_auth or sql.auth, BLOB_URL_VAR: self.blob_url or job_blob_url(blob)}
+                   SQL_AUTH_VAR: self.sql_auth or getattr(sql, "auth", "password"),
+                   BLOB_URL_VAR: self.blob_url or job_blob_url(blob)}
         service = self.blob_service_client()
         try:
             service.create_container(self.container)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from scoring.event_lines import parse_event_lines, parse_event_lines_table
+from scoring.event_lines import GOOD_EVENT, _lines, parse_event_lines, parse_event_lines_table
 from scoring.readings import FIELD_ALIASES, ID_PATTERN, MAX_EVENT_BYTES, READING_COLUMNS
 
 DELIMITERS = ",;\t|"
@@ -355,6 +355,29 @@ def _line_blocks(path: Path, max_line_bytes: int, block_bytes: int = BLOCK_BYTES
 
 
 def _json_chunk(path, first: int, lines: list[bytes], ids: IdMapping) -> EventChunk:
+    return _plain_json_chunk(path, first, lines, ids) or _mapped_json_chunk(path, first, lines, ids)
+
+
+def _plain_json_chunk(path, first: int, lines: list[bytes], ids: IdMapping) -> EventChunk | None:
+    """The block as it is, when every line is a plainly good event (``GOOD_EVENT``, which
+    admits only ids that map to themselves) with nothing around its braces; else None."""
+    data = b"\n".join(lines) + b"\n"
+    events = _lines(data)
+    plain = pc.and_(pc.match_substring_regex(events, GOOD_EVENT),
+                    pc.and_(pc.starts_with(events, "{"), pc.ends_with(events, "}\n")))
+    if not pc.all(plain).as_py():
+        return None
+    # Ids only: every time the columnar parser can hold is let through here (the check judges times).
+    readings, _ = parse_event_lines_table(data, now=pd.Timestamp("2000-01-01"), max_age=pd.Timedelta(days=100_000),
+                                          max_ahead=pd.Timedelta(days=90_000))
+    for column in ("device", "sensor"):
+        names, first_index = np.unique(readings[column].to_numpy(zero_copy_only=False), return_index=True)
+        for name, index in zip(names, first_index):
+            ids.map_name(name, path, first + int(index))  # refuses an id another name maps to
+    return EventChunk(data, list(range(first, first + len(lines))))
+
+
+def _mapped_json_chunk(path, first: int, lines: list[bytes], ids: IdMapping) -> EventChunk:
     bodies, numbers = [], []
     for i, raw in enumerate(lines):
         text = _decode(raw, path, first + i).strip()

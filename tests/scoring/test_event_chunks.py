@@ -1,12 +1,16 @@
-"""CSV rows become event bodies in columns: the bodies equal what ``json.dumps`` writes (but for
-value cells that are JSON numbers, written as numbers), and Arrow's CSV reading equals pandas'."""
+"""A block of a file becomes event bodies in columns.
+
+CSV: the bodies equal what ``json.dumps`` writes (but for value cells that are JSON numbers,
+written as numbers), and Arrow's CSV reading equals pandas'. JSON-lines: a block of plainly good
+events lands as it is, its ids still checked; any other block goes line by line.
+"""
 
 import json
 
 import pandas as pd
 import pytest
 
-from scoring.input_files import _arrow_csv, _pandas_csv, inspect_file, json_payload
+from scoring.input_files import IdMapping, InputError, _arrow_csv, _json_chunk, _pandas_csv, inspect_file, json_payload
 from scoring.readings import parse_event_bodies_rowwise
 
 NOW = pd.Timestamp("2026-06-01T12:00")
@@ -71,3 +75,20 @@ def test_a_row_arrow_cannot_read_falls_back_to_pandas_naming_the_line(tmp_path):
     assert _arrow_csv(data, layout, 2) is None
     with pytest.raises(ValueError, match=r"line 3.*5 fields where the header has 4"):
         _pandas_csv(path, layout, data, [2, 3])
+
+
+def good_line(sensor: str) -> bytes:
+    return json.dumps({"ts": "2026-06-01T10:00:05", "device": "7", "sensor": sensor, "value": 1.5}).encode()
+
+
+def test_a_block_of_plain_json_events_lands_as_it_is_with_its_ids_checked():
+    lines = [good_line("1"), good_line("2")]
+    chunk = _json_chunk("f.jsonl", 5, lines, IdMapping())
+    assert (chunk.payload, chunk.lines) == (b"\n".join(lines) + b"\n", [5, 6])
+    with pytest.raises(InputError, match=r"f.jsonl, line 6: name 'Flow_Rate' is also the id of 'Flow Rate'"):
+        _json_chunk("f.jsonl", 5, [good_line("1"), good_line("Flow_Rate")], IdMapping(known={"Flow Rate": "Flow_Rate"}))
+
+
+def test_a_block_with_names_to_map_goes_line_by_line():
+    chunk = _json_chunk("f.jsonl", 1, [good_line("Flow Rate"), b"", good_line("1")], IdMapping())
+    assert chunk.lines == [1, 3] and json.loads(chunk.bodies[0])["sensor"] == "Flow_Rate"

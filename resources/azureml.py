@@ -183,12 +183,13 @@ class AzureMLComputeBackend(ComputeBackend):
         except ResourceExistsError:
             pass
         ml_client = RunJobs(self.ml_client(), self.poll_retry_delays_seconds, log=context.log)
+        environment = self.environment or checkout_environment(DEFAULT_ENVIRONMENT)  # once per run
         attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
         jobs = [ShardJob(task, f"bscore_{context.run.run_id[:8]}_{attempt}_{task.label}") for task in tasks]
         results: list[dict | None] = [None] * len(jobs)
         reports: list[dict | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.max_jobs_in_flight), thread_name_prefix="azureml") as pool:
-            futures = {pool.submit(self._run_job, context, ml_client, service, job, job_env): i
+            futures = {pool.submit(self._run_job, context, ml_client, service, job, job_env, environment): i
                        for i, job in enumerate(jobs)}
             try:
                 for done, future in enumerate(as_completed(futures), start=1):
@@ -204,7 +205,7 @@ class AzureMLComputeBackend(ComputeBackend):
         context.add_asset_metadata(job_metadata(reports))
         return results
 
-    def job_spec(self, job: ShardJob, run_id: str, job_env: dict):
+    def job_spec(self, job: ShardJob, run_id: str, job_env: dict, environment: str | None = None):
         """The command job of one shard, as it is sent to the workspace (Pipes adds its variables)."""
         from azure.ai.ml import command
 
@@ -213,14 +214,15 @@ class AzureMLComputeBackend(ComputeBackend):
             display_name=job.task.label,
             experiment_name=self.experiment_name,
             command=self.job_command,
-            environment=self.environment or checkout_environment(DEFAULT_ENVIRONMENT),
+            environment=environment or self.environment or checkout_environment(DEFAULT_ENVIRONMENT),
             compute=self.cluster_name,
             environment_variables=job_env,
             tags={RUN_ID_TAG: run_id, "shard": job.task.label},
             timeout=self.job_timeout_seconds,
         )
 
-    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[dict, dict]:
+    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict,
+                 environment: str) -> tuple[dict, dict]:
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
             PipesAzureBlobStorageMessageReader,
@@ -235,7 +237,7 @@ class AzureMLComputeBackend(ComputeBackend):
                 container=self.container, client=service, interval=self.message_interval_seconds),
             poll_interval_seconds=self.poll_interval_seconds,
         )
-        spec = self.job_spec(job, context.run.run_id, job_env)
+        spec = self.job_spec(job, context.run.run_id, job_env, environment)
         started = time.perf_counter()
         try:
             invocation = pipes.run(context=context, command=spec, extras={"task": job.task.to_json()})

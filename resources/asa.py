@@ -333,9 +333,9 @@ def management_client(spec: AsaJobSpec, credential=None, **kwargs):
     from azure.mgmt.streamanalytics import StreamAnalyticsManagementClient
 
     if credential is None:
-        from azure.identity import DefaultAzureCredential
+        from scoring.azure_storage import azure_credential
 
-        credential = DefaultAzureCredential()
+        credential = azure_credential()
     return StreamAnalyticsManagementClient(credential, spec.subscription_id, **kwargs)
 
 

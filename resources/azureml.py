@@ -122,19 +122,16 @@ class AzureMLComputeBackend(ComputeBackend):
     def ml_client(self):
         """The workspace's ``MLClient``, authenticated with ``DefaultAzureCredential``."""
         from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
 
-        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+        from scoring.azure_storage import azure_credential
+
+        return MLClient(azure_credential(), self.subscription_id, self.resource_group, self.workspace_name)
 
     def blob_service_client(self):
-        """The storage account of Pipes context and messages."""
-        from azure.storage.blob import BlobServiceClient
+        """The storage account of Pipes context and messages (``scoring.azure_storage.service_client``)."""
+        from scoring.azure_storage import service_client
 
-        if self.storage_connection_string:
-            return BlobServiceClient.from_connection_string(self.storage_connection_string)
-        from azure.identity import DefaultAzureCredential
-
-        return BlobServiceClient(self.storage_account_url, credential=DefaultAzureCredential())
+        return service_client(self.storage_account_url, self.storage_connection_string)
 
     def describe(self) -> str:
         return (f"Azure ML cluster {self.cluster_name} of workspace {self.workspace_name} "

@@ -485,10 +485,9 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     Example: one day's verdicts against a labels file:
       bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
     """
-    import pandas as pd
-
     from bscore_assets.verdicts.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
+    from scoring.time_units import HOUR
     from scoring.evaluation import evaluate as evaluate_verdicts
     from scoring.evaluation_plot import plot_evaluation
 
@@ -500,7 +499,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     try:
         labels = load_labels(paths)
         start = parse_hour(first, "--from") if first else None
-        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+        end = parse_hour(last, "--to") + HOUR if last else None
     except ValueError as exc:
         _fail(exc)
     sql = _ops(settings).resources["sql"]
@@ -548,15 +547,14 @@ def export(out, fmt, first, last):
     Example: one day's predictions as CSV:
       bscore predictions export --out preds/ --from 2026-01-01T00 --to 2026-01-01T23
     """
-    import pandas as pd
-
     from bscore_assets.predictions.export import export_predictions
     from bscore_assets.operations import parse_hour
+    from scoring.time_units import HOUR
 
     try:
         ops = _ops()
         start = parse_hour(first, "--from") if first else None
-        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+        end = parse_hour(last, "--to") + HOUR if last else None
         files = export_predictions(ops.resources["sql"], Path(out), fmt, start, end)
     except ValueError as exc:
         _fail(exc)

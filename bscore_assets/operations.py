@@ -21,6 +21,7 @@ from bscore_assets.partitions import (
 )
 from bscore_assets.runs import hour_range_tags, hour_sensor_range_tags, range_tags
 from bscore_assets.settings import Settings
+from scoring.time_units import HOUR
 
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
@@ -56,7 +57,7 @@ def check_hours(first: pd.Timestamp, last: pd.Timestamp, settings: Settings) -> 
     if first < settings.start:
         raise ValueError(f"hour {first:%Y-%m-%dT%H} is before BSCORE_START={settings.start:%Y-%m-%dT%H:%M}; "
                          "set BSCORE_START to an earlier hour to load older data")
-    latest = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+    latest = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - HOUR
     if last > latest:
         raise ValueError(f"hour {last:%Y-%m-%dT%H} has not closed yet (the last closed hour is {latest:%Y-%m-%dT%H})")
 
@@ -223,7 +224,7 @@ class Operations:
 
     def default_training_hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """The ``training_hours`` closed hours ending with the last closed one (not before BSCORE_START)."""
-        last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+        last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - HOUR
         first = max(self.settings.start, last - pd.Timedelta(hours=self.resources["pipeline"].training_hours - 1))
         if first > last:
             raise ValueError(f"no closed hour since BSCORE_START={self.settings.start:%Y-%m-%dT%H:%M} to train on")

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.raw_parts import RepeatCounts
+from scoring.time_units import HOUR_SECONDS
 
-HOUR_SECONDS = 3600
 # Readings per slice: ~25 bytes each as read, a few times that while de-duplicating and
 # averaging, so a slice needs a few hundred MB whatever the fleet's size.
 SLICE_READINGS = 3_500_000

@@ -28,7 +28,8 @@ from scoring.detectors import DetectorModel, load_detector, training_samples
 from scoring.legacy import read_legacy_model
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
-from scoring.model_store import Blobs, save_bundle
+from scoring.blobs import Blobs
+from scoring.model_store import save_bundle
 from scoring.readings import ID_PATTERN
 
 SUFFIXES = ("", ".pkl", ".pickle", ".skops")

@@ -21,14 +21,14 @@ import time
 import numpy as np
 import pandas as pd
 
+from scoring.blob_layout import prediction_part_key
 from scoring.engine import score_shard
 from scoring.model_store import load_current_bundles_or_refusals
 from scoring.parquet import to_parquet_bytes
-from scoring.prediction_layout import prediction_part_key
 from scoring.shards import ShardTask
+from scoring.time_units import HOUR
 from scoring.windows import hour_of_window
 
-HOUR = pd.Timedelta(hours=1)
 # Kinds that judge a window by its recent past (the robust kind: up to 60 windows, 5 minutes of
 # 5 s windows) see the minutes before the shard's first hour too, so its first windows are
 # judged like the rest; those windows are context, not scored again.

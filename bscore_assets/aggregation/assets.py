@@ -14,15 +14,16 @@ from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
-from bscore_assets.storage import hours_between, part_layout, raw_parts, raw_version, window_bounds
+from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.blob_layout import part_layout
 from scoring.hour_slices import HourTally, plan_hour_slices
 from scoring.raw_parts import read_raw_parts
 from scoring.windows import window_means_table
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 CARRIED = ("windows", "readings", "devices", "sensors", "redelivered", "conflicts")
 
 

@@ -15,6 +15,7 @@ from bscore_assets.partitions import device_partitions_def, sensor_partitions_de
 from bscore_assets.settings import Settings
 from resources.sql import SqlStore, sensor_values
 from scoring.fleet import admitted_sensors
+from scoring.time_units import HOUR
 
 
 def fleet_series(sql: SqlStore) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def silent_devices(sql: SqlStore, devices: list[str], through_hour: pd.Timestamp
     hours : int
         How many hours without windows make a device silent.
     """
-    end = pd.Timestamp(through_hour) + pd.Timedelta(hours=1)
+    end = pd.Timestamp(through_hour) + HOUR
     # One DISTINCT over the window's index, not its windows: a sensor tick holds a list of ids.
     sending = sql.devices_with_windows(end - pd.Timedelta(hours=hours), end)
     return sorted(set(devices) - set(sending))

@@ -25,8 +25,8 @@ from scoring.model_format import ModelBundle, versioned_bundle
 from scoring.model_store import load_current_bundles_or_refusals, make_current, save_bundle
 from scoring.selection import choose_kinds
 from scoring.training import fit_series, train_device_bundle
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 TRAINING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 

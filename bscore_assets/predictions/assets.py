@@ -35,10 +35,10 @@ from bscore_assets.step_guard import ensure_run_active, guard_step
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
 from resources.sql import SqlStore
-from scoring.prediction_layout import prediction_prefix, run_token
+from scoring.blob_layout import prediction_prefix
+from scoring.prediction_layout import run_token
 from scoring.shards import plan_shards
-
-HOUR = pd.Timedelta(hours=1)
+from scoring.time_units import HOUR
 
 
 def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp], list[str]]:

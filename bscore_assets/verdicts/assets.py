@@ -18,17 +18,17 @@ from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_de
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
-from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
+from bscore_assets.storage import read_hour_predictions, scored_sensors
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
 from bscore_assets.verdicts.evaluation_report import load_labels
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.blob_layout import verdicts_key
 from scoring.evaluation import OVERALL, evaluate
 from scoring.parquet import table_to_parquet_bytes
 from scoring.verdicts import device_verdicts as vote_device_verdicts
 from scoring.verdicts import verdict_summary
-
-HOUR = pd.Timedelta(hours=1)
+from scoring.time_units import HOUR
 
 
 def labelled_figures(predictions: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.DataFrame | None) -> dict:

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 import bscore_assets.aggregation.assets as aggregation
-from bscore_assets.storage import part_layout, part_span, raw_part_key
+from bscore_assets.storage import part_span
+from scoring.blob_layout import part_layout, raw_part_key
 from resources.blob import LocalBlobStore
 from resources.sql import SqlStore
 from scoring.hour_slices import plan_hour_slices

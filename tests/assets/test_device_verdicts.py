@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bscore_assets.storage import verdicts_key
+from scoring.blob_layout import verdicts_key
 from scoring.parquet import from_parquet_bytes
 from tests.assets.conftest import SCORE_START
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from bscore_assets.ingestion.drain import drain_events
-from bscore_assets.storage import deadletter_key, read_raw_hour
+from bscore_assets.storage import read_raw_hour
+from scoring.blob_layout import deadletter_key
 from resources.blob import LocalBlobStore
 from resources.events import LocalEventSource
 
@@ -52,7 +53,8 @@ def test_crash_before_commit_redelivers_without_duplicates(tmp_path):
 
 
 def test_parts_are_named_with_their_time_span_and_old_names_span_the_hour(tmp_path):
-    from bscore_assets.storage import part_layout, part_rows, raw_part_key, raw_parts
+    from bscore_assets.storage import raw_parts
+    from scoring.blob_layout import part_layout, part_rows, raw_part_key
 
     events = LocalEventSource(landing=str(tmp_path / "landing"))
     blob = LocalBlobStore(root=str(tmp_path / "blob"))

@@ -48,7 +48,11 @@ def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_se
             yield windows
 
     sql.replace_sensor_values_batches(hour, hour + HOUR, slice_windows())
-    return {"aggregated": True, **tally.metadata(), "stored": list(sql.window_stats(hour, hour + HOUR))}
+    # Coverage is judged on what SQL holds, not on the windows just computed (which cover every
+    # sender by construction): a device whose windows did not land is missing.
+    in_sql = set(sql.devices_with_windows(hour, hour + HOUR))
+    return {"aggregated": True, **tally.metadata(), "stored": list(sql.window_stats(hour, hour + HOUR)),
+            "devices_missing": sorted(map(str, tally.sent - in_sql))}
 
 
 def _offset(hour: pd.Timestamp, seconds: int | None) -> pd.Timestamp | None:

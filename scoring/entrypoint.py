@@ -64,11 +64,10 @@ def main() -> None:
         pipes.log.info(f"{task.label}: {len(task.devices)} device(s) x {len(task.hours)} hour(s) x "
                        f"{len(task.sensors)} sensor(s)")
         summary = run_shard_task(task, ShardSql(os.environ[SQL_URL_VAR]), open_job_blobs())
-        for device, reason in summary["devices_refused"].items():
+        for device, reason in summary.devices_refused.items():
             pipes.log.error(f"{task.label}: device {device}: model refused, not scored: {reason}")
-        pipes.log.info(f"{task.label}: {summary['rows_scored']} rows scored, {summary['anomalies']} anomalies, "
-                       f"{len(summary['devices_refused'])} device(s) refused")
-        pipes.report_custom_message(summary)
+        pipes.log.info(summary.log_line())
+        pipes.report_custom_message(summary.to_json())
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def main():
     """
 
 
-@main.command()
+@main.command(short_help="Run the whole job on a simulated fleet.")
 @click.option("--devices", default=3, show_default=True, help="Devices in the simulated fleet (ids 1..N).")
 @click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
 @click.option("--train-hours", default=2, show_default=True,
@@ -227,7 +227,7 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile
     click.echo("UI:           make ui   (then open http://127.0.0.1:3000)")
 
 
-@main.command()
+@main.command(short_help="Simulate readings with planted anomalies.")
 @click.option("--devices", default=3, show_default=True, help="Devices to simulate (ids 1..N).")
 @click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
 @click.option("--start", default=None, metavar="HOUR",
@@ -303,7 +303,7 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
                    f"anomalies are listed in {truth}")
 
 
-@main.command()
+@main.command(short_help="Ingest CSV or JSON-lines readings.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False),
                 help="Files of readings: long CSV (ts, device, sensor, value, or the reference's TS, Device, "
                      "Tag, Value), wide CSV (a column per sensor) or JSON-lines; README.md, 'Input contract'.")
@@ -391,7 +391,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 
-@main.command()
+@main.command(short_help="(Re)train device models.")
 @click.option("--device", "devices", multiple=True,
               help="Train only this device; repeatable, e.g. --device 1 --device 2. Default: every device.")
 @click.option("--from", "first", metavar="HOUR", default=None,
@@ -433,7 +433,7 @@ def train(devices, first, last, kind, false_alarm_rate, select):
                            options={k: v for k, v in options.items() if v is not None}))
 
 
-@main.command()
+@main.command(short_help="Score hours, then vote device verdicts.")
 @click.option("--from", "first", metavar="HOUR", required=True,
               help="First hour to score (ISO-8601), e.g. --from 2026-01-01T00.")
 @click.option("--to", "last", metavar="HOUR", required=True,
@@ -461,7 +461,7 @@ def score(first, last, sensors):
     _run(lambda: ops.score_and_vote(first, last, list(sensors) or None))
 
 
-@main.command()
+@main.command(short_help="Precision and recall against labels.")
 @click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Labels CSV 'device,start,end[,sensor][,kind]' (ISO-8601 times; a span labels windows "
                    "stamped in (start, end]; no sensor = the whole device), e.g. --labels labels.csv. "
@@ -519,7 +519,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     click.echo(f"\nplot written to {plot}")
 
 
-@main.group()
+@main.group(short_help="Export stored predictions.")
 def predictions():
     """Work with stored predictions.
 
@@ -529,7 +529,7 @@ def predictions():
     """
 
 
-@predictions.command("export")
+@predictions.command("export", short_help="Write predictions as CSV or Parquet files.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Folder to write the files into (created when missing), e.g. --out preds/.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
@@ -561,7 +561,7 @@ def export(out, fmt, first, last):
     click.echo(f"{len(files)} file(s) written to {out}")
 
 
-@main.group()
+@main.group(short_help="List, replay or export refused events.")
 def deadletter():
     """Events the drain refused: list them, re-submit them once they can be accepted.
 
@@ -572,7 +572,7 @@ def deadletter():
     """
 
 
-@deadletter.command("list")
+@deadletter.command("list", short_help="Count dead letters per reason.")
 def deadletter_list():
     """Dead letters per reason, and in which blobs.
 
@@ -596,7 +596,7 @@ def deadletter_list():
     click.echo(f"{int(table['count'].sum()):,} dead letter(s) in all")
 
 
-@deadletter.command("replay")
+@deadletter.command("replay", short_help="Re-publish dead letters accepted now.")
 @click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'. "
                                              "Default: every reason.")
 @click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
@@ -630,7 +630,7 @@ def deadletter_replay(reason, fix_ids):
         click.echo(f"  {count:,} still refused ({category}); they stay in deadletter/")
 
 
-@deadletter.command("export")
+@deadletter.command("export", short_help="Move dead letters into a JSON-lines file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="JSON-lines file to write them to, e.g. --out dead.jsonl.")
 @click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it). Default: every reason.")
@@ -649,7 +649,7 @@ def deadletter_export(out, reason):
                f"fix them, then `bscore ingest {out}`")
 
 
-@main.group()
+@main.group(short_help="Import device model files.")
 def models():
     """Work with device model bundles.
 
@@ -659,7 +659,7 @@ def models():
     """
 
 
-@models.command("import")
+@models.command("import", short_help="Import model files as current bundles.")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False),
                 help="Folder holding the model_<device>_<sensor> files.")
 def models_import(directory):
@@ -676,10 +676,10 @@ def models_import(directory):
     """
     try:
         found = _ops().import_models(Path(directory))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    for device, bundle in sorted(found.bundles.items()):
-        click.echo(f"device {device}: {len(bundle.models)} model(s), version {bundle.version}")
+    for device, version in found.versions.items():
+        click.echo(f"device {device}: {found.sensor_models[device]} model(s), version {version}")
     for name, reason in sorted(found.not_models.items()):
         click.echo(f"skipped {name}: {reason}")
     for name, reason in sorted(found.refused.items()):
@@ -687,15 +687,15 @@ def models_import(directory):
     for device, files in sorted(found.devices_refused.items()):
         click.echo(f"device {device}: not imported (refused: {', '.join(sorted(files))}); its current bundle is unchanged",
                    err=True)
-    if not found.bundles and not found.refused:
+    if not found.versions and not found.refused:
         _fail(ValueError(f"no model_<device>_<sensor> files in {directory}"))
-    click.echo(f"{len(found.bundles)} device bundle(s) imported and registered as current"
+    click.echo(f"{len(found.versions)} device bundle(s) imported and registered as current"
                + (f"; {len(found.refused)} file(s) refused" if found.refused else ""))
     if found.refused:
         sys.exit(2)
 
 
-@main.group()
+@main.group(short_help="Register devices and sensors as partitions.")
 def fleet():
     """The devices and sensors Dagster partitions by.
 
@@ -705,7 +705,7 @@ def fleet():
     """
 
 
-@fleet.command("register")
+@fleet.command("register", short_help="Register devices and sensors now.")
 def fleet_register():
     """Register the devices and sensors with windows as Dagster's dynamic partitions.
 
@@ -735,7 +735,7 @@ def fleet_register():
                                      "raw_readings and sensor_aggregates)"))
 
 
-@main.group()
+@main.group(short_help="Azure ML: the scoring cluster and image.")
 def aml():
     """Azure Machine Learning: the scoring cluster and its Environment.
 
@@ -745,7 +745,7 @@ def aml():
     """
 
 
-@aml.command("provision")
+@aml.command("provision", short_help="Create or update the Azure ML cluster.")
 @click.option("--cluster", default="bscore-cpu", envvar="AZUREML_CLUSTER", show_default=True, show_envvar=True,
               help="Name of the compute cluster the scoring jobs run on.")
 @click.option("--vm-size", default="Standard_DS3_v2", envvar="AZUREML_VM_SIZE", show_default=True, show_envvar=True,
@@ -792,7 +792,7 @@ def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environm
     click.echo(f"environment {env.name}:{env.version} (image built by Azure ML at its first job)")
 
 
-@main.group()
+@main.group(short_help="Azure Stream Analytics aggregation job.")
 def asa():
     """Azure Stream Analytics: the job that aggregates on Azure (BSCORE_AGGREGATION=asa).
 
@@ -802,7 +802,7 @@ def asa():
     """
 
 
-@asa.command("provision")
+@asa.command("provision", short_help="Create or update the Stream Analytics job.")
 @click.option("--dry-run", is_flag=True, help="Print the job's query and request body without contacting Azure.")
 def asa_provision(dry_run):
     """Create or update the Stream Analytics job from the local aggregation's window settings.

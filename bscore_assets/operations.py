@@ -8,7 +8,8 @@ reports what each run stored and which checks failed, read back from the run's o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 import dagster as dg
@@ -22,6 +23,9 @@ from bscore_assets.partitions import (
 from bscore_assets.runs import hour_range_tags, hour_sensor_range_tags, range_tags
 from bscore_assets.settings import Settings
 from scoring.time_units import HOUR
+
+if TYPE_CHECKING:
+    from scoring.model_import import ModelImport
 
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
@@ -251,17 +255,19 @@ class Operations:
             done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
         return done
 
-    def import_models(self, directory):
+    def import_models(self, directory) -> ModelImport:
         """Store a folder's model files as the devices' current bundles (every device whose
-        files are all good); register new devices. Returns the ``ModelDir`` scanned."""
-        from scoring.model_import import import_model_dir
-
-        found = import_model_dir(self.resources["blob"], directory)
-        known = set(self.instance.get_dynamic_partitions(device_partitions_def.name))
-        new = sorted(set(found.bundles) - known)
-        if new:
-            self.instance.add_dynamic_partitions(device_partitions_def.name, new)
-        return found
+        files are all good) in a run of ``model_import_job``, which registers new devices and
+        records a ``device_models`` materialization per device imported (so automation rescores)."""
+        folder = Path(directory).resolve()
+        if not folder.is_dir():
+            raise ValueError(f"{directory} is not a folder")
+        config = {"ops": {"import_model_files": {"config": {"directory": str(folder)}}}}
+        result = self.defs.resolve_job_def("model_import_job").execute_in_process(
+            instance=self.instance, run_config={**QUIET_LOGS, **config}, raise_on_error=False)
+        if not result.success:
+            raise RuntimeError(f"run {result.run_id} of model_import_job failed: {failure_reason(result)}")
+        return result.output_for_node("import_model_files")
 
     def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
               refresh: bool = True) -> list[RunReport]:

@@ -47,6 +47,26 @@ class ModelDir:
     devices_refused: dict[str, list[str]] = field(default_factory=dict)  # device -> its refused files
 
 
+@dataclass(frozen=True)
+class ModelImport:
+    """What ``bscore models import`` did: the devices whose bundles became current (version and
+    sensor models), the refused files with why, the devices kept as they were because of them,
+    and the files that are not model files."""
+
+    directory: str
+    versions: dict[str, str]  # device -> the version now current
+    sensor_models: dict[str, int]  # device -> sensor models in that version
+    refused: dict[str, str]
+    devices_refused: dict[str, list[str]]
+    not_models: dict[str, str]
+
+    @classmethod
+    def of(cls, found: ModelDir, directory: str | Path) -> "ModelImport":
+        return cls(str(directory), {d: b.version for d, b in sorted(found.bundles.items())},
+                   {d: len(b.models) for d, b in sorted(found.bundles.items())}, dict(found.refused),
+                   {d: sorted(files) for d, files in found.devices_refused.items()}, dict(found.not_models))
+
+
 def parse_model_file_name(name: str) -> tuple[str, str, str]:
     """``(device, sensor, suffix)`` of a model file's name.
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
+from bscore_assets.partitions import device_partitions_def, natural_order, sensor_partitions_def
 from bscore_assets.settings import Settings
 from resources.sql import SqlStore, sensor_values
 from scoring.fleet import admitted_sensors
@@ -53,11 +53,11 @@ def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore, settin
     sensors, held_back = sensor_admission(sql, settings, series)
     if held is not None:
         held.update(held_back)
-    devices = sorted(series["device"].astype(str).unique())
+    devices = natural_order(series["device"].astype(str).unique())
     requests = []
     for partitions_def, seen in ((device_partitions_def, devices), (sensor_partitions_def, sensors)):
         known = set(instance.get_dynamic_partitions(partitions_def.name))
-        new = [key for key in seen if key not in known]
+        new = natural_order(key for key in seen if key not in known)
         if new:
             requests.append(partitions_def.build_add_request(new))
     return requests

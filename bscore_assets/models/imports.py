@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from bscore_assets.partitions import device_partitions_def
+from bscore_assets.partitions import device_partitions_def, natural_order
 from resources.blob import BlobStore
 from scoring.detectors import kind_of
 from scoring.model_import import ModelImport, scan_model_dir
@@ -35,7 +35,7 @@ def import_model_files(context: dg.OpExecutionContext, config: ModelImportConfig
     for bundle in found.bundles.values():
         save_bundle(blob, bundle, make_current=False)
     known = set(context.instance.get_dynamic_partitions(device_partitions_def.name))
-    new = sorted(set(found.bundles) - known)
+    new = natural_order(set(found.bundles) - known)
     if new:
         context.instance.add_dynamic_partitions(device_partitions_def.name, new)
     for device, bundle in sorted(found.bundles.items()):

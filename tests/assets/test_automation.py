@@ -163,6 +163,8 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
     rescored = sql.read_predictions(DAY, DAY + 3 * HOUR)
     assert rescored.groupby("device")["model_version"].unique().map(list).to_dict() == {
         d: [v] for d, v in versions.items()}
+    assert automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=43))["device_verdicts"] == {
+        hour_key(DAY + HOUR * n) for n in range(-3, 3)}
 
     # A late reading for hour 01 is drained by the next hour's run; the observing sensor asks
     # for hour 01 again, which is then re-aggregated and re-scored.

@@ -177,7 +177,7 @@ def _run(operation):
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster.
 
-    Settings come from BSCORE_* environment variables (README.md, 'Configuration'); each
+    Settings come from BSCORE_* environment variables (docs/configuration.md); each
     command checks them all before it starts. 'bscore COMMAND --help' shows a command's options.
 
     \b
@@ -412,7 +412,7 @@ def train(devices, first, last, kind, false_alarm_rate, select):
     The window's aggregates are brought up to date from what was ingested first, as
     'bscore score' does. New models pass the retraining gate: a sensor whose new model flags
     too much of the window's held-out last hour falls back to the robust kind or keeps its
-    current model (README.md, 'Automation').
+    current model (docs/operations.md, 'The retraining gate').
 
     \b
     Example: train on one day, choosing each sensor's detector kind:
@@ -667,8 +667,9 @@ def models_import(directory):
 
     The name is split at the first _ after model_ (write a _ inside a device id as %5F).
     Every file is imported or refused with its reason; a device with a refused file keeps
-    its current bundle, and the command then exits 2. README.md, 'Importing models', says
-    which files are accepted.
+    its current bundle, and the command then exits 2. The import is a Dagster run
+    (model_import_job): each device's new model is recorded, and automation rescores.
+    docs/input-contract.md, 'Model files', says which files are accepted.
 
     \b
     Example: the reference implementation's 15 scikit-learn 0.19 pickles:

@@ -146,8 +146,9 @@ def service_client(account_url: str | None = None, connection_string: str | None
 
 @contextmanager
 def secret_safe_errors(host: str):
-    """A service that cannot be reached, or that refuses the credential, raises
-    ``ConnectionError`` naming its host and nothing the SDK said (it may quote a SAS token)."""
+    """A service that cannot be reached raises ``ConnectionError`` (an outage: the run's retry
+    policy retries it), one that refuses the credential ``PermissionError`` (retrying would not
+    help); either names the host and nothing the SDK said (it may quote a SAS token)."""
     try:
         yield
     except (ServiceRequestError, ServiceResponseError) as exc:
@@ -156,7 +157,7 @@ def secret_safe_errors(host: str):
     except HttpResponseError as exc:
         if not isinstance(exc, ClientAuthenticationError) and exc.status_code not in (401, 403):
             raise
-        raise ConnectionError(f"Blob Storage at {host} refused the credential (HTTP {exc.status_code}: check "
+        raise PermissionError(f"Blob Storage at {host} refused the credential (HTTP {exc.status_code}: check "
                               f"{CONNECTION_STRING_ENV} or the identity's role)") from None
 
 

@@ -70,10 +70,12 @@ def test_a_bad_blob_url_is_refused_without_echoing_a_secret(url, problem):
     assert parse_blob_url("az://c/a/b/") == ("c", "a/b/", None)
 
 
-def test_a_wrong_key_is_a_connection_error_naming_the_host_not_the_key(azurite, monkeypatch):
+def test_a_wrong_key_is_a_permission_error_naming_the_host_not_the_key(azurite, monkeypatch):
+    """Not a ConnectionError: the run's retry policy retries outages, and retrying a refused
+    credential would not help."""
     wrong = AZURITE_KEY[:-8] + "AAAAAAA="
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string.replace(AZURITE_KEY, wrong))
-    with pytest.raises(ConnectionError) as failure:
+    with pytest.raises(PermissionError) as failure:
         open_job_blobs({"BSCORE_BLOB_URL": f"az://{azurite.new_container_name()}"})
     message = str(failure.value)
     assert f"127.0.0.1:{azurite.port}" in message

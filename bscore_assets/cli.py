@@ -316,7 +316,7 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
 @main.command(short_help="Ingest CSV or JSON-lines readings.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False),
                 help="Files of readings: long CSV (ts, device, sensor, value, or the reference's TS, Device, "
-                     "Tag, Value), wide CSV (a column per sensor) or JSON-lines; README.md, 'Input contract'.")
+                     "Tag, Value), wide CSV (a column per sensor) or JSON-lines; docs/input-contract.md.")
 @click.option("--device", default=None,
               help="The device of every row, for a CSV without a device column, e.g. --device pump-7.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
@@ -375,7 +375,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
         _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
                          "nothing was landed. "
-                         "Fix them and run again: README.md, 'Input contract', says what is accepted"))
+                         "Fix them and run again: docs/input-contract.md says what is accepted"))
     if ids.new:
         click.echo("names that ids cannot hold are stored under these ids "
                    f"(kept in {settings.home / 'id_mapping.csv'}):")

@@ -195,11 +195,15 @@ def from_entry(spec: dict, arrays: dict[str, np.ndarray]) -> DeviceModel:
 
 
 def device_matrix(windows, sensors) -> tuple[np.ndarray, np.ndarray]:
-    """``ts`` and the (ts x sensors) matrix of window values of one device's ``ts, sensor, value``
-    rows (NaN where a sensor has no window)."""
+    """The distinct ``ts`` (sorted) and the (ts x sensors) matrix of window values of one device's
+    ``ts, sensor, value`` rows (NaN where a sensor has no window; rows of other sensors ignored;
+    each (ts, sensor) at most once)."""
     import pandas as pd
 
-    wide = windows.pivot_table(index="ts", columns="sensor", values="value", aggfunc="first", observed=True)
-    wide.columns = [str(c) for c in wide.columns]
-    wide = wide.reindex(columns=[str(s) for s in sensors])
-    return pd.DatetimeIndex(wide.index).to_numpy(), wide.to_numpy(dtype=np.float64)
+    column = pd.Index([str(s) for s in sensors]).get_indexer(windows["sensor"].astype(str))
+    rows = windows[column >= 0]
+    column = column[column >= 0]
+    ts_codes, ts = pd.factorize(rows["ts"], sort=True)
+    matrix = np.full((len(ts), len(sensors)), np.nan)
+    matrix[ts_codes, column] = rows["value"].to_numpy(dtype=np.float64)
+    return pd.DatetimeIndex(ts).to_numpy(), matrix

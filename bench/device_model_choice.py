@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.datasets import LOADERS, point_labels  # noqa: E402
+from bench.datasets import DEFAULT_SMD_MACHINES, LOADERS, point_labels  # noqa: E402
 from bench.quality import pointwise  # noqa: E402
 from scoring.detectors import FitOptions  # noqa: E402
 from scoring.detectors.base import tail_threshold  # noqa: E402
@@ -136,11 +136,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--datasets", default="sim,skab,smd")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--false-alarm-rate", type=float, default=FitOptions().false_alarm_rate)
+    parser.add_argument("--smd-machines", default=",".join(DEFAULT_SMD_MACHINES))
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     report = {"python": platform.python_version(), "repeat": args.repeat, "datasets": {}}
     for name in [n for n in args.datasets.split(",") if n]:
-        report["datasets"][name] = run(LOADERS[name](), args.repeat, args.false_alarm_rate)
+        data = LOADERS[name](machines=tuple(args.smd_machines.split(","))) if name == "smd" else LOADERS[name]()
+        report["datasets"][name] = run(data, args.repeat, args.false_alarm_rate)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -107,12 +107,13 @@ class DeviceModel:
 
 
 def robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's median and robust scale (IQR / 1.349, else the standard deviation; 0 when
-    the column is constant)."""
+    """Each column's median and robust scale (IQR / 1.349, else the standard deviation; exactly 0
+    when the column is constant, whose standard deviation may round to a few 1e-17)."""
     columns = np.ascontiguousarray(x.T)  # one sensor a row: the quantiles read memory in order
     q25, center, q75 = np.percentile(columns, [25, 50, 75], axis=1)
     scale = (q75 - q25) / IQR_TO_SIGMA
-    return center, np.where(scale > 0, scale, columns.std(axis=1))
+    constant = columns.max(axis=1) == columns.min(axis=1)
+    return center, np.where(constant, 0.0, np.where(scale > 0, scale, columns.std(axis=1)))
 
 
 def fit_device(x: np.ndarray, sensors, options: FitOptions = FitOptions(), trained_from=None,

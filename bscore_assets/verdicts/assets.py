@@ -12,6 +12,7 @@ hour were scored by several); a device whose bundle has no device model, or cann
 keeps the vote, and the hour's metadata names it.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +29,7 @@ from bscore_assets.verdicts.evaluation_report import load_labels
 from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.evaluation import OVERALL, evaluate
-from scoring.model_store import load_bundle
+from scoring.model_store import READ_THREADS, load_bundle
 from scoring.safe_format import ModelFormatError
 from scoring.parquet import table_to_parquet_bytes
 from scoring.verdicts import device_verdicts as vote_device_verdicts
@@ -60,13 +61,18 @@ def device_models_of(blob: BlobStore, predictions, loaded: dict) -> tuple[dict, 
     newest = {}
     for device, version in zip(pairs["device"].to_pylist(), pairs["model_version"].to_pylist()):
         newest[device] = max(newest.get(device, version), version)
+    def load(pair):
+        device, version = pair
+        try:
+            return load_bundle(blob, device, version).device_model
+        except (ModelFormatError, FileNotFoundError, KeyError, OSError) as exc:
+            return f"bundle {version}: {type(exc).__name__}: {str(exc)[:200]}"
+
+    missing = [pair for pair in sorted(newest.items()) if pair not in loaded]
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # blob reads wait on the network, not the CPU
+        loaded.update(zip(missing, pool.map(load, missing)))
     models, refused = {}, {}
     for device, version in sorted(newest.items()):
-        if (device, version) not in loaded:
-            try:
-                loaded[device, version] = load_bundle(blob, device, version).device_model
-            except (ModelFormatError, FileNotFoundError, KeyError, OSError) as exc:
-                loaded[device, version] = f"bundle {version}: {type(exc).__name__}: {str(exc)[:200]}"
         if isinstance(loaded[device, version], str):
             refused[device] = loaded[device, version]
         else:

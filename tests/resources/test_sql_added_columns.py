@@ -79,3 +79,21 @@ def test_device_verdicts_from_before_the_verdict_method_gain_its_columns_in_plac
         old_table.metadata.drop_all(engine)
     assert sorted(added) == sorted(f"{name}.{column}" for column in ("method", "score", "contributions"))
     assert [tuple(row) for row in rows] == [("d1", None, None, None)]
+
+
+def test_ensure_schema_migrates_an_older_device_verdicts_table_in_place(tmp_path):
+    """The real table on a fresh SQLite file: a database of a bscore from before the verdict's
+    method, score and contributions starts with them, its old rows null there."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    old = sa.MetaData()
+    table = sql.device_verdicts.to_metadata(old)
+    for column in ("method", "score", "contributions"):
+        table._columns.remove(table.c[column])
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO device_verdicts (device, ts, is_anomaly, sensors_scored, sensors_flagged, "
+                             "flagged_sensors) VALUES ('d1', '2026-01-01 00:00:05', 0, 2, 0, '')"))
+    sql.ensure_schema(engine)
+    store = sql.SqlStore(url=str(engine.url))
+    frame = store.read_device_verdicts()
+    assert frame["device"].tolist() == ["d1"] and frame[["method", "score", "contributions"]].isna().all(axis=None)

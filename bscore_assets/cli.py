@@ -139,10 +139,15 @@ def _describe(report) -> str:
             lines += [f"  device {device} sensor {s}: robust kind instead ({why})" for s, why in sorted(sensors.items())]
         for device, sensors in sorted((gate.get("constant_sensors") or {}).items()):
             lines.append(f"  device {device}: constant in training, flagged only when they move: {', '.join(sensors)}")
+        for device, why in sorted((gate.get("device_models_refused") or {}).items()):
+            lines.append(f"  device {device}: no device model (its verdicts stay the vote): {why}")
         lines += [f"  device {d}: no model: {why}" for d, why in sorted(refused.items())]
         return "\n".join(lines)
     if report.job == "verdicts_job":
-        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows voted in "
+        multivariate = statuses.get("device_verdicts.method=multivariate", 0)
+        how = "judged by each device's multivariate model (the vote where a device has none)" if multivariate \
+            else "voted by their sensors"
+        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows {how} in "
                 f"{report.partitions.get('device_verdicts', 0)} hour(s), "
                 f"{totals.get('device_verdicts.anomalous_device_windows', 0):,} anomalous")
     coverage = report.check_metadata("sensor_predictions", "scoring_coverage")

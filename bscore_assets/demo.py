@@ -83,6 +83,7 @@ def run_demo(ops: Operations, devices: int, sensors: int, train_hours: int, scor
     ops.train(None, start, split - HOUR, refresh=False)
     echo("Trained device models")
     ops.score_and_vote(split, last, refresh=False)
-    echo("Scored every sensor and voted device verdicts")
+    echo("Scored every sensor and " + ("voted device verdicts" if ops.resources["pipeline"].device_verdict == "vote"
+                                       else "judged device verdicts by each device's multivariate model"))
     predictions = ops.resources["sql"].read_predictions(split, end)
     return detection_summary(predictions, truth)

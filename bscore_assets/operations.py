@@ -143,7 +143,7 @@ def run_report(result: dg.ExecuteInProcessResult, job: str) -> RunReport:
                 if isinstance(meta.get(metric), (int, float)):
                     key = f"{asset}.{metric}"
                     report.totals[key] = report.totals.get(key, 0) + meta[metric]
-            for flag in ("status", "aggregated", "scored"):
+            for flag in ("status", "aggregated", "scored", "method"):
                 if flag in meta:
                     key = f"{asset}.{flag}={meta[flag]}"
                     report.statuses[key] = report.statuses.get(key, 0) + 1

@@ -112,21 +112,25 @@ def scored_sensors(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
 
 
 HOUR_PREDICTION_COLUMNS = ["ts", "device", "sensor", "is_anomaly"]
+MULTIVARIATE_COLUMNS = HOUR_PREDICTION_COLUMNS + ["value", "model_version"]  # what a device model needs besides
+_EMPTY_COLUMNS = {"ts": pa.timestamp("ns"), "device": pa.string(), "sensor": pa.string(), "is_anomaly": pa.bool_(),
+                  "value": pa.float64(), "model_version": pa.string()}
 
 
-def read_hour_predictions(blob: BlobStore, hour: pd.Timestamp, sensors: list[str]) -> pa.Table:
+def read_hour_predictions(blob: BlobStore, hour: pd.Timestamp, sensors: list[str],
+                          columns: list[str] = HOUR_PREDICTION_COLUMNS) -> pa.Table:
     """The hour's predictions of ``sensors`` (those with a manifest), ``ts, device, sensor,
-    is_anomaly`` only, read from the parts the manifests name with ids dictionary-encoded (an
-    hour of a large fleet stays a few columns of integers)."""
+    is_anomaly`` only (or ``columns``), read from the parts the manifests name with ids
+    dictionary-encoded (an hour of a large fleet stays a few columns of integers)."""
     tables = []
+    encoded = [name for name in ("device", "sensor", "model_version") if name in columns]
     for sensor in sensors:
         manifest = read_manifest(blob, hour, sensor)
         for key in manifest["parts"] if manifest else []:
-            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key)), columns=HOUR_PREDICTION_COLUMNS,
-                                        read_dictionary=["device", "sensor"]))
+            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key)), columns=columns,
+                                        read_dictionary=encoded))
     if not tables:
-        return pa.table({"ts": pa.array([], pa.timestamp("ns")), "device": pa.array([], pa.string()),
-                         "sensor": pa.array([], pa.string()), "is_anomaly": pa.array([], pa.bool_())})
+        return pa.table({name: pa.array([], _EMPTY_COLUMNS[name]) for name in columns})
     return pa.concat_tables(tables)
 
 

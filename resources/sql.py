@@ -80,6 +80,11 @@ device_verdicts = sa.Table(
     sa.Column("sensors_scored", sa.Integer, nullable=False),
     sa.Column("sensors_flagged", sa.Integer, nullable=False),
     sa.Column("flagged_sensors", LongText, nullable=False),
+    # How the verdict was reached (vote or multivariate), its score and each sensor's share:
+    # nullable, so ensure_schema adds them to a database from before them.
+    sa.Column("method", sa.String(16), nullable=True),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("contributions", LongText, nullable=True),
 )
 
 _engines: dict[str, sa.Engine] = {}
@@ -280,7 +285,7 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 _ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
                 "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
                 "model_version": pa.string(), "sensors_scored": pa.int64(), "sensors_flagged": pa.int64(),
-                "flagged_sensors": pa.string()}
+                "flagged_sensors": pa.string(), "method": pa.string(), "contributions": pa.string()}
 # How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
 
@@ -516,7 +521,8 @@ class SqlStore(dg.ConfigurableResource):
 
     def read_device_verdicts(self, start=None, end=None, devices=None) -> pd.DataFrame:
         """Device verdicts of the hours ``[start, end)``, optionally of some devices, sorted by
-        device and ts: ``ts, device, is_anomaly, sensors_scored, sensors_flagged, flagged_sensors``."""
+        device and ts: ``ts, device, is_anomaly, sensors_scored, sensors_flagged, flagged_sensors, method,
+        score, contributions`` (the last three null in rows from before them)."""
         return read_device_verdicts(self.engine, start, end, devices, table=device_verdicts)
 
     def window_stats(self, start: datetime, end: datetime) -> tuple[int, int]:

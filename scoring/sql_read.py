@@ -176,6 +176,6 @@ def read_predictions(engine: sa.Engine, start=None, end=None, devices=None, sens
 def read_device_verdicts(engine: sa.Engine, start=None, end=None, devices=None,
                          table: sa.Table | None = None) -> pd.DataFrame:
     """Device verdicts of the hours ``[start, end)``, sorted by device and ts: ``ts, device,
-    is_anomaly, sensors_scored, sensors_flagged, flagged_sensors``."""
+    is_anomaly, sensors_scored, sensors_flagged, flagged_sensors, method, score, contributions``."""
     return read_table(engine, table if table is not None else reflected_table(engine, DEVICE_VERDICTS),
                       start, end, devices)

@@ -89,7 +89,8 @@ def test_azureml_image_requirements_are_pinned_as_the_project():
     assert {name for name, _ in required} == {
         "numpy", "numba", "pandas", "pyarrow", "scikit-learn", "skops", "azure-storage-blob", "azure-identity",
         "dagster-pipes",
-        "SQLAlchemy", "pyodbc"}  # the job reads its windows itself (psycopg[binary] too)
+        "SQLAlchemy", "pyodbc",  # the job reads its windows itself (psycopg[binary] too)
+        "adbc-driver-manager", "adbc-driver-postgresql", "adbc-driver-sqlite"}  # through scoring/sql_read.py
     assert all(pins[name] == version for name, version in required)
 
 

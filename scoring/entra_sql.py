@@ -101,12 +101,11 @@ def odbc_token_struct(token: str) -> bytes:
 
 
 def default_credential():
-    """``DefaultAzureCredential``, naming the user-assigned identity Azure ML gives a cluster
-    (``DEFAULT_IDENTITY_CLIENT_ID``) or the host's (``AZURE_CLIENT_ID``) when set."""
-    from azure.identity import DefaultAzureCredential
+    """The process's Azure identity, built where every Azure credential is built
+    (:func:`scoring.azure_storage.azure_credential`)."""
+    from scoring.azure_storage import azure_credential
 
-    client_id = os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or os.environ.get("AZURE_CLIENT_ID")
-    return DefaultAzureCredential(managed_identity_client_id=client_id)
+    return azure_credential()
 
 
 def attach_entra_tokens(engine: sa.Engine, credential=None) -> EntraTokens:

@@ -4,13 +4,17 @@ An Azure ML job (``scoring.entrypoint``) reaches the database itself, with the U
 environment (``BSCORE_SQL_URL``; on Azure a URL that signs in with the job's managed identity,
 no password). It only reads: its predictions go to blob storage, from where the run publishes
 each hour to SQL. The table is reflected from the database, which ``resources.sql`` creates,
-so its definition lives in one place.
+so its definition lives in one place; a database from before windows recorded their extremes
+(no ``low``, ``high`` columns) reads as windows without them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+
+EXTREMES = ("low", "high")  # columns a database created before they were recorded lacks
 
 
 class ShardSql:
@@ -23,17 +27,22 @@ class ShardSql:
         self._table = None
 
     def read_sensor_values(self, start, end, devices=None, sensors=None) -> pd.DataFrame:
-        """Windows of the hours ``[start, end)`` of ``devices`` and ``sensors``, sorted by device, sensor, ts."""
+        """Windows of the hours ``[start, end)`` of ``devices`` and ``sensors``, sorted by device,
+        sensor, ts; ``low`` and ``high`` NaN where not recorded."""
         if self._table is None:
             self._table = sa.Table("sensor_values", sa.MetaData(), autoload_with=self.engine)
         t = self._table.c
-        query = sa.select(t.ts, t.device, t.sensor, t.value, t.readings).where(t.ts > start, t.ts <= end)
+        extremes = [t[name] if name in t else sa.null().label(name) for name in EXTREMES]
+        query = sa.select(t.ts, t.device, t.sensor, t.value, t.readings, *extremes).where(t.ts > start, t.ts <= end)
         if devices is not None:
             query = query.where(t.device.in_(list(devices)))
         if sensors is not None:
             query = query.where(t.sensor.in_(list(sensors)))
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(t.device, t.sensor, t.ts)).all()
-        frame = pd.DataFrame(rows, columns=["ts", "device", "sensor", "value", "readings"])
+        frame = pd.DataFrame(rows, columns=["ts", "device", "sensor", "value", "readings", *EXTREMES])
         frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[ns]")
-        return frame.astype({"device": str, "sensor": str, "value": "float64", "readings": "int64"})
+        for name in EXTREMES:
+            frame[name] = pd.to_numeric(frame[name].astype(object).where(frame[name].notna(), np.nan))
+        return frame.astype({"device": str, "sensor": str, "value": "float64", "readings": "int64",
+                             "low": "float64", "high": "float64"})

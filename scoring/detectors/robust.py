@@ -117,7 +117,7 @@ def window_extremes(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np
     """How far each window's farthest reading lies from its mean: ``max(high - value, value - low)``
     (NaN where the window did not record its extremes)."""
     values = np.asarray(values, dtype=np.float64)
-    return np.fmax(np.asarray(high, dtype=np.float64) - values, values - np.asarray(low, dtype=np.float64))
+    return np.maximum(np.asarray(high, dtype=np.float64) - values, values - np.asarray(low, dtype=np.float64))
 
 
 def series_features(x: np.ndarray, length: np.ndarray, center: np.ndarray, lag: int, width: int, horizon: int = 0
@@ -165,15 +165,18 @@ def _guarded_upper(values: np.ndarray, rate: float) -> float:
     return min(threshold, GUARD * bulk) if bulk > 0 else threshold
 
 
-def _training_extremes(x: np.ndarray, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray:
-    """The training windows' extremes that were recorded; none unless at least half were."""
+def _training_extremes(x: np.ndarray, low: np.ndarray | None, high: np.ndarray | None, unit: float
+                       ) -> np.ndarray:
+    """The training windows' extremes that were recorded; none unless at least half were, nor
+    when none exceeds ``unit`` (windows of one reading each: their extremes say nothing the mean does not,
+    and judging them would take a share of the budget from the other features)."""
     if low is None and high is None:
         return np.empty(0)
     if low is None or high is None or len(low) != len(x) or len(high) != len(x):
         raise TrainingError(f"low and high must both hold one value per window ({len(x)})")
     extremes = window_extremes(x, low, high)
     recorded = extremes[np.isfinite(extremes)]
-    return recorded if 2 * len(recorded) >= len(x) else np.empty(0)
+    return recorded if 2 * len(recorded) >= len(x) and np.any(recorded > unit) else np.empty(0)
 
 
 class _RobustBatch:
@@ -223,9 +226,9 @@ class RobustKind:
         horizon = HORIZON if len(x) >= 4 * HORIZON else 0
         jump, spread, shift = series_features(x, length, np.array([center]), LAG, width, horizon)
         judged, moved = spread[~np.isnan(spread)], shift[~np.isnan(shift)]
-        extremes = _training_extremes(x, low, high)
-        share = rate / (1 + 2 * bool(len(judged)) + bool(len(moved)) + bool(len(extremes)))
         unit = max(float(np.finfo(float).eps) * magnitude * 16, CONSTANT_ABSOLUTE_TOLERANCE)
+        extremes = _training_extremes(x, low, high, unit)
+        share = rate / (1 + 2 * bool(len(judged)) + bool(len(moved)) + bool(len(extremes)))
         # A quantized sensor cannot move by less than its step: no upper threshold lies below it.
         resolution = float(np.diff(np.unique(x)).min())
         model = RobustModel(

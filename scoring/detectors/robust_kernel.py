@@ -35,6 +35,8 @@ def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shif
     windows' smallest and largest readings, are empty when no window recorded them."""
     keep_features, judge = len(jump) > 0, len(score) > 0
     extremes = judge and len(lows) > 0 and len(params) > 6 and not math.isnan(params[6])
+    # The extremes margin as a multiply: one division per series, not one per window.
+    extremes_scale = 1.0 / max(params[6], params[5]) if extremes else 0.0
     full = lag - 2 if lag >= 3 else lag
     # The lag and width windows are summed afresh at every row (exact, and short); the
     # horizon's by a running sum. With lag == width (the default) the two windows share all
@@ -116,8 +118,8 @@ def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shif
             if extremes:
                 # How far the window's farthest reading lies from its mean; NaN: not recorded.
                 above, below = highs[row] - x[row], x[row] - lows[row]
-                if not (math.isnan(above) or math.isnan(below)):
-                    margin = min(margin, _margin(params[6], max(above, below), unit))
+                if not math.isnan(above + below):
+                    margin = min(margin, (params[6] - max(above, below)) * extremes_scale)
             score[row] = margin
 
 

@@ -120,6 +120,7 @@ class LabelledDataset:
     step: pd.Timedelta
     sensor_labels: pd.DataFrame | None = None  # simulated: device, sensor, start, end, kind
     profiles: pd.DataFrame | None = None  # simulated: each sensor's behaviour
+    seed: int | None = None  # simulated: the fleet's seed (its clean twin has the same)
 
     def describe(self) -> dict:
         """Devices, sensors, windows and the share of labelled test windows."""
@@ -333,7 +334,7 @@ def load_sim(devices: int = 40, sensors: int = 5, train_hours: float = 6.0, test
         end=lambda f: pd.to_datetime(f["end"]).dt.ceil(SIM_WINDOW))
     return LabelledDataset("sim", windows[windows["ts"] <= split].reset_index(drop=True),
                            windows[windows["ts"] > split].reset_index(drop=True), labels[LABEL_COLUMNS], SIM_WINDOW,
-                           labels, fleet.profiles.astype({"device": str, "sensor": str}))
+                           labels, fleet.profiles.astype({"device": str, "sensor": str}), seed)
 
 
 LOADERS = {"skab": load_skab, "smd": load_smd, "sim": load_sim}

@@ -1,8 +1,8 @@
 """The robust kind: each window against its own recent past, thresholds set from the data.
 
-Three features of a sensor's windows in time order, computed for many series at once in one
-compiled pass (``scoring.detectors.robust_kernel``), trimmed of the window's largest and
-smallest value so that one anomalous window does not echo into the next ones:
+Four features of a sensor's windows in time order, computed for many series at once in one
+compiled pass (``scoring.detectors.robust_kernel``); the first three are trimmed of the recent
+past's largest and smallest window so that one anomalous window does not echo into the next ones:
 
 - ``jump``: how far the window lies from the mean of the ``lag`` windows before it (spikes,
   level shifts, a sensor that starts to move). Against the recent past rather than a fixed

@@ -3,7 +3,8 @@
 A database made before windows recorded them gains the two columns in place when a newer
 bscore starts on it; its old windows read back with NaN extremes through both readers (the
 store's and a scoring job's ``ShardSql``), new windows keep theirs exactly, and a writer that
-leaves them out stores NULL.
+leaves them out stores NULL. (A reader on the database before the upgrade sees no such
+columns, and the scorer then judges the windows by their means alone.)
 """
 
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from resources import sql
 from scoring.shard_sql import ShardSql
+from scoring.sql_read import read_sensor_values
 from tests.conftest import postgres_database, sqlalchemy_postgres_url
 
 H0 = pd.Timestamp("2026-01-01T00:00")
@@ -56,9 +58,11 @@ def test_an_older_database_gains_the_columns_in_place_and_its_old_windows_read_w
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO sensor_values (device, sensor, ts, value, readings) "
                                  "VALUES ('d1', 's1', '2026-01-01 00:00:05', 1.5, 5)"))
-        # A scoring job may read before any newer bscore has started on the database.
-        before = ShardSql(url).read_sensor_values(H0, H1)
-        assert before[["low", "high"]].isna().all().all() and before["value"].tolist() == [1.5]
+        # A scoring job may read before any newer bscore has started on the database: its reader
+        # (ShardSql's, on the table reflected from the database) finds windows without extremes.
+        before = read_sensor_values(engine, H0, H1, table=sa.Table("sensor_values", sa.MetaData(),
+                                                                   autoload_with=engine))
+        assert before["value"].tolist() == [1.5] and "low" not in before and "high" not in before
         engine.dispose()
 
         store = sql.SqlStore(url=url)  # its first connection runs ensure_schema

@@ -120,6 +120,7 @@ class LabelledDataset:
     step: pd.Timedelta
     sensor_labels: pd.DataFrame | None = None  # simulated: device, sensor, start, end, kind
     profiles: pd.DataFrame | None = None  # simulated: each sensor's behaviour
+    seed: int | None = None  # simulated: the fleet's seed (its clean twin has the same)
 
     def describe(self) -> dict:
         """Devices, sensors, windows and the share of labelled test windows."""
@@ -316,7 +317,8 @@ SIM_WINDOW = pd.Timedelta(seconds=5)
 def load_sim(devices: int = 40, sensors: int = 5, train_hours: float = 6.0, test_hours: float = 2.0,
              anomaly_rate: float = 0.02, seed: int = 3) -> LabelledDataset:
     """The realistic simulated fleet (``scoring.simulate.simulate_fleet``, ``docs/simulation.md``)
-    as 5 s window means: clean training hours, then scored hours with planted anomalies. A
+    as 5 s windows (mean, and the extremes ``low`` and ``high`` that bscore's aggregation keeps
+    beside it): clean training hours, then scored hours with planted anomalies. A
     window is labelled when it holds a labelled reading; ``sensor_labels`` keeps each
     anomaly's sensor and kind."""
     from scoring.simulate import simulate_fleet
@@ -324,7 +326,7 @@ def load_sim(devices: int = 40, sensors: int = 5, train_hours: float = 6.0, test
 
     fleet = simulate_fleet(devices, sensors, "2026-01-01T00:00", train_hours + test_hours, anomaly_rate, seed=seed,
                            train_hours=train_hours)
-    windows = tumbling_window_means(fleet.readings, int(SIM_WINDOW.total_seconds()))[WINDOW_COLUMNS]
+    windows = tumbling_window_means(fleet.readings, int(SIM_WINDOW.total_seconds()))[WINDOW_COLUMNS + ["low", "high"]]
     windows = windows.astype({"device": str, "sensor": str})
     split = pd.Timestamp("2026-01-01T00:00") + pd.Timedelta(hours=train_hours)
     labels = fleet.labels.astype({"device": str, "sensor": str}).assign(
@@ -332,7 +334,7 @@ def load_sim(devices: int = 40, sensors: int = 5, train_hours: float = 6.0, test
         end=lambda f: pd.to_datetime(f["end"]).dt.ceil(SIM_WINDOW))
     return LabelledDataset("sim", windows[windows["ts"] <= split].reset_index(drop=True),
                            windows[windows["ts"] > split].reset_index(drop=True), labels[LABEL_COLUMNS], SIM_WINDOW,
-                           labels, fleet.profiles.astype({"device": str, "sensor": str}))
+                           labels, fleet.profiles.astype({"device": str, "sensor": str}), seed)
 
 
 LOADERS = {"skab": load_skab, "smd": load_smd, "sim": load_sim}

@@ -231,7 +231,7 @@ def _simulated_figures(data: LabelledDataset, bundles: dict, predictions: pd.Dat
     recall = {kind: {"events": int(len(group)), "event_recall": round(float(group["found"].mean()), 3),
                      "window_recall": round(float(group["hits"].sum() / max(group["windows"].sum(), 1)), 3)}
               for kind, group in events.groupby("kind")}
-    clean = load_sim(anomaly_rate=0.0)
+    clean = load_sim(anomaly_rate=0.0, seed=data.seed)
     rates = (score_shard(_sorted_for_scoring(clean.test), bundles).predictions.astype({"device": str, "sensor": str})
              .groupby(["device", "sensor"])["is_anomaly"].mean().rename("rate").reset_index()
              .merge(data.profiles[["device", "sensor", "behaviour"]], on=["device", "sensor"]))
@@ -268,7 +268,7 @@ def _load(name: str, args) -> LabelledDataset:
     if name == "smd":
         return LOADERS["smd"](args.smd_dir, machines=tuple(args.smd_machines.split(",")))
     if name == "sim":
-        return LOADERS["sim"]()
+        return LOADERS["sim"](seed=args.sim_seed)
     raise ValueError(f"--datasets: unknown data set {name!r} (known: {', '.join(LOADERS)})")
 
 
@@ -321,6 +321,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--skab-train-on", default="first_rows", choices=("first_rows", "anomaly_free"))
     parser.add_argument("--smd-dir", default=None, help="default $BSCORE_SMD_DIR")
     parser.add_argument("--smd-machines", default=",".join(DEFAULT_SMD_MACHINES))
+    parser.add_argument("--sim-seed", type=int, default=3, help="the simulated fleet's seed")
     parser.add_argument("--out", default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
 

@@ -3,8 +3,8 @@
 The job does on Azure what ``sensor_aggregates`` does locally, from the same settings: it
 reads the Event Hub, stamps each event with its own time (``TIMESTAMP BY``), keeps each
 (device, sensor, time) once, averages and counts the readings of each tumbling window of
-``window_seconds`` (windows are ``(start, end]`` and ``System.Timestamp()`` is the end, as
-``scoring.windows``) into SQL ``sensor_values``, and archives every accepted event to Blob
+``window_seconds`` and keeps their smallest and largest (windows are ``(start, end]`` and
+``System.Timestamp()`` is the end, as ``scoring.windows``) into SQL ``sensor_values``, and archives every accepted event to Blob
 Storage as Parquet under ``raw/<yyyy-mm-ddTHH>/`` (the hour that holds its window), and
 writes a census per hour and device of the distinct readings it aggregated, under
 ``asa-census/<hour>/``, which ``bscore_assets.aggregation.asa`` reconciles SQL against. Events later than
@@ -83,7 +83,8 @@ def aggregation_query(window_seconds: int, input_name: str = INPUT, sql_output: 
         Steps ``Accepted`` (either naming, typed; events without a device, sensor or numeric
         value dropped) and ``FirstReadings`` (each device, sensor and event time once, the first
         enqueued, as ``drop_duplicate_readings`` keeps the first); then one ``SELECT`` per
-        output: window averages and reading counts stamped with the window's end into SQL,
+        output: window averages, reading counts and extremes (``low``, ``high``) stamped with
+        the window's end into SQL,
         every accepted event into the raw archive under its hour, and per hour and device the
         distinct readings (the census the observation sensor reconciles SQL against).
     """
@@ -111,7 +112,7 @@ FirstReadings AS (
     FROM Accepted
     GROUP BY device, sensor, ts, {window}
 )
-SELECT System.Timestamp() AS ts, device, sensor, AVG(first.value) AS value, COUNT(*) AS readings
+SELECT System.Timestamp() AS ts, device, sensor, AVG(first.value) AS value, COUNT(*) AS readings, MIN(first.value) AS low, MAX(first.value) AS high
 INTO [{sql_output}]
 FROM FirstReadings
 GROUP BY device, sensor, {window}

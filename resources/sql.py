@@ -58,6 +58,10 @@ sensor_values = sa.Table(
     sa.Column("ts", Timestamp, primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("readings", sa.Integer, nullable=False),
+    # The window's smallest and largest reading (a mean dilutes a one-reading spike); NULL in
+    # windows stored before they were recorded.
+    sa.Column("low", sa.Float, nullable=True),
+    sa.Column("high", sa.Float, nullable=True),
 )
 
 # Stream Analytics writes sensor_values at least once: a restarted job re-delivers windows already
@@ -288,9 +292,11 @@ def add_missing_columns(engine: sa.Engine, tables: sa.MetaData = metadata) -> li
 
 
 def _values(frame: pd.DataFrame, name: str) -> list:
-    """A column as Python values (``datetime`` for ``ts``)."""
+    """A column as Python values (``datetime`` for ``ts``, ``None`` for a missing optional value)."""
     if name == "ts":
         return pd.to_datetime(frame[name]).dt.to_pydatetime().tolist()
+    if name in _OPTIONAL_COLUMNS:
+        return [None if pd.isna(v) else v for v in frame[name].tolist()]
     return frame[name].tolist()
 
 
@@ -303,18 +309,32 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 _ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
                 "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
                 "model_version": pa.string(), "sensors_scored": pa.int64(), "sensors_flagged": pa.int64(),
-                "flagged_sensors": pa.string(), "method": pa.string(), "contributions": pa.string()}
+                "flagged_sensors": pa.string(), "method": pa.string(), "contributions": pa.string(),
+                "low": pa.float64(), "high": pa.float64()}
+# Columns a writer may leave out (older callers, Stream Analytics before it wrote them): NULL.
+_OPTIONAL_COLUMNS = ("low", "high")
 # How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
+
+
+def _missing_optional(frame: pd.DataFrame | pa.Table, columns: list[str]) -> set[str]:
+    """The optional ``columns`` that ``frame`` lacks (written as NULL)."""
+    present = frame.column_names if isinstance(frame, pa.Table) else frame.columns
+    return {name for name in _OPTIONAL_COLUMNS if name in columns and name not in present}
 
 
 def _arrow_table(frame: pd.DataFrame | pa.Table, columns: list[str]) -> pa.Table:
     """``frame``'s columns as Arrow, in ``columns`` order, timestamps cut to microseconds as the
     databases keep them."""
+    missing = _missing_optional(frame, columns)
     if isinstance(frame, pa.Table):
-        return pa.table([pc.cast(frame[name], _ARROW_TYPES[name], safe=False) for name in columns], names=columns)
+        return pa.table([pa.nulls(len(frame), _ARROW_TYPES[name]) if name in missing
+                         else pc.cast(frame[name], _ARROW_TYPES[name], safe=False) for name in columns], names=columns)
     arrays = []
     for name in columns:
+        if name in missing:
+            arrays.append(pa.nulls(len(frame), _ARROW_TYPES[name]))
+            continue
         values = frame[name]
         if name == "ts":
             ns = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
@@ -375,6 +395,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame | pa.T
         return
     if isinstance(frame, pa.Table):
         frame = frame.to_pandas()
+    missing = _missing_optional(frame, columns)
+    if missing:
+        frame = frame.assign(**dict.fromkeys(missing, np.nan))
     if conn.dialect.positional:
         _executemany_rows(conn, table, frame)
     else:
@@ -523,7 +546,8 @@ class SqlStore(dg.ConfigurableResource):
         return self._replace(predictions, batches, where, start, end, list(sensors))
 
     def read_sensor_values(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:
-        """Windows of the hours ``[start, end)``, optionally of some devices and sensors (``scoring.sql_read``)."""
+        """Windows of the hours ``[start, end)``, optionally of some devices and sensors (``scoring.sql_read``);
+        ``low`` and ``high`` are NaN where a window did not record them."""
         return read_sensor_values(self.engine, start, end, devices, sensors, table=sensor_values)
 
     def read_predictions(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:

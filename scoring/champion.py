@@ -33,7 +33,8 @@ def flag_windows(windows: pd.DataFrame, bundle: ModelBundle) -> pd.Series:
     if windows.empty:
         return pd.Series(pd.array([], dtype="boolean"), index=windows.index)
     ordered = windows.sort_values(KEYS)
-    predictions = score_shard(ordered[["ts", "device", "sensor", "value"]].reset_index(drop=True),
+    columns = ["ts", "device", "sensor", "value"] + [c for c in ("low", "high") if c in windows.columns]
+    predictions = score_shard(ordered[columns].reset_index(drop=True),
                               {bundle.device: bundle}).predictions
     flagged = predictions[KEYS + ["is_anomaly"]].astype({"device": str, "sensor": str})
     merged = windows[KEYS].astype({"device": str, "sensor": str}).merge(flagged, on=KEYS, how="left")

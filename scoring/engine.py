@@ -5,7 +5,9 @@ from integer codes (a categorical column gives them for free; anything else is f
 once), so no Python loop runs per model or per row. Each detector kind (``scoring.detectors``)
 compiles its models into batches, and each batch scores cache-sized blocks of whole runs (a
 run is one series in time order when rows are sorted by device, sensor and time, as the SQL
-store returns them). Blocks run on ``THREADS`` threads (numpy releases the GIL).
+store returns them). Blocks run on ``THREADS`` threads (numpy releases the GIL). Rows that
+carry their window's smallest and largest reading (``low``, ``high``) hand them to the batches
+that judge them (``uses_extremes``); the others see only the window means.
 
 One device's model never takes the shard down: a bundle that cannot be compiled, a
 detector that raises, or parameters that give a non-finite score refuse that device (all
@@ -98,12 +100,17 @@ class CompiledModels:
                 self.groups.append(batch)
 
     def decision(self, values: np.ndarray, runs: Runs, threads: int = THREADS,
-                 errors: dict[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 errors: dict[int, str] | None = None, low: np.ndarray | None = None,
+                 high: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores and anomaly flags of every row of a run with a model (others: NaN, not flagged).
 
-        A batch that raises scores NaN; each of its models' numbers and the error go to ``errors``.
+        ``low`` and ``high`` (both or neither): each row's smallest and largest reading, NaN
+        where not recorded. A batch that raises scores NaN; each of its models' numbers and the
+        error go to ``errors``.
         """
         values = np.asarray(values, dtype=np.float64)
+        if (low is None) != (high is None):
+            raise ValueError("low and high come together: pass both or neither")
         score = np.full(len(values), np.nan)
         anomaly = np.zeros(len(values), dtype=bool)
         has_model = runs.model >= 0
@@ -120,9 +127,11 @@ class CompiledModels:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for group, block in share:
                     rows = runs.rows(block)
+                    extremes = (low[rows], high[rows]) if low is not None and getattr(group, "uses_extremes",
+                                                                                      False) else ()
                     try:
                         score[rows], anomaly[rows] = group.decision(values[rows], self.local[runs.model[block]],
-                                                                    runs.length[block])
+                                                                    runs.length[block], *extremes)
                     except Exception as exc:  # a loaded detector that fails fails its device, not the shard
                         score[rows], anomaly[rows] = np.nan, False
                         for model in np.unique(runs.model[block]) if errors is not None else ():
@@ -230,8 +239,10 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
     Parameters
     ----------
     rows : DataFrame
-        ``ts, device, sensor, value`` windows of many devices and sensors; categorical
-        ``device`` and ``sensor`` columns and rows sorted by them are fastest.
+        ``ts, device, sensor, value`` windows of many devices and sensors, optionally with
+        ``low`` and ``high`` (each window's smallest and largest reading, NaN or missing where
+        not recorded); categorical ``device`` and ``sensor`` columns and rows sorted by them
+        are fastest.
     bundles : dict or BundleModels
         Device id to its current model bundle, or those bundles already compiled.
     threads : int
@@ -256,7 +267,9 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
     runs, first = Runs.of(device_codes, sensor_codes)
     runs = runs.with_model(compiled.model_of(device_labels, sensor_labels)[device_codes[first], sensor_codes[first]])
     errors: dict[int, str] = {}
-    score, anomaly = compiled.compiled.decision(rows["value"].to_numpy(dtype=np.float64), runs, threads, errors)
+    low, high = window_extremes_of(rows)
+    score, anomaly = compiled.compiled.decision(rows["value"].to_numpy(dtype=np.float64), runs, threads, errors,
+                                                low, high)
 
     refused = _refusals(runs, first, score, errors, compiled, device_labels, device_codes, sensor_labels, sensor_codes)
     has_run = runs.model >= 0
@@ -279,6 +292,15 @@ def score_shard(rows: pd.DataFrame, bundles: dict[str, ModelBundle] | BundleMode
         "model_version": pd.Categorical.from_codes(version_codes, categories=compiled.version_labels, validate=False),
     }, copy=False)
     return ShardScores(predictions[PREDICTION_COLUMNS], _missing(runs, first, rows, missing_runs, judged), refused)
+
+
+def window_extremes_of(rows: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The rows' ``low`` and ``high`` as float arrays (NaN where missing), or ``(None, None)``
+    when the rows have no such columns."""
+    if "low" not in rows.columns or "high" not in rows.columns:
+        return None, None
+    return (pd.to_numeric(rows["low"]).to_numpy(dtype=np.float64, na_value=np.nan),
+            pd.to_numeric(rows["high"]).to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _refusals(runs: Runs, first: np.ndarray, score: np.ndarray, errors: dict[int, str], compiled: BundleModels,

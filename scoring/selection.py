@@ -2,7 +2,8 @@
 
 For every trainable kind, a model is fitted on the sensor's training windows and then scores
 a copy of them with anomalies planted in (spikes, level shifts, stuck values, variance
-changes), sized by the sensor's own window-to-window noise. The kind that detects the most
+changes), sized by the sensor's own window-to-window noise; where the windows carry their
+extremes (``low``, ``high``), the planted anomalies move them too, as the readings would. The kind that detects the most
 planted anomalies (events: at least one window of each flagged), while flagging at most
 twice the false-alarm budget of the windows left as they were, is chosen; ties go to the
 default kind. The choice and its figures are recorded, so ``bscore train --select`` says why.
@@ -14,7 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scoring.detectors import DEFAULT_KIND, KINDS, TRAINABLE, FitOptions, TrainingError
+from scoring.detectors import DEFAULT_KIND, TRAINABLE, FitOptions, TrainingError
+from scoring.training import fit_series, window_extremes_columns
 
 SEGMENTS = {"spike": 1, "level_shift": 12, "stuck": 24, "variance": 24}  # windows each
 PLANTED_SHARE = 0.03
@@ -45,8 +47,20 @@ def plant_anomalies(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list
     """A copy of ``values`` with anomalies of each kind planted in turn, the planted
     ``(start, stop)`` segments, and the mask of windows no segment touched (nor the ``margin``
     after one, where the recent past the detectors judge by still holds it)."""
+    x, _, _, segments, untouched = plant_anomalies_with_extremes(values, None, None, seed)
+    return x, segments, untouched
+
+
+def plant_anomalies_with_extremes(values: np.ndarray, low: np.ndarray | None, high: np.ndarray | None,
+                                  seed: int = 0):
+    """:func:`plant_anomalies` on windows with their smallest and largest reading (``None``:
+    not recorded); returns ``(values, low, high, segments, untouched)``, the extremes moved as
+    the planted readings move them: with the window for spikes and level shifts, onto the
+    repeated value for stuck ones, spread four times as far for variance changes."""
     rng = np.random.default_rng(seed)
     x, n, sigma = np.array(values, dtype=float), len(values), noise_scale(values)
+    below = None if low is None else x - np.asarray(low, dtype=float)  # each window's reach below its mean
+    above = None if high is None else np.asarray(high, dtype=float) - x
     kinds, segments = list(SEGMENTS), []
     untouched = np.ones(n, dtype=bool)
     count = max(len(kinds), int(PLANTED_SHARE * n / np.mean(list(SEGMENTS.values()))))
@@ -61,28 +75,37 @@ def plant_anomalies(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list
             x[start:stop] += sign * 6 * sigma
         elif kind == "stuck":
             x[start:stop] = x[start - 1]
+            for reach in (below, above):
+                if reach is not None:
+                    reach[start:stop] = 0.0
         else:
             x[start:stop] = x[start:stop].mean() + (x[start:stop] - x[start:stop].mean()) * 4 + \
                 rng.normal(0, 2 * sigma, stop - start)
+            for reach in (below, above):
+                if reach is not None:
+                    reach[start:stop] *= 4
         segments.append((start, stop))
         untouched[start:min(stop + 24, n)] = False
-    return x, segments, untouched
+    return (x, None if below is None else x - below, None if above is None else x + above, segments, untouched)
 
 
-def choose_kind(values: np.ndarray, options: FitOptions = FitOptions()) -> KindChoice:
-    """The trainable kind with the best recall of anomalies planted into ``values`` within
-    twice the false-alarm budget (the default kind when none is within it or on a tie)."""
+def choose_kind(values: np.ndarray, options: FitOptions = FitOptions(), low: np.ndarray | None = None,
+                high: np.ndarray | None = None) -> KindChoice:
+    """The trainable kind with the best recall of anomalies planted into ``values`` (and their
+    extremes ``low``, ``high`` where recorded) within twice the false-alarm budget (the default
+    kind when none is within it or on a tie)."""
     from scoring.engine import CompiledModels, Runs
 
-    planted, segments, untouched = plant_anomalies(values)
+    planted, planted_low, planted_high, segments, untouched = plant_anomalies_with_extremes(values, low, high)
     recall, false_alarms = {}, {}
     for name in TRAINABLE:
         try:
-            model = KINDS[name].fit(np.asarray(values, dtype=float), options)
+            model = fit_series(values, name, options, low=low, high=high)
         except TrainingError:
             continue
         runs, _ = Runs.of(np.zeros(len(planted), dtype=np.int64))
-        _, flagged = CompiledModels([model]).decision(planted, runs.with_model(np.zeros(1, dtype=np.int64)))
+        _, flagged = CompiledModels([model]).decision(planted, runs.with_model(np.zeros(1, dtype=np.int64)),
+                                                      low=planted_low, high=planted_high)
         recall[name] = float(np.mean([flagged[a:b].any() for a, b in segments])) if segments else 0.0
         false_alarms[name] = float(flagged[untouched].mean()) if untouched.any() else 0.0
     within = [k for k in recall if false_alarms[k] <= 2 * options.false_alarm_rate]
@@ -96,5 +119,9 @@ def choose_kinds(windows, options: FitOptions = FitOptions()) -> dict[str, KindC
     judged against its share of the device's budget, as ``scoring.training`` fits it)."""
     by_sensor = windows.groupby("sensor", sort=True, observed=True)
     per_sensor = replace(options, false_alarm_rate=options.false_alarm_rate / max(by_sensor.ngroups, 1))
-    return {str(sensor): choose_kind(rows.sort_values("ts")["value"].to_numpy(), per_sensor)
-            for sensor, rows in by_sensor if len(rows) >= options.min_samples}
+    chosen = {}
+    for sensor, rows in by_sensor:
+        if len(rows) >= options.min_samples:
+            rows = rows.sort_values("ts")
+            chosen[str(sensor)] = choose_kind(rows["value"].to_numpy(), per_sensor, **window_extremes_columns(rows))
+    return chosen

@@ -5,7 +5,9 @@ environment (``BSCORE_SQL_URL``; on Azure a URL that signs in with the job's man
 no password, with ``BSCORE_SQL_AUTH=entra``: ``scoring.entra_sql``). It only reads: its predictions
 go to blob storage, from where the run publishes each hour to SQL. It reads with
 ``scoring.sql_read``, as the resource does; the table is reflected from the database, which
-``resources.sql`` creates, so its definition lives in one place.
+``resources.sql`` creates, so its definition lives in one place. A database from before windows
+recorded their extremes (no ``low``, ``high`` columns) reads as windows without them, which the
+scorer judges by their means alone.
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ def _check_kind(kind: str) -> None:
 
 
 def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions = FitOptions(),
-               trained_from=None, trained_to=None):
-    """One sensor's model of kind ``kind`` from its training windows (in time order).
+               trained_from=None, trained_to=None, low: np.ndarray | None = None, high: np.ndarray | None = None):
+    """One sensor's model of kind ``kind`` from its training windows (in time order); ``low`` and
+    ``high``, the windows' smallest and largest readings where recorded, go to kinds that judge
+    them (``uses_extremes``).
 
     Raises
     ------
@@ -43,7 +45,17 @@ def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions
     values = np.asarray(values, dtype=float)
     if len(values) < options.min_samples:
         raise TrainingError(f"{len(values)} windows, fewer than min_samples={options.min_samples}")
-    return KINDS[kind].fit(values, options, trained_from, trained_to)
+    detector = KINDS[kind]
+    if low is not None and getattr(detector, "uses_extremes", False):
+        return detector.fit(values, options, trained_from, trained_to, low=low, high=high)
+    return detector.fit(values, options, trained_from, trained_to)
+
+
+def window_extremes_columns(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``{"low": ..., "high": ...}`` of windows that carry them (NaN where not recorded), else ``{}``."""
+    if "low" not in rows.columns or "high" not in rows.columns:
+        return {}
+    return {name: pd.to_numeric(rows[name]).to_numpy(dtype=float, na_value=np.nan) for name in ("low", "high")}
 
 
 def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptions = FitOptions(),
@@ -56,7 +68,7 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
     device : str
         The device whose windows ``aggregates`` holds.
     aggregates : DataFrame
-        ``ts, sensor, value`` windows of that device.
+        ``ts, sensor, value`` windows of that device, optionally with ``low`` and ``high``.
     options : FitOptions
         The false-alarm budget, the fewest windows a sensor needs, the SVM's hyperparameters.
         The budget is the device's: operators act on device windows, and a device window is
@@ -92,7 +104,7 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
         sensor = str(sensor)
         try:
             models[sensor] = fit_series(rows["value"].to_numpy(), (kinds or {}).get(sensor, kind), per_sensor,
-                                        rows["ts"].min(), rows["ts"].max())
+                                        rows["ts"].min(), rows["ts"].max(), **window_extremes_columns(rows))
         except TrainingError as exc:
             refused[sensor] = f"device {device} sensor {sensor}: {exc}"
     metadata = {"kind": kind, "false_alarm_rate": options.false_alarm_rate,
@@ -126,7 +138,7 @@ def train_fleet(windows: pd.DataFrame, devices, options: FitOptions = FitOptions
     Parameters
     ----------
     windows : DataFrame
-        ``ts, device, sensor, value`` windows.
+        ``ts, device, sensor, value`` windows, optionally with ``low`` and ``high``.
     devices : iterable of str
         The devices to train (a device without windows is refused with that reason).
     options : FitOptions

@@ -2,7 +2,9 @@
 
 A window covers ``(end - length, end]``: like ASA's tumbling windows it includes its end
 and excludes its start, and its timestamp is its end (``System.Timestamp``). The value is
-the average of the window's readings per device and sensor. Windows are aligned to the
+the average of the window's readings per device and sensor; ``low`` and ``high`` keep its
+smallest and largest reading beside it, because a mean dilutes a one-reading spike that its
+extremes show whole. Windows are aligned to the
 epoch, so an hour splits into whole windows when the length divides 3600 s. Hour ``H``
 holds the windows ending in ``(H, H + 1h]`` and so the readings in ``(H, H + 1h]``: a reading
 at exactly 01:00:00 closes hour 00's last window. Already-aggregated data (such as the
@@ -19,7 +21,7 @@ import pyarrow.compute as pc
 from scoring.series_keys import series_codes
 from scoring.time_units import HOUR
 
-AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings"]
+AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings", "low", "high"]
 
 
 def window_ends_ns(ns: np.ndarray, window_seconds: int) -> np.ndarray:
@@ -54,7 +56,7 @@ def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd
     -------
     DataFrame
         ``ts`` (window end), ``device``, ``sensor``, ``value`` (mean), ``readings`` (count),
-        sorted by device, sensor and ts.
+        ``low`` and ``high`` (smallest and largest reading), sorted by device, sensor and ts.
     """
     return window_means_table(readings, window_seconds).to_pandas()
 
@@ -63,7 +65,8 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
     """:func:`tumbling_window_means` in columns, no Python per row.
 
     Device and sensor become integer ranks, so that each (series, window) is one integer;
-    sums and counts are then one ``bincount`` each, already in (device, sensor, ts) order.
+    sums and counts are then one ``bincount`` each, already in (device, sensor, ts) order, and
+    the extremes one unbuffered ``minimum.at`` and ``maximum.at``.
 
     Parameters
     ----------
@@ -75,7 +78,8 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
     -------
     pyarrow.Table
         ``ts`` (``timestamp[ns]``, window end), ``device``, ``sensor`` (strings), ``value``
-        (mean), ``readings`` (count), sorted by device, sensor and ts.
+        (mean), ``readings`` (count), ``low`` and ``high`` (smallest and largest reading),
+        sorted by device, sensor and ts.
     """
     if not isinstance(window_seconds, (int, np.integer)) or window_seconds <= 0 or 3600 % window_seconds:
         raise ValueError(f"window_seconds={window_seconds!r} must be a whole number of seconds dividing 3600")
@@ -84,7 +88,8 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
     if not len(table):
         return pa.table({"ts": pa.array([], pa.timestamp("ns")), "device": pa.array([], pa.string()),
                          "sensor": pa.array([], pa.string()), "value": pa.array([], pa.float64()),
-                         "readings": pa.array([], pa.int64())})
+                         "readings": pa.array([], pa.int64()), "low": pa.array([], pa.float64()),
+                         "high": pa.array([], pa.float64())})
     ns = pc.cast(pc.cast(table["ts"], pa.timestamp("ns")), pa.int64()).to_numpy()
     width = np.int64(window_seconds) * 1_000_000_000
     ends = window_ends_ns(ns, window_seconds)
@@ -100,18 +105,25 @@ def window_means_table(readings: pd.DataFrame | pa.Table, window_seconds: int = 
         present = np.flatnonzero(counts)
         sums = np.bincount(key, weights=value, minlength=bins)[present]
         counts = counts[present]
+        low, high = np.full(bins, np.inf), np.full(bins, -np.inf)
+        np.minimum.at(low, key, value)
+        np.maximum.at(high, key, value)
+        low, high = low[present], high[present]
         series_of, slot = present // slots, present % slots
     else:  # readings spread over a long time: hash the keys instead
         grouped = (pa.table({"series": series, "ts": ends, "value": value}).group_by(["series", "ts"])
-                   .aggregate([("value", "sum"), ("value", "count")]).sort_by([("series", "ascending"),
-                                                                              ("ts", "ascending")]))
+                   .aggregate([("value", "sum"), ("value", "count"), ("value", "min"), ("value", "max")])
+                   .sort_by([("series", "ascending"), ("ts", "ascending")]))
         series_of = grouped["series"].to_numpy()
         slot = (grouped["ts"].to_numpy() - first) // width
         sums, counts = grouped["value_sum"].to_numpy(), grouped["value_count"].to_numpy()
+        low, high = grouped["value_min"].to_numpy(), grouped["value_max"].to_numpy()
     return pa.table({
         "ts": pa.array((first + slot * width).astype("datetime64[ns]")),
         "device": devices.take(pa.array(series_of // len(sensors))),
         "sensor": sensors.take(pa.array(series_of % len(sensors))),
         "value": pa.array(sums / counts),
         "readings": pa.array(counts.astype(np.int64)),
+        "low": pa.array(low),
+        "high": pa.array(high),
     })

@@ -25,7 +25,7 @@ from scoring.detectors.multivariate import device_matrix
 from scoring.model_format import ModelBundle, versioned_bundle
 from scoring.model_store import load_current_bundles_or_refusals, make_current, save_bundle
 from scoring.selection import choose_kinds
-from scoring.training import fit_series, train_device_bundle
+from scoring.training import fit_series, train_device_bundle, window_extremes_columns
 from scoring.time_units import HOUR
 
 TRAINING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
@@ -95,7 +95,8 @@ def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd
             if kind_of(models[sensor]).name == "robust":
                 continue
             rows = selection.windows[selection.windows["sensor"].astype(str) == sensor]
-            models[sensor] = fit_series(rows["value"].to_numpy(), "robust", options, rows["ts"].min(), rows["ts"].max())
+            models[sensor] = fit_series(rows["value"].to_numpy(), "robust", options, rows["ts"].min(), rows["ts"].max(),
+                                        **window_extremes_columns(rows))
             outcome.fell_back[sensor] = f"{kind_of(bundle.models[sensor]).name} flagged {decision.over[sensor]:.2%}"
         if outcome.fell_back:
             decision = gate(ModelBundle(device, bundle.version, models), holdout, pipeline.anomaly_rate_warn)

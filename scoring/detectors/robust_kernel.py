@@ -27,11 +27,16 @@ def _margin(threshold, value, unit):
 
 
 @njit(**_OPTIONS)
-def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shift, score):
+def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shift, score, lows, highs):
     """One series, ``x[first:first + n]`` centred on ``center``: its features into ``jump``,
     ``spread`` and ``shift`` (NaN where not judged) when they are not empty, and its margins
-    to ``params`` (a centre, then the thresholds and unit) into ``score`` when that is not."""
+    to ``params`` (a centre, then the thresholds and unit, then the extremes threshold: NaN or
+    absent where not judged) into ``score`` when that is not. ``lows`` and ``highs``, the
+    windows' smallest and largest readings, are empty when no window recorded them."""
     keep_features, judge = len(jump) > 0, len(score) > 0
+    extremes = judge and len(lows) > 0 and len(params) > 6 and not math.isnan(params[6])
+    # The extremes margin as a multiply: one division per series, not one per window.
+    extremes_scale = 1.0 / max(params[6], params[5]) if extremes else 0.0
     full = lag - 2 if lag >= 3 else lag
     # The lag and width windows are summed afresh at every row (exact, and short); the
     # horizon's by a running sum. With lag == width (the default) the two windows share all
@@ -110,6 +115,11 @@ def _series(x, first, n, center, lag, width, horizon, params, jump, spread, shif
                     margin = min(margin, (row_spread - params[3]) / max(params[3], unit))
             if not math.isnan(row_shift):
                 margin = min(margin, _margin(params[4], row_shift, unit))
+            if extremes:
+                # How far the window's farthest reading lies from its mean; NaN: not recorded.
+                above, below = highs[row] - x[row], x[row] - lows[row]
+                if not math.isnan(above + below):
+                    margin = min(margin, (params[6] - max(above, below)) * extremes_scale)
             score[row] = margin
 
 
@@ -121,19 +131,21 @@ def features(x, length, center, lag, width, horizon):
     jump, spread, shift, none = np.empty(n), np.empty(n), np.empty(n), np.empty(0)
     first = 0
     for k in range(len(length)):
-        _series(x, first, length[k], center[k], lag, width, horizon, none, jump, spread, shift, none)
+        _series(x, first, length[k], center[k], lag, width, horizon, none, jump, spread, shift, none, none, none)
         first += length[k]
     return jump, spread, shift
 
 
 @njit(**_OPTIONS)
-def scores(x, length, params, lag, width, horizon):
+def scores(x, length, params, lag, width, horizon, low, high):
     """Each row's smallest margin to its series' thresholds, in units of each threshold
     (negative: anomalous). ``params[k]`` holds series ``k``'s centre, jump threshold, spread
-    high and low, shift threshold and unit; a NaN spread or shift is not judged."""
+    high and low, shift threshold and unit, and optionally its extremes threshold (NaN: not
+    judged); a NaN spread, shift or extreme is not judged. ``low`` and ``high`` are every row's
+    smallest and largest reading, or empty."""
     score, none = np.empty(len(x)), np.empty(0)
     first = 0
     for k in range(len(length)):
-        _series(x, first, length[k], params[k, 0], lag, width, horizon, params[k], none, none, none, score)
+        _series(x, first, length[k], params[k, 0], lag, width, horizon, params[k], none, none, none, score, low, high)
         first += length[k]
     return score

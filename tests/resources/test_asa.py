@@ -68,7 +68,7 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     lateness = Settings.from_env().allowed_lateness_minutes
     assert lateness == 7 and query in result.output  # the readable query is the body's
 
-    # Windows: the local length, tumbling; stamped with their end; average and reading count
+    # Windows: the local length, tumbling; stamped with their end; average, reading count and extremes
     # per device and sensor, in the columns of SQL sensor_values.
     assert re.findall(r"TumblingWindow\((\w+), (\d+)\)", query) == [("second", str(window))] * 2 + [("hour", "1")]
     [into_sql] = re.findall(r"SELECT (.*)\nINTO \[sensor-values\]", query)
@@ -77,6 +77,8 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert sorted(columns) == sorted(c.name for c in sensor_values.columns)
     assert columns["ts"] == "System.Timestamp()"
     assert columns["value"].startswith("AVG(") and columns["readings"] == "COUNT(*)"
+    # ...and each window's smallest and largest reading (a mean dilutes a one-reading spike).
+    assert (columns["low"], columns["high"]) == ("MIN(first.value)", "MAX(first.value)")
     assert "GROUP BY device, sensor, TumblingWindow" in query
     # Each (device, sensor, time) once, as raw readers keep the first of repeats.
     assert "GROUP BY device, sensor, ts, TumblingWindow" in query and "ORDER BY enqueued ASC" in query

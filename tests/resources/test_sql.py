@@ -42,7 +42,10 @@ def windows(hour: pd.Timestamp, devices=("d1", "d2"), sensors=("s1", "s2"), per_
     frame["ts"] = frame["ts"].astype("datetime64[ns]")  # what the store reads back
     frame["value"] = rng.normal(size=len(frame))
     frame["readings"] = rng.integers(1, 10, size=len(frame))
-    return frame[["ts", "device", "sensor", "value", "readings"]]
+    frame["low"] = frame["value"] - rng.random(len(frame))
+    frame["high"] = frame["value"] + rng.random(len(frame))
+    frame.loc[::7, ["low", "high"]] = np.nan  # windows stored before extremes were recorded: NULL
+    return frame[["ts", "device", "sensor", "value", "readings", "low", "high"]]
 
 
 def scored(frame: pd.DataFrame, version="v1") -> pd.DataFrame:
@@ -154,7 +157,8 @@ def test_azure_sql_replace_statements_compile_for_mssql():
                              "AND predictions.sensor IN (?, ?)")
     assert list(compiled.params.values()) == [H0, H1, "s1", "s2"]
     insert = str(sensor_values.insert().compile(dialect=MSDialect_pyodbc(paramstyle="qmark")))
-    assert insert == "INSERT INTO sensor_values (device, sensor, ts, value, readings) VALUES (?, ?, ?, ?, ?)"
+    assert insert == ("INSERT INTO sensor_values (device, sensor, ts, value, readings, low, high) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 def test_engine_options_per_dialect():

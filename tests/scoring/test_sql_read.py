@@ -35,7 +35,8 @@ def test_the_job_and_the_resource_read_the_same_windows_typed_alike(store):
     pd.testing.assert_frame_equal(resource[expected.columns], expected, check_dtype=False)
     text = str(pd.Series(["a"]).dtype)  # pandas' string dtype
     assert resource.dtypes.astype(str).to_dict() == {"ts": "datetime64[ns]", "device": text, "sensor": text,
-                                                       "value": "float64", "readings": "int64"}
+                                                       "value": "float64", "readings": "int64",
+                                                       "low": "float64", "high": "float64"}
 
 
 def test_a_reflected_table_reads_as_its_definition_does(store):

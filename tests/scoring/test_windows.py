@@ -91,3 +91,21 @@ def test_readings_spread_over_years_aggregate_the_same():
     got = {(r.device, r.sensor, r.ts.isoformat()): (r.value, r.readings) for r in out.itertuples()}
     assert got == {("a", "2", "2026-01-01T00:00:05"): (5.5, 2), ("b", "1", "2020-01-01T00:00:05"): (1.5, 2)}
     assert list(out["device"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("spread_over_years", [False, True])  # the bincount path, then the hashed one
+def test_low_and_high_equal_pandas_min_and_max_per_window(spread_over_years):
+    rng = np.random.default_rng(7)
+    n = 5_000
+    ts = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 3_600_000, n), unit="ms")
+    if spread_over_years:
+        ts = ts - pd.to_timedelta(rng.integers(0, 2, n) * 6 * 365, unit="D")
+    readings = pd.DataFrame({"ts": ts, "device": rng.choice(["d1", "d2", "d3"], n),
+                             "sensor": rng.choice(["s1", "s2"], n), "value": rng.standard_t(2, n) * 10})
+    out = tumbling_window_means(readings, 5)
+    want = (readings.assign(ts=readings["ts"].dt.ceil("5s")).groupby(["device", "sensor", "ts"])["value"]
+            .agg(["min", "max"]).reset_index())
+    assert len(out) == len(want)
+    assert (out["low"].to_numpy() == want["min"].to_numpy()).all()
+    assert (out["high"].to_numpy() == want["max"].to_numpy()).all()
+    assert (out["low"] <= out["value"] + 1e-12).all() and (out["value"] <= out["high"] + 1e-12).all()

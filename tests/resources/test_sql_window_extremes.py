@@ -78,7 +78,7 @@ def test_an_older_database_gains_the_columns_in_place_and_its_old_windows_read_w
             pd.testing.assert_frame_equal(read[["ts", "value", "readings", "low", "high"]].reset_index(drop=True),
                                           windows(H1, extremes=True)[["ts", "value", "readings", "low", "high"]],
                                           check_exact=True)
-        sql._engines.pop(url).dispose()
+        sql._engines.pop((url, store.auth)).dispose()
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
@@ -92,4 +92,4 @@ def test_a_writer_that_leaves_the_extremes_out_stores_null(dialect, tmp_path):
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(*) FROM sensor_values WHERE low IS NULL AND high IS NULL")
                                 ).scalar_one() == 4
-        sql._engines.pop(url).dispose()
+        sql._engines.pop((url, store.auth)).dispose()

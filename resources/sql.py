@@ -37,26 +37,40 @@ Timestamp = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
 # SQL Server's TEXT is deprecated (and compiled as such before a connection says the version).
 LongText = sa.Text().with_variant(mssql.VARCHAR("max"), "mssql")
 
+# Keys lead with ts, so an hour's read, replace and counts seek to that hour's rows whatever the
+# history holds (resources/sql_layout.py migrates older databases): clustered on SQL Server, the
+# table itself on SQLite (WITHOUT ROWID), a plain B-tree on PostgreSQL.
+TIME_LEADING = {"sqlite_with_rowid": False}
+
+
+def time_leading_key(*columns: str) -> sa.PrimaryKeyConstraint:
+    return sa.PrimaryKeyConstraint(*columns, mssql_clustered=True)
+
+
 sensor_values = sa.Table(
     "sensor_values",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("readings", sa.Integer, nullable=False),
+    time_leading_key("ts", "device", "sensor"),
+    **TIME_LEADING,
 )
 
 predictions = sa.Table(
     "predictions",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
+    time_leading_key("ts", "device", "sensor"),
+    **TIME_LEADING,
 )
 
 # One vote per device window over its sensors' predictions (``scoring.verdicts``); the flagged
@@ -64,12 +78,14 @@ predictions = sa.Table(
 device_verdicts = sa.Table(
     "device_verdicts",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
     sa.Column("sensors_scored", sa.Integer, nullable=False),
     sa.Column("sensors_flagged", sa.Integer, nullable=False),
     sa.Column("flagged_sensors", LongText, nullable=False),
+    time_leading_key("ts", "device"),
+    **TIME_LEADING,
 )
 
 _engines: dict[str, sa.Engine] = {}
@@ -211,7 +227,10 @@ def ensure_schema(engine: sa.Engine) -> None:
     Safe when several processes start at once on a fresh database: they take turns under a
     lock, and one that still finds its CREATE beaten by another re-inspects and goes on.
     """
+    from resources.sql_layout import migrate_to_time_leading_keys
+
     with _schema_lock(engine):
+        migrate_to_time_leading_keys(engine)
         try:
             metadata.create_all(engine)
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
@@ -223,7 +242,7 @@ def ensure_schema(engine: sa.Engine) -> None:
         missing = [column.name for column in table.columns if column.name not in present]
         keys = inspector.get_pk_constraint(table.name)["constrained_columns"]
         wanted = [column.name for column in table.primary_key.columns]
-        if missing or sorted(keys) != sorted(wanted):
+        if missing or keys != wanted:
             raise RuntimeError(f"table {table.name} does not match bscore's schema (missing columns {missing}, "
                                f"primary key {keys} instead of {wanted}); rename it or drop it to let bscore create it")
 
@@ -465,9 +484,10 @@ def _frame_from_arrow(data: pa.Table, table: sa.Table) -> pd.DataFrame:
 
 
 def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
-    """The non-empty batches as Arrow in the table's columns; a batch with rows outside the hours
-    (and sensors) being replaced raises ValueError."""
+    """The non-empty batches as Arrow in the table's columns, sorted by its key; a batch with rows
+    outside the hours (and sensors) being replaced raises ValueError."""
     columns = [column.name for column in table.columns]
+    key = [(column.name, "ascending") for column in table.primary_key.columns]
     for batch in batches:
         if not len(batch):
             continue
@@ -476,7 +496,8 @@ def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
         if outside:
             raise ValueError(f"{outside} of {len(data)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
-        yield data
+        # Rows in key order append to the clustered B-tree's end instead of splitting its pages.
+        yield data.take(pc.sort_indices(data, sort_keys=key))
 
 
 class SqlStore(dg.ConfigurableResource):

@@ -17,6 +17,9 @@ from scoring.detectors import DEFAULT_FALSE_ALARM_RATE, DEFAULT_KIND, TRAINABLE
 from scoring.fleet import parse_sensor_list
 
 DEFAULT_START = "2026-01-01T00:00"
+# Days each kind of data is kept by default (BSCORE_RETAIN_<KIND>_DAYS).
+RETENTION_DAYS = {"landing": 7, "raw": 30, "deadletter": 30, "model": 30, "prediction": 90, "orphan": 2,
+                  "sql": 90, "run": 90}
 BLOB_SCHEMES = ("az", "https")
 
 
@@ -208,6 +211,32 @@ class Settings:
         "unset (no alerts)"))
     alert_digest_hour: int = field(default=7, metadata=_env(
         "BSCORE_ALERT_DIGEST_HOUR", "the UTC hour (0-23) after which the previous day's alert digest is posted"))
+    # Retention (docs/operations.md, "Retention"): days each kind of data is kept.
+    retain_landing_days: int = field(default=7, metadata=_env(
+        "BSCORE_RETAIN_LANDING_DAYS", "days a landing file is kept after the drain has read it whole"))
+    retain_raw_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_RAW_DAYS", "days of raw readings (blob `raw/`) kept; older hours are retired"))
+    retain_deadletter_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_DEADLETTER_DAYS", "days a dead letter (and a replay or export record) is kept after "
+        "retention first saw it"))
+    retain_model_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_MODEL_DAYS", "days a superseded or rejected model version is kept (each device's current "
+        "and previous versions are always kept)"))
+    retain_prediction_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_PREDICTION_DAYS", "days of prediction parts and verdict files (blob `predictions/`, "
+        "`verdicts/`) kept; older hours are retired"))
+    retain_orphan_days: int = field(default=2, metadata=_env(
+        "BSCORE_RETAIN_ORPHAN_DAYS", "days a prediction part no manifest names, or an unfinished model version, "
+        "is kept after retention first saw it (a killed run's leftovers)"))
+    retain_sql_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_SQL_DAYS", "days of SQL windows, predictions and device verdicts kept; older hours are "
+        "retired"))
+    retain_run_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_RUN_DAYS", "days of finished Dagster runs and their event logs kept (and of schedule "
+        "ticks, in a new instance's `dagster.yaml`)"))
+    retention_cron: str = field(default="40 2 * * *", metadata=_env(
+        "BSCORE_RETENTION_CRON", "when `retention_schedule` applies the retention policy (cron, UTC; the schedule "
+        "is off until turned on)"))
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -246,6 +275,9 @@ class Settings:
             teams_webhook_from_env=_webhook_set(env, "BSCORE_TEAMS_WEBHOOK_URL"),
             alert_webhook_from_env=_webhook_set(env, "BSCORE_ALERT_WEBHOOK_URL"),
             alert_digest_hour=_integer(env, "BSCORE_ALERT_DIGEST_HOUR", 7, 0, "hours (UTC)", maximum=23),
+            **{f"retain_{kind}_days": _integer(env, f"BSCORE_RETAIN_{kind.upper()}_DAYS", days, 1, "days")
+               for kind, days in RETENTION_DAYS.items()},
+            retention_cron=_cron(env, "BSCORE_RETENTION_CRON", "40 2 * * *"),
         )
 
     @property

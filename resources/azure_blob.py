@@ -163,6 +163,12 @@ class AzureBlobStore(BlobStore):
             names = list(client.list_blob_names(name_starts_with=self.prefix + prefix.lstrip("/")))
         return sorted(name[len(self.prefix):] for name in names)
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        client = self._client
+        with unreachable_as_connection_error(client):
+            blobs = list(client.list_blobs(name_starts_with=self.prefix + prefix.lstrip("/")))
+        return {blob.name[len(self.prefix):]: int(blob.size) for blob in sorted(blobs, key=lambda b: b.name)}
+
     def delete(self, key: str) -> None:
         client = self._client
         try:

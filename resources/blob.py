@@ -40,6 +40,11 @@ class BlobStore(dg.ConfigurableResource, ABC):
     def describe(self) -> str:
         """Where the store lives, for people (no secrets)."""
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Keys under ``prefix`` with their sizes in bytes (what retention reports it would free);
+        stores override this with their listing's sizes, this fallback reads each blob."""
+        return {key: len(self.read_bytes(key)) for key in self.list(prefix)}
+
     def write_parquet(self, key: str, frame: pd.DataFrame) -> None:
         self.write_bytes(key, to_parquet_bytes(frame))
 
@@ -100,6 +105,15 @@ class LocalBlobStore(BlobStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        sizes = {}
+        for key in self.list(prefix):
+            try:
+                sizes[key] = self._path(key).stat().st_size
+            except FileNotFoundError:  # removed since the listing
+                continue
+        return sizes
 
     def describe(self) -> str:
         return str(Path(self.root).resolve())

@@ -654,7 +654,7 @@ def deadletter_export(out, reason):
 @main.command()
 @click.option("--dry-run", is_flag=True, help="List what would be removed, per kind, and remove nothing.")
 def retention(dry_run):
-    """Remove what the retention policy (BSCORE_RETAIN_*_DAYS) says is past its days.
+    """Remove what the retention policy (days per kind of data, see docs/configuration.md) says is past its days.
 
     Lists, per kind of data, how many items (SQL: rows) and bytes go, and which hours are
     retired: a later run of a retired hour is refused by name. The retention_schedule runs

@@ -17,7 +17,7 @@ from scoring.detectors import DEFAULT_FALSE_ALARM_RATE, DEFAULT_KIND, TRAINABLE
 from scoring.fleet import parse_sensor_list
 
 DEFAULT_START = "2026-01-01T00:00"
-# Days each kind of data is kept by default (BSCORE_RETAIN_<KIND>_DAYS).
+# Days each kind of data is kept by default (the retain_<kind>_days fields).
 RETENTION_DAYS = {"landing": 7, "raw": 30, "deadletter": 30, "model": 30, "prediction": 90, "orphan": 2,
                   "sql": 90, "run": 90}
 BLOB_SCHEMES = ("az", "https")
@@ -275,8 +275,16 @@ class Settings:
             teams_webhook_from_env=_webhook_set(env, "BSCORE_TEAMS_WEBHOOK_URL"),
             alert_webhook_from_env=_webhook_set(env, "BSCORE_ALERT_WEBHOOK_URL"),
             alert_digest_hour=_integer(env, "BSCORE_ALERT_DIGEST_HOUR", 7, 0, "hours (UTC)", maximum=23),
-            **{f"retain_{kind}_days": _integer(env, f"BSCORE_RETAIN_{kind.upper()}_DAYS", days, 1, "days")
-               for kind, days in RETENTION_DAYS.items()},
+            retain_landing_days=_integer(env, "BSCORE_RETAIN_LANDING_DAYS", RETENTION_DAYS["landing"], 1, "days"),
+            retain_raw_days=_integer(env, "BSCORE_RETAIN_RAW_DAYS", RETENTION_DAYS["raw"], 1, "days"),
+            retain_deadletter_days=_integer(env, "BSCORE_RETAIN_DEADLETTER_DAYS", RETENTION_DAYS["deadletter"], 1,
+                                            "days"),
+            retain_model_days=_integer(env, "BSCORE_RETAIN_MODEL_DAYS", RETENTION_DAYS["model"], 1, "days"),
+            retain_prediction_days=_integer(env, "BSCORE_RETAIN_PREDICTION_DAYS", RETENTION_DAYS["prediction"], 1,
+                                            "days"),
+            retain_orphan_days=_integer(env, "BSCORE_RETAIN_ORPHAN_DAYS", RETENTION_DAYS["orphan"], 1, "days"),
+            retain_sql_days=_integer(env, "BSCORE_RETAIN_SQL_DAYS", RETENTION_DAYS["sql"], 1, "days"),
+            retain_run_days=_integer(env, "BSCORE_RETAIN_RUN_DAYS", RETENTION_DAYS["run"], 1, "days"),
             retention_cron=_cron(env, "BSCORE_RETENTION_CRON", "40 2 * * *"),
         )
 

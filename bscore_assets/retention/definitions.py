@@ -29,7 +29,7 @@ def retention_job(settings: Settings) -> dg.JobDefinition:
             "retired_before": dg.MetadataValue.json({k: f"{v:%Y-%m-%dT%H}" for k, v in plan.retire.items()}),
         })
 
-    @dg.job(name="retention_job", description="Apply the retention policy (BSCORE_RETAIN_*_DAYS) to every store.")
+    @dg.job(name="retention_job", description="Apply the retention policy (days per kind of data) to every store.")
     def job():
         apply_retention()
 

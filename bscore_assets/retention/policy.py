@@ -25,7 +25,7 @@ HOURLY_KINDS = ("raw", "prediction", "sql")
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days kept per kind (``BSCORE_RETAIN_<KIND>_DAYS``)."""
+    """Days kept per kind (the settings' ``retain_<kind>_days``)."""
 
     days: dict
 

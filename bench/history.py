@@ -11,7 +11,9 @@ history bulk-loaded. The measured work is what a pipeline run does in SQL for on
 replace its windows, count them (``window_stats``), list its devices, read its windows back,
 replace and count its predictions, replace and read its device verdicts. Rounds alternate the
 two databases; the report gives each one's median wall and CPU seconds (this process's CPU:
-all of SQLite's work, the client's part of PostgreSQL's) and hour N over hour 1.
+all of SQLite's work, the client's part of PostgreSQL's) and hour N over hour 1, and, apart,
+the seconds of one ``fleet_series`` read (the whole table's device and sensor pairs, which the
+fleet sensor reads every minute) on each database.
 
 ``--layouts old`` keeps the first layout's keys (``(device, sensor, ts)``, rowid tables) by
 creating the tables itself and handing the store an engine the migration never sees;
@@ -39,6 +41,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bscore_assets.ingestion.fleet import fleet_series  # noqa: E402
 from resources import sql  # noqa: E402
 from resources.sql import SqlStore  # noqa: E402
 
@@ -182,6 +185,12 @@ def measure(dialect: str, layout: str, args) -> dict:
                 hour_of_work(store, fleet, measured)
                 seconds[name].append(time.perf_counter() - wall0)
                 cpu[name].append(time.process_time() - cpu0)
+        # Not part of an hour's work, but read by the fleet sensor every minute: the whole table's series.
+        series = {}
+        for name, store in (("hour_1", first), (f"hour_{args.hours}", late)):
+            wall0 = time.perf_counter()
+            fleet_series(store)
+            series[name] = round(time.perf_counter() - wall0, 3)
         rows = sum(len(make(measured)) for make in (fleet.sensor_values, fleet.predictions, fleet.verdicts))
     late_name = f"hour_{args.hours}"
     wall = {name: statistics.median(values) for name, values in seconds.items()}
@@ -190,7 +199,7 @@ def measure(dialect: str, layout: str, args) -> dict:
             "wall_seconds": {k: [round(v, 3) for v in vs] for k, vs in seconds.items()},
             "cpu_seconds": {k: [round(v, 3) for v in vs] for k, vs in cpu.items()},
             "wall_ratio": round(wall[late_name] / wall["hour_1"], 2),
-            "cpu_ratio": round(cpus[late_name] / cpus["hour_1"], 2)}
+            "cpu_ratio": round(cpus[late_name] / cpus["hour_1"], 2), "fleet_series_seconds": series}
 
 
 def main():

@@ -190,3 +190,24 @@ def test_the_retention_job_and_its_schedule_are_defined_and_the_schedule_is_off_
     schedule = next(s for s in defs.schedules if s.name == "retention_schedule")
     assert schedule.cron_schedule == "15 4 * * *" and schedule.job_name == "retention_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_bscore_retention_dry_run_lists_each_kind_and_removes_nothing_then_applies(bscore_home):
+    from click.testing import CliRunner
+
+    from bscore_assets.cli import main
+
+    blob = LocalBlobStore(root=str(bscore_home / "blob"))
+    old_part = "raw/2020-01-01T00/part-abc-0-3599-10.parquet"
+    blob.write_bytes(old_part, b"r" * 2_000_000)
+    blob.write_bytes(f"raw/{pd.Timestamp.now('UTC'):%Y-%m-%dT%H}/part-abc-0-3599-10.parquet", b"r")
+    dry = CliRunner().invoke(main, ["retention", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    raw_line = next(line for line in dry.output.splitlines() if line.strip().startswith("raw "))
+    assert "1 item(s)" in raw_line and "2.0 MB" in raw_line and "older than 30 day(s)" in raw_line
+    assert {line.split()[0] for line in dry.output.splitlines()[1:-1]} == set(POLICY.days)
+    assert "dry run: nothing removed" in dry.output and blob.exists(old_part)
+    applied = CliRunner().invoke(main, ["retention"])
+    assert applied.exit_code == 0, applied.output
+    assert not blob.exists(old_part) and len(blob.list("raw/")) == 1
+    assert "2020-01-01T00" < json.loads(blob.read_bytes(RETIRED_KEY))["raw"]

@@ -62,7 +62,7 @@ def _rebuild_sqlite(engine: sa.Engine, table: sa.Table) -> None:
     known = {column.name for column in table.columns}
     target = sa.Table(scratch, sa.MetaData(), *(column._copy() for column in table.columns),
                       sa.PrimaryKeyConstraint(*(column.name for column in table.primary_key.columns)),
-                      **{f"sqlite_{k}": v for k, v in table.dialect_options["sqlite"].items() if k == "with_rowid"})
+                      sqlite_with_rowid=table.dialect_options["sqlite"]["with_rowid"])
     for column in old_columns:  # another bscore's nullable columns travel with the rows
         if column["name"] not in known and column.get("nullable", True):
             target.append_column(sa.Column(column["name"], column["type"], nullable=True))

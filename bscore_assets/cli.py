@@ -56,6 +56,16 @@ def _ops(settings: Settings | None = None):
     return Operations(settings, defs, instance)
 
 
+def _resources(settings: Settings) -> dict:
+    from bscore_assets.definitions import build_defs
+    from bscore_assets.operations import resolved_resources
+
+    try:
+        return resolved_resources(build_defs(settings))
+    except ValueError as exc:
+        _fail(exc)
+
+
 def _fail(exc: Exception):
     from bscore_assets.failures import disk_full_message
 
@@ -372,8 +382,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         width = max(len(name) for name in ids.new)
         for name, ident in sorted(ids.new.items()):
             click.echo(f"  {name:<{width}}  ->  {ident}")
-    ops = _ops(settings)
-    resources = ops.resources
+    resources = _resources(settings)  # landing is no run: no Dagster instance to open
     events = resources["events"]
     try:
         total = publish_files(checks, events, ids, decimal_comma,

@@ -202,16 +202,19 @@ def _execute(defs: dg.Definitions, instance, job: str, tags: dict, run_config=No
     return report
 
 
+def resolved_resources(defs: dg.Definitions) -> dict:
+    """The definitions' resources resolved as a run would resolve them (environment variables
+    read, e.g. the SQL URL), for commands that use them outside a run."""
+    return {key: resource.process_config_and_initialize() if isinstance(resource, dg.ConfigurableResource) else resource
+            for key, resource in defs.resources.items()}
+
+
 class Operations:
     """The platform's operations on one settings + definitions + instance."""
 
     def __init__(self, settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance):
         self.settings, self.defs, self.instance = settings, defs, instance
-        # Resolved as a run would resolve them (environment variables read, e.g. the SQL URL).
-        self.resources = {
-            key: resource.process_config_and_initialize() if isinstance(resource, dg.ConfigurableResource) else resource
-            for key, resource in defs.resources.items()
-        }
+        self.resources = resolved_resources(defs)
 
     def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> RunReport | None:
         """Drain the event source and bring the hours ``first..last`` up to date in one run (only

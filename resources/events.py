@@ -58,6 +58,11 @@ class EventSource(dg.ConfigurableResource, ABC):
     def publish(self, bodies: list[str]) -> int:
         """Send event bodies; return how many were sent."""
 
+    def publish_payload(self, payload: bytes) -> int:
+        """Send newline-delimited event bodies; return how many were sent. A source that stores
+        events as lines (the landing folder) keeps the bytes as they are."""
+        return self.publish(payload_bodies(payload))
+
     @abstractmethod
     def receive(self, max_events: int = 100_000) -> EventBatch | None:
         """The next batch after the committed checkpoint, or None when nothing is pending."""

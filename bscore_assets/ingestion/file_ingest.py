@@ -132,7 +132,7 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
                   disable=not progress) as bar:
             for chunk in iter_event_chunks(path, check.layout, ids, decimal_comma):
                 bar.update(chunk.nbytes)
-                check.events += len(chunk.bodies)
+                check.events += chunk.events
                 errors, first = check_chunk(chunk, path, now)
                 check.refused += len(errors)
                 room = MAX_REPORTED - len(check.errors)
@@ -196,12 +196,18 @@ def _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_le
     for check in checks:
         with tqdm(total=check.events, unit="event", desc=check.path.name, disable=not progress) as bar:
             for chunk in iter_event_chunks(check.path, check.layout, ids, decimal_comma):
+                refused = dead_letters is not None and check.refused and refused_events(chunk, now)
+                if not refused and chunk.events <= chunk_events:
+                    sent = events.publish_payload(chunk.payload)
+                    bar.update(sent)
+                    total += sent
+                    continue
                 bodies = chunk.bodies
-                if dead_letters is not None and check.refused and (refused := refused_events(chunk, now)):
+                if refused:
                     _dead_letter(dead_letters, check.path, refused)
                     check.dead_lettered += len(refused)
                     bad = {line for line, _, _ in refused}
-                    bodies = [body for body, line in zip(chunk.bodies, chunk.lines) if line not in bad]
+                    bodies = [body for body, line in zip(bodies, chunk.lines) if line not in bad]
                 for i in range(0, len(bodies), chunk_events):
                     sent = events.publish(bodies[i : i + chunk_events])
                     bar.update(sent)

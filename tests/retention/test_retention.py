@@ -211,3 +211,12 @@ def test_bscore_retention_dry_run_lists_each_kind_and_removes_nothing_then_appli
     assert applied.exit_code == 0, applied.output
     assert not blob.exists(old_part) and len(blob.list("raw/")) == 1
     assert "2020-01-01T00" < json.loads(blob.read_bytes(RETIRED_KEY))["raw"]
+
+
+def test_a_new_local_instance_purges_ticks_after_the_run_days(tmp_path):
+    from bscore_assets.operations import local_instance
+
+    settings = Settings.from_env({"BSCORE_HOME": str(tmp_path), "BSCORE_RETAIN_RUN_DAYS": "30"})
+    retention = local_instance(settings).get_settings("retention")
+    assert retention == {"schedule": {"purge_after_days": 30},
+                         "sensor": {"purge_after_days": {"skipped": 7, "failure": 30, "success": 30}}}

@@ -31,7 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.history import open_store  # noqa: E402
+from bench.history import layout_code, open_store  # noqa: E402
 from resources import sql  # noqa: E402
 from resources.sql import SqlStore  # noqa: E402
 
@@ -76,7 +76,8 @@ def measure_layouts(url_of, layouts: list[str], rounds: int, frame: pd.DataFrame
         stores = {layout: open_store(stack.enter_context(url_of(layout)), layout) for layout in layouts}
         for round_ in range(rounds):
             for layout in layouts if round_ % 2 == 0 else layouts[::-1]:
-                runs[layout].append(measure(stores[layout], frame, sensors))
+                with layout_code(layout):
+                    runs[layout].append(measure(stores[layout], frame, sensors))
         for layout, store in stores.items():
             sql._engines.pop(store.url, None)
             store.engine.dispose()

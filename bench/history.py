@@ -52,7 +52,7 @@ FIRST_HOUR = pd.Timestamp("2026-01-01T00:00")
 def old_layout() -> sa.MetaData:
     """bscore's tables with the first layout's keys: device first, rowid tables on SQLite."""
     old = sa.MetaData()
-    for table in sql.metadata.sorted_tables:
+    for table in [table for table in sql.metadata.sorted_tables if "ts" in table.c]:
         key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
         sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
                  sa.PrimaryKeyConstraint(*key))
@@ -109,7 +109,7 @@ def in_key_order(data: pa.Table, table: sa.Table) -> pa.Table:
 def bulk_load(engine: sa.Engine, keyed: sa.MetaData, fleet: Fleet, hours: list[pd.Timestamp]) -> None:
     """Append the hours' rows of every table, no per-hour delete (history is loaded, not replayed)."""
     makers = {"sensor_values": fleet.sensor_values, "predictions": fleet.predictions, "device_verdicts": fleet.verdicts}
-    for table in sql.metadata.sorted_tables:
+    for table in [sql.metadata.tables[name] for name in makers]:
         batches = (in_key_order(makers[table.name](hour), keyed.tables[table.name]) for hour in hours)
         nothing = table.delete().where(table.c.ts < pd.Timestamp("1900-01-01"))
         if engine.dialect.name == "sqlite":
@@ -120,6 +120,9 @@ def bulk_load(engine: sa.Engine, keyed: sa.MetaData, fleet: Fleet, hours: list[p
                     sql.bulk_insert(conn, table, data)
             with engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"VACUUM ANALYZE {table.name}")
+    if "sensor_series" in keyed.tables:  # as the replaces that wrote the history would have kept it
+        with engine.begin() as conn:
+            conn.execute(sql.record_series(hours[0], hours[-1] + pd.Timedelta(hours=1)))
 
 
 @contextmanager

@@ -59,6 +59,29 @@ sensor_values = sa.Table(
     **TIME_LEADING,
 )
 
+# Every (device, sensor) that has had windows: kept by each replace of sensor_values, so that the
+# fleet's series are read without scanning a table keyed by time (resources/sql_layout.py fills
+# it once for an older database). Stream Analytics writes sensor_values itself: with it, readers
+# take the pairs from sensor_values (bscore_assets/ingestion/fleet.py).
+sensor_series = sa.Table(
+    "sensor_series",
+    metadata,
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("device", "sensor", mssql_clustered=True),
+    sqlite_with_rowid=False,
+)
+
+
+def record_series(start, end):
+    """The statement adding the (device, sensor) pairs with windows in ``(start, end]`` that
+    ``sensor_series`` lacks (run in the replace's transaction, after its inserts)."""
+    v, known = sensor_values.c, sensor_series.c
+    new = (sa.select(v.device, v.sensor).where(v.ts > start, v.ts <= end)
+           .where(~sa.exists().where(known.device == v.device, known.sensor == v.sensor)).distinct())
+    return sensor_series.insert().from_select(["device", "sensor"], new)
+
+
 predictions = sa.Table(
     "predictions",
     metadata,
@@ -411,9 +434,9 @@ def _adbc_connect(engine: sa.Engine):
     return None
 
 
-def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete) -> int:
-    """Delete, then bulk insert each batch (ADBC ingest), in one SQLite transaction, timestamps
-    stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
+def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete, then=None) -> int:
+    """Delete, then bulk insert each batch (ADBC ingest), then run ``then`` if given, in one SQLite
+    transaction, timestamps stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
     import adbc_driver_manager.dbapi as adbc
 
     statement = _literal_sql(delete, engine.dialect)
@@ -427,6 +450,8 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
                     data = data.set_column(data.schema.get_field_index("ts"), "ts", _sqlite_ts_text(data["ts"]))
                     cursor.adbc_ingest(table.name, data, mode="append")
                     rows += len(data)
+                if then is not None:
+                    cursor.execute(_literal_sql(then, engine.dialect))
             conn.commit()
             return rows
         except BaseException:  # an error, or the batches' producer stopped: nothing of this replace stays
@@ -535,12 +560,12 @@ class SqlStore(dg.ConfigurableResource):
         return url.render_as_string(hide_password=True)
 
     def _replace(self, table: sa.Table, batches: Iterable[pd.DataFrame | pa.Table], where, start, end,
-                 sensors=None) -> int:
-        """Delete the rows ``where`` selects and insert the batches', in one transaction; returns
-        the rows inserted."""
+                 sensors=None, then=None) -> int:
+        """Delete the rows ``where`` selects and insert the batches', then run ``then`` if given, in
+        one transaction; returns the rows inserted."""
         checked = _checked_batches(table, batches, start, end, sensors)
         if _sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
-            return _replace_sqlite(self.engine, table, checked, table.delete().where(where))
+            return _replace_sqlite(self.engine, table, checked, table.delete().where(where), then)
         rows = 0
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, table, self.lock_timeout_seconds)
@@ -548,6 +573,8 @@ class SqlStore(dg.ConfigurableResource):
             for data in checked:
                 bulk_insert(conn, table, data)
                 rows += len(data)
+            if then is not None:  # under the table's lock: replaces adding the same pair take turns
+                conn.execute(then)
         return rows
 
     def replace_sensor_values(self, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
@@ -569,7 +596,8 @@ class SqlStore(dg.ConfigurableResource):
             whole replace back: the previous rows stay.
         """
         t = sensor_values.c
-        self._replace(sensor_values, batches, sa.and_(t.ts > start, t.ts <= end), start, end)
+        self._replace(sensor_values, batches, sa.and_(t.ts > start, t.ts <= end), start, end,
+                      then=record_series(start, end))
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""

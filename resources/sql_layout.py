@@ -14,6 +14,10 @@ lock):
 - PostgreSQL and SQL Server swap the primary key (drop, add with the table's own key
   definition, dialect options included) in one transaction.
 
+A database with windows but no ``sensor_series`` (the fleet's device and sensor pairs, which
+the time-leading key no longer lets a query read cheaply from ``sensor_values``) gets it,
+filled from ``sensor_values`` in one scan.
+
 Each step is idempotent: a table already keyed as bscore defines it is left alone.
 """
 
@@ -129,6 +133,25 @@ def drop_leftover_rebuilds(engine: sa.Engine, tables) -> list[str]:
     return leftovers
 
 
+def add_series_table(engine: sa.Engine) -> bool:
+    """Create ``sensor_series`` filled from ``sensor_values`` (one scan) for a database that has
+    windows but no series table yet; returns whether it did."""
+    from resources.sql import sensor_series, sensor_values
+
+    inspector = sa.inspect(engine)
+    present = set(inspector.get_table_names())
+    if sensor_series.name in present or sensor_values.name not in present:
+        return False
+    if not {"device", "sensor"} <= {column["name"] for column in inspector.get_columns(sensor_values.name)}:
+        return False  # not bscore's table: ensure_schema reports it by name
+    v = sensor_values.c
+    with engine.begin() as conn:
+        sensor_series.create(conn)
+        conn.execute(sensor_series.insert().from_select(["device", "sensor"],
+                                                        sa.select(v.device, v.sensor).distinct()))
+    return True
+
+
 def migrate_to_time_leading_keys(engine: sa.Engine, tables=None) -> list[str]:
     """Bring each existing table of ``tables`` (default: bscore's) to bscore's key, in place.
 
@@ -162,4 +185,6 @@ def migrate_to_time_leading_keys(engine: sa.Engine, tables=None) -> list[str]:
             raise RuntimeError(f"table {table.name} has an older key and bscore cannot migrate it on "
                                f"{engine.dialect.name}; see docs/operations.md, 'Migrating an older database'")
         migrated.append(table.name)
+    if add_series_table(engine):
+        migrated.append("sensor_series")
     return migrated

@@ -162,13 +162,18 @@ def model_items(blob: BlobStore, policy: RetentionPolicy, now: pd.Timestamp) -> 
     return doomed, unfinished
 
 
+def hourly_tables() -> list[sa.Table]:
+    """The tables of rows per window (``sensor_series`` holds pairs, no time: it is kept)."""
+    return [table for table in metadata.sorted_tables if "ts" in table.c]
+
+
 def sql_items(sql: SqlStore, cutoff: pd.Timestamp) -> list[Doomed]:
     """Per table, its rows of hours before ``cutoff`` (windows ending at or before it), with a
     size estimated from the table's share of the database where the dialect says it."""
     items = []
     engine = sql.engine
     with engine.connect() as conn:
-        for table in metadata.sorted_tables:
+        for table in hourly_tables():
             doomed = conn.execute(sa.select(sa.func.count()).where(table.c.ts <= cutoff)).scalar_one()
             if not doomed:
                 continue

@@ -21,7 +21,7 @@ HOUR = pd.Timestamp("2026-01-01T05:00")
 def old_layout(*extra: sa.Column) -> sa.MetaData:
     """bscore's tables as the first layout keyed them: device first, rowid tables."""
     old = sa.MetaData()
-    for table in sql.metadata.sorted_tables:
+    for table in [table for table in sql.metadata.sorted_tables if "ts" in table.c]:
         key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
         sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
                  *(column._copy() for column in extra if table.name == "sensor_values"),
@@ -122,7 +122,8 @@ def test_a_sqlite_rebuild_keeps_another_versions_nullable_column_and_is_without_
     insert_old_rows(engine, windows(hours=1))
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE sensor_values SET low = value - 1"))
-    assert sorted(sql_layout.migrate_to_time_leading_keys(engine)) == ["device_verdicts", "predictions", "sensor_values"]
+    assert sorted(sql_layout.migrate_to_time_leading_keys(engine)) == ["device_verdicts", "predictions", "sensor_series",
+                                                                       "sensor_values"]
     with engine.connect() as conn:
         created = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'sensor_values'")).scalar()
         lows = conn.execute(sa.text("SELECT count(*) FROM sensor_values WHERE low = value - 1")).scalar()
@@ -174,3 +175,33 @@ def test_sql_server_key_is_clustered_on_ts_first():
     assert "PRIMARY KEY CLUSTERED (ts, device, sensor)" in ddl
     created = str(sa.schema.CreateTable(sql.device_verdicts).compile(dialect=mssql.dialect()))
     assert "PRIMARY KEY CLUSTERED (ts, device)" in created
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_replacing_windows_keeps_the_fleets_series_and_an_old_database_gets_them(tmp_path, dialect):
+    from bscore_assets.ingestion.fleet import fleet_series
+
+    def pairs(store):
+        return sorted(map(tuple, fleet_series(store).to_numpy()))
+
+    def run(url):
+        store, frame = migrated_store(url)
+        try:
+            assert pairs(store) == sorted({(d, s) for d, s in zip(frame["device"], frame["sensor"])})
+            later = HOUR + pd.Timedelta(hours=5)
+            new = pd.DataFrame({"ts": [later + pd.Timedelta(seconds=5)], "device": ["d9"], "sensor": ["7"],
+                                "value": [1.0], "readings": [1]})
+            store.replace_sensor_values(new, later, later + pd.Timedelta(hours=1))
+            store.replace_sensor_values(new, later, later + pd.Timedelta(hours=1))  # a replace adds no pair twice
+            assert ("d9", "7") in pairs(store) and len(pairs(store)) == 9
+            plan = query_plan(store.engine, sa.select(sql.sensor_series.c.device)) if dialect == "sqlite" else ""
+            assert "sensor_values" not in plan
+        finally:
+            sql._engines.pop(url, None)
+            store.engine.dispose()
+
+    if dialect == "sqlite":
+        run(f"sqlite:///{tmp_path / 'old.db'}")
+        return
+    with postgres_database("bscore_layout") as name:
+        run(sqlalchemy_postgres_url(name))

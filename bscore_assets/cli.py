@@ -139,10 +139,15 @@ def _describe(report) -> str:
             lines += [f"  device {device} sensor {s}: robust kind instead ({why})" for s, why in sorted(sensors.items())]
         for device, sensors in sorted((gate.get("constant_sensors") or {}).items()):
             lines.append(f"  device {device}: constant in training, flagged only when they move: {', '.join(sensors)}")
+        for device, why in sorted((gate.get("device_models_refused") or {}).items()):
+            lines.append(f"  device {device}: no device model (its verdicts stay the vote): {why}")
         lines += [f"  device {d}: no model: {why}" for d, why in sorted(refused.items())]
         return "\n".join(lines)
     if report.job == "verdicts_job":
-        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows voted in "
+        multivariate = statuses.get("device_verdicts.method=multivariate", 0)
+        how = "judged by each device's multivariate model (the vote where a device has none)" if multivariate \
+            else "voted by their sensors"
+        return (f"{totals.get('device_verdicts.device_windows', 0):,} device windows {how} in "
                 f"{report.partitions.get('device_verdicts', 0)} hour(s), "
                 f"{totals.get('device_verdicts.anomalous_device_windows', 0):,} anomalous")
     coverage = report.check_metadata("sensor_predictions", "scoring_coverage")
@@ -187,7 +192,7 @@ def _run(operation):
 def main():
     """Batch-score one anomaly model per sensor of every device, hourly, with Dagster.
 
-    Settings come from BSCORE_* environment variables (README.md, 'Configuration'); each
+    Settings come from BSCORE_* environment variables (docs/configuration.md); each
     command checks them all before it starts. 'bscore COMMAND --help' shows a command's options.
 
     \b
@@ -197,7 +202,7 @@ def main():
     """
 
 
-@main.command()
+@main.command(short_help="Run the whole job on a simulated fleet.")
 @click.option("--devices", default=3, show_default=True, help="Devices in the simulated fleet (ids 1..N).")
 @click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
 @click.option("--train-hours", default=2, show_default=True,
@@ -237,7 +242,7 @@ def demo(devices, sensors, train_hours, score_hours, anomaly_rate, seed, profile
     click.echo("UI:           make ui   (then open http://127.0.0.1:3000)")
 
 
-@main.command()
+@main.command(short_help="Simulate readings with planted anomalies.")
 @click.option("--devices", default=3, show_default=True, help="Devices to simulate (ids 1..N).")
 @click.option("--sensors", default=5, show_default=True, help="Sensors of each device (ids 1..M).")
 @click.option("--start", default=None, metavar="HOUR",
@@ -313,10 +318,10 @@ def simulate(devices, sensors, start, hours, anomaly_rate, seed, profile, labels
                    f"anomalies are listed in {truth}")
 
 
-@main.command()
+@main.command(short_help="Ingest CSV or JSON-lines readings.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False),
                 help="Files of readings: long CSV (ts, device, sensor, value, or the reference's TS, Device, "
-                     "Tag, Value), wide CSV (a column per sensor) or JSON-lines; README.md, 'Input contract'.")
+                     "Tag, Value), wide CSV (a column per sensor) or JSON-lines; docs/input-contract.md.")
 @click.option("--device", default=None,
               help="The device of every row, for a CSV without a device column, e.g. --device pump-7.")
 @click.option("--decimal-comma", is_flag=True, help="Values are written with a decimal comma (12,5).")
@@ -375,7 +380,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
         _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
                          "nothing was landed. "
-                         "Fix them and run again: README.md, 'Input contract', says what is accepted"))
+                         "Fix them and run again: docs/input-contract.md says what is accepted"))
     if ids.new:
         click.echo("names that ids cannot hold are stored under these ids "
                    f"(kept in {settings.home / 'id_mapping.csv'}):")
@@ -400,7 +405,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 
-@main.command()
+@main.command(short_help="(Re)train device models.")
 @click.option("--device", "devices", multiple=True,
               help="Train only this device; repeatable, e.g. --device 1 --device 2. Default: every device.")
 @click.option("--from", "first", metavar="HOUR", default=None,
@@ -421,7 +426,7 @@ def train(devices, first, last, kind, false_alarm_rate, select):
     The window's aggregates are brought up to date from what was ingested first, as
     'bscore score' does. New models pass the retraining gate: a sensor whose new model flags
     too much of the window's held-out last hour falls back to the robust kind or keeps its
-    current model (README.md, 'Automation').
+    current model (docs/operations.md, 'The retraining gate').
 
     \b
     Example: train on one day, choosing each sensor's detector kind:
@@ -442,7 +447,7 @@ def train(devices, first, last, kind, false_alarm_rate, select):
                            options={k: v for k, v in options.items() if v is not None}))
 
 
-@main.command()
+@main.command(short_help="Score hours, then vote device verdicts.")
 @click.option("--from", "first", metavar="HOUR", required=True,
               help="First hour to score (ISO-8601), e.g. --from 2026-01-01T00.")
 @click.option("--to", "last", metavar="HOUR", required=True,
@@ -470,7 +475,7 @@ def score(first, last, sensors):
     _run(lambda: ops.score_and_vote(first, last, list(sensors) or None))
 
 
-@main.command()
+@main.command(short_help="Precision and recall against labels.")
 @click.option("--labels", "labels_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Labels CSV 'device,start,end[,sensor][,kind]' (ISO-8601 times; a span labels windows "
                    "stamped in (start, end]; no sensor = the whole device), e.g. --labels labels.csv. "
@@ -494,10 +499,9 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     Example: one day's verdicts against a labels file:
       bscore evaluate --labels labels.csv --from 2026-01-01T00 --to 2026-01-01T23
     """
-    import pandas as pd
-
     from bscore_assets.verdicts.evaluation_report import format_evaluation, load_labels, stored_label_files
     from bscore_assets.operations import parse_hour
+    from scoring.time_units import HOUR
     from scoring.evaluation import evaluate as evaluate_verdicts
     from scoring.evaluation_plot import plot_evaluation
 
@@ -509,7 +513,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     try:
         labels = load_labels(paths)
         start = parse_hour(first, "--from") if first else None
-        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+        end = parse_hour(last, "--to") + HOUR if last else None
     except ValueError as exc:
         _fail(exc)
     sql = _ops(settings).resources["sql"]
@@ -529,7 +533,7 @@ def evaluate(labels_path, first, last, plot_path, point_adjusted):
     click.echo(f"\nplot written to {plot}")
 
 
-@main.group()
+@main.group(short_help="Export stored predictions.")
 def predictions():
     """Work with stored predictions.
 
@@ -539,7 +543,7 @@ def predictions():
     """
 
 
-@predictions.command("export")
+@predictions.command("export", short_help="Write predictions as CSV or Parquet files.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Folder to write the files into (created when missing), e.g. --out preds/.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
@@ -557,22 +561,21 @@ def export(out, fmt, first, last):
     Example: one day's predictions as CSV:
       bscore predictions export --out preds/ --from 2026-01-01T00 --to 2026-01-01T23
     """
-    import pandas as pd
-
     from bscore_assets.predictions.export import export_predictions
     from bscore_assets.operations import parse_hour
+    from scoring.time_units import HOUR
 
     try:
         ops = _ops()
         start = parse_hour(first, "--from") if first else None
-        end = parse_hour(last, "--to") + pd.Timedelta(hours=1) if last else None
+        end = parse_hour(last, "--to") + HOUR if last else None
         files = export_predictions(ops.resources["sql"], Path(out), fmt, start, end)
     except ValueError as exc:
         _fail(exc)
     click.echo(f"{len(files)} file(s) written to {out}")
 
 
-@main.group()
+@main.group(short_help="List, replay or export refused events.")
 def deadletter():
     """Events the drain refused: list them, re-submit them once they can be accepted.
 
@@ -583,7 +586,7 @@ def deadletter():
     """
 
 
-@deadletter.command("list")
+@deadletter.command("list", short_help="Count dead letters per reason.")
 def deadletter_list():
     """Dead letters per reason, and in which blobs.
 
@@ -607,7 +610,7 @@ def deadletter_list():
     click.echo(f"{int(table['count'].sum()):,} dead letter(s) in all")
 
 
-@deadletter.command("replay")
+@deadletter.command("replay", short_help="Re-publish dead letters accepted now.")
 @click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it), e.g. 'bad sensor'. "
                                              "Default: every reason.")
 @click.option("--fix-ids", is_flag=True, help="Map names that ids cannot hold, as `bscore ingest` does.")
@@ -641,7 +644,7 @@ def deadletter_replay(reason, fix_ids):
         click.echo(f"  {count:,} still refused ({category}); they stay in deadletter/")
 
 
-@deadletter.command("export")
+@deadletter.command("export", short_help="Move dead letters into a JSON-lines file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="JSON-lines file to write them to, e.g. --out dead.jsonl.")
 @click.option("--reason", default=None, help="Only this reason (as `deadletter list` shows it). Default: every reason.")
@@ -660,7 +663,7 @@ def deadletter_export(out, reason):
                f"fix them, then `bscore ingest {out}`")
 
 
-@main.command()
+@main.command(short_help="Remove data past the retention policy's days.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed, per kind, and remove nothing.")
 def retention(dry_run):
     """Remove what the retention policy (days per kind of data, see docs/configuration.md) says is past its days.
@@ -696,7 +699,7 @@ def retention(dry_run):
     click.echo(f"removed {sum(t['count'] for t in totals.values()):,} item(s) and row(s), {freed / 1e6:,.1f} MB")
 
 
-@main.group()
+@main.group(short_help="Import device model files.")
 def models():
     """Work with device model bundles.
 
@@ -706,7 +709,7 @@ def models():
     """
 
 
-@models.command("import")
+@models.command("import", short_help="Import model files as current bundles.")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False),
                 help="Folder holding the model_<device>_<sensor> files.")
 def models_import(directory):
@@ -714,8 +717,9 @@ def models_import(directory):
 
     The name is split at the first _ after model_ (write a _ inside a device id as %5F).
     Every file is imported or refused with its reason; a device with a refused file keeps
-    its current bundle, and the command then exits 2. README.md, 'Importing models', says
-    which files are accepted.
+    its current bundle, and the command then exits 2. The import is a Dagster run
+    (model_import_job): each device's new model is recorded, and automation rescores.
+    docs/input-contract.md, 'Model files', says which files are accepted.
 
     \b
     Example: the reference implementation's 15 scikit-learn 0.19 pickles:
@@ -723,10 +727,10 @@ def models_import(directory):
     """
     try:
         found = _ops().import_models(Path(directory))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         _fail(exc)
-    for device, bundle in sorted(found.bundles.items()):
-        click.echo(f"device {device}: {len(bundle.models)} model(s), version {bundle.version}")
+    for device, version in found.versions.items():
+        click.echo(f"device {device}: {found.sensor_models[device]} model(s), version {version}")
     for name, reason in sorted(found.not_models.items()):
         click.echo(f"skipped {name}: {reason}")
     for name, reason in sorted(found.refused.items()):
@@ -734,15 +738,15 @@ def models_import(directory):
     for device, files in sorted(found.devices_refused.items()):
         click.echo(f"device {device}: not imported (refused: {', '.join(sorted(files))}); its current bundle is unchanged",
                    err=True)
-    if not found.bundles and not found.refused:
+    if not found.versions and not found.refused:
         _fail(ValueError(f"no model_<device>_<sensor> files in {directory}"))
-    click.echo(f"{len(found.bundles)} device bundle(s) imported and registered as current"
+    click.echo(f"{len(found.versions)} device bundle(s) imported and registered as current"
                + (f"; {len(found.refused)} file(s) refused" if found.refused else ""))
     if found.refused:
         sys.exit(2)
 
 
-@main.group()
+@main.group(short_help="Register devices and sensors as partitions.")
 def fleet():
     """The devices and sensors Dagster partitions by.
 
@@ -752,7 +756,7 @@ def fleet():
     """
 
 
-@fleet.command("register")
+@fleet.command("register", short_help="Register devices and sensors now.")
 def fleet_register():
     """Register the devices and sensors with windows as Dagster's dynamic partitions.
 
@@ -782,7 +786,7 @@ def fleet_register():
                                      "raw_readings and sensor_aggregates)"))
 
 
-@main.group()
+@main.group(short_help="Azure ML: the scoring cluster and image.")
 def aml():
     """Azure Machine Learning: the scoring cluster and its Environment.
 
@@ -792,7 +796,7 @@ def aml():
     """
 
 
-@aml.command("provision")
+@aml.command("provision", short_help="Create or update the Azure ML cluster.")
 @click.option("--cluster", default="bscore-cpu", envvar="AZUREML_CLUSTER", show_default=True, show_envvar=True,
               help="Name of the compute cluster the scoring jobs run on.")
 @click.option("--vm-size", default="Standard_DS3_v2", envvar="AZUREML_VM_SIZE", show_default=True, show_envvar=True,
@@ -839,7 +843,7 @@ def aml_provision(cluster, vm_size, min_nodes, max_nodes, idle_seconds, environm
     click.echo(f"environment {env.name}:{env.version} (image built by Azure ML at its first job)")
 
 
-@main.group()
+@main.group(short_help="Azure Stream Analytics aggregation job.")
 def asa():
     """Azure Stream Analytics: the job that aggregates on Azure (BSCORE_AGGREGATION=asa).
 
@@ -849,7 +853,7 @@ def asa():
     """
 
 
-@asa.command("provision")
+@asa.command("provision", short_help="Create or update the Stream Analytics job.")
 @click.option("--dry-run", is_flag=True, help="Print the job's query and request body without contacting Azure.")
 def asa_provision(dry_run):
     """Create or update the Stream Analytics job from the local aggregation's window settings.

@@ -70,6 +70,7 @@ def build_resources(settings: Settings) -> dict:
                                      anomaly_rate_warn=settings.anomaly_rate_warn,
                                      anomaly_rate_error=settings.anomaly_rate_error,
                                      device_vote_min_sensors=settings.device_vote_min_sensors,
+                                     device_verdict=settings.device_verdict,
                                      labels_dir=str(labels_dir(settings.home))),
     }
 

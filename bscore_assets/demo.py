@@ -9,6 +9,7 @@ from scoring.anomaly_labels import label_mask, labels_from_planted, write_labels
 from scoring.readings import readings_to_event_bodies
 from scoring.simulate import simulate_fleet, simulate_readings
 from scoring.windows import window_ends
+from scoring.time_units import HOUR
 
 PUBLISH_CHUNK = 50_000
 
@@ -63,7 +64,7 @@ def run_demo(ops: Operations, devices: int, sensors: int, train_hours: int, scor
     start = end - pd.Timedelta(hours=train_hours + score_hours)
     split = start + pd.Timedelta(hours=train_hours)
     window = ops.resources["pipeline"].window_seconds
-    echo(f"Simulating {devices} devices x {sensors} {profile} sensors, {start:%Y-%m-%dT%H}..{end - pd.Timedelta(hours=1):%Y-%m-%dT%H}"
+    echo(f"Simulating {devices} devices x {sensors} {profile} sensors, {start:%Y-%m-%dT%H}..{end - HOUR:%Y-%m-%dT%H}"
          f" ({train_hours} clean training hour(s), then {score_hours} with {anomaly_rate:.1%} planted anomalies)")
     readings, labels = demo_fleet(profile, devices, sensors, start, train_hours, score_hours, anomaly_rate, seed, window)
     truth = planted_windows(readings[readings["ts"] > split], window)
@@ -76,12 +77,13 @@ def run_demo(ops: Operations, devices: int, sensors: int, train_hours: int, scor
     for i in range(0, len(bodies), PUBLISH_CHUNK):
         ops.resources["events"].publish(bodies[i : i + PUBLISH_CHUNK])
     echo(f"Published {len(bodies):,} readings to {ops.resources['events'].describe()}")
-    last = end - pd.Timedelta(hours=1)
+    last = end - HOUR
     ops.ingest_hours(start, last)
     echo("Ingested and aggregated into SQL sensor_values")
-    ops.train(None, start, split - pd.Timedelta(hours=1), refresh=False)
+    ops.train(None, start, split - HOUR, refresh=False)
     echo("Trained device models")
     ops.score_and_vote(split, last, refresh=False)
-    echo("Scored every sensor and voted device verdicts")
+    echo("Scored every sensor and " + ("voted device verdicts" if ops.resources["pipeline"].device_verdict == "vote"
+                                       else "judged device verdicts by each device's multivariate model"))
     predictions = ops.resources["sql"].read_predictions(split, end)
     return detection_summary(predictions, truth)

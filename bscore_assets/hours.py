@@ -9,8 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from bscore_assets.partitions import hour_of_key
-
-HOUR = pd.Timedelta(hours=1)
+from scoring.time_units import HOUR
 
 
 def hour_blocks(hours) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

@@ -8,7 +8,8 @@ reports what each run stored and which checks failed, read back from the run's o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 import dagster as dg
@@ -21,6 +22,10 @@ from bscore_assets.partitions import (
 )
 from bscore_assets.runs import hour_range_tags, hour_sensor_range_tags, range_tags
 from bscore_assets.settings import Settings
+from scoring.time_units import HOUR
+
+if TYPE_CHECKING:
+    from scoring.model_import import ModelImport
 
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
@@ -66,7 +71,7 @@ def check_hours(first: pd.Timestamp, last: pd.Timestamp, settings: Settings) -> 
     if first < settings.start:
         raise ValueError(f"hour {first:%Y-%m-%dT%H} is before BSCORE_START={settings.start:%Y-%m-%dT%H:%M}; "
                          "set BSCORE_START to an earlier hour to load older data")
-    latest = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+    latest = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - HOUR
     if last > latest:
         raise ValueError(f"hour {last:%Y-%m-%dT%H} has not closed yet (the last closed hour is {latest:%Y-%m-%dT%H})")
 
@@ -148,7 +153,7 @@ def run_report(result: dg.ExecuteInProcessResult, job: str) -> RunReport:
                 if isinstance(meta.get(metric), (int, float)):
                     key = f"{asset}.{metric}"
                     report.totals[key] = report.totals.get(key, 0) + meta[metric]
-            for flag in ("status", "aggregated", "scored"):
+            for flag in ("status", "aggregated", "scored", "method"):
                 if flag in meta:
                     key = f"{asset}.{flag}={meta[flag]}"
                     report.statuses[key] = report.statuses.get(key, 0) + 1
@@ -236,7 +241,7 @@ class Operations:
 
     def default_training_hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """The ``training_hours`` closed hours ending with the last closed one (not before BSCORE_START)."""
-        last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+        last = pd.Timestamp.now("UTC").tz_localize(None).floor("h") - HOUR
         first = max(self.settings.start, last - pd.Timedelta(hours=self.resources["pipeline"].training_hours - 1))
         if first > last:
             raise ValueError(f"no closed hour since BSCORE_START={self.settings.start:%Y-%m-%dT%H:%M} to train on")
@@ -263,17 +268,19 @@ class Operations:
             done.append(_execute(self.defs, self.instance, "training_job", range_tags(a, b), config, done))
         return done
 
-    def import_models(self, directory):
+    def import_models(self, directory) -> ModelImport:
         """Store a folder's model files as the devices' current bundles (every device whose
-        files are all good); register new devices. Returns the ``ModelDir`` scanned."""
-        from scoring.model_import import import_model_dir
-
-        found = import_model_dir(self.resources["blob"], directory)
-        known = set(self.instance.get_dynamic_partitions(device_partitions_def.name))
-        new = sorted(set(found.bundles) - known)
-        if new:
-            self.instance.add_dynamic_partitions(device_partitions_def.name, new)
-        return found
+        files are all good) in a run of ``model_import_job``, which registers new devices and
+        records a ``device_models`` materialization per device imported (so automation rescores)."""
+        folder = Path(directory).resolve()
+        if not folder.is_dir():
+            raise ValueError(f"{directory} is not a folder")
+        config = {"ops": {"import_model_files": {"config": {"directory": str(folder)}}}}
+        result = self.defs.resolve_job_def("model_import_job").execute_in_process(
+            instance=self.instance, run_config={**QUIET_LOGS, **config}, raise_on_error=False)
+        if not result.success:
+            raise RuntimeError(f"run {result.run_id} of model_import_job failed: {failure_reason(result)}")
+        return result.output_for_node("import_model_files")
 
     def score(self, first: pd.Timestamp, last: pd.Timestamp, sensors: list[str] | None = None,
               refresh: bool = True) -> list[RunReport]:

@@ -5,6 +5,8 @@ ones start at ``BSCORE_START``, so they are built from the ``Settings`` the defi
 built from (``build_defs(settings)``), never from the environment at import.
 """
 
+import re
+
 import dagster as dg
 import pandas as pd
 
@@ -12,8 +14,23 @@ from bscore_assets.settings import Settings
 
 HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
+# Dynamic partitions keep the order they were registered in: register new keys in
+# ``natural_order``. Keys already registered keep their place (docs/operations.md).
 device_partitions_def = dg.DynamicPartitionsDefinition(name="devices")
 sensor_partitions_def = dg.DynamicPartitionsDefinition(name="sensors")
+
+
+def natural_order(ids) -> list[str]:
+    """Ids sorted as people count them: digit runs by value (``2`` before ``10``), the rest as text.
+
+    Dynamic partitions keep the order they were registered in, and Dagster's ranges (a
+    backfill's ``start..end``, a run's range tags) follow it: registered in this order, a range
+    of devices ``2..10`` reads as it should and never starts after its end.
+    """
+    def key(value: str):
+        return [(0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", value) if part]
+
+    return sorted(map(str, ids), key=key)
 
 
 def hourly_partitions_def(settings: Settings) -> dg.HourlyPartitionsDefinition:

@@ -15,6 +15,7 @@ import pandas as pd
 from resources.sql import validate_sql_url
 from scoring.detectors import DEFAULT_FALSE_ALARM_RATE, DEFAULT_KIND, TRAINABLE
 from scoring.fleet import parse_sensor_list
+from scoring.verdicts import METHODS as DEVICE_VERDICT_METHODS
 
 DEFAULT_START = "2026-01-01T00:00"
 # Days each kind of data is kept by default (the retain_<kind>_days fields).
@@ -201,6 +202,9 @@ class Settings:
     device_vote_min_sensors: int = field(default=1, metadata=_env(
         "BSCORE_DEVICE_VOTE_MIN_SENSORS", "flagged sensors that make a device window anomalous "
         "([verdicts.md](verdicts.md))"))
+    device_verdict: str = field(default="vote", metadata=_env(
+        "BSCORE_DEVICE_VERDICT", "how a device window's verdict is reached: `vote` over its sensors or "
+        "`multivariate` (its device model; the vote for devices without one) ([verdicts.md](verdicts.md))"))
     # Alerts (docs/alerts.md): whether the webhook variables are set; resources read the URLs
     # (secrets) through the variables' names, so they never sit here.
     teams_webhook_from_env: bool = field(default=False, metadata=_env(
@@ -272,6 +276,7 @@ class Settings:
             false_alarm_rate=_rate(env, "BSCORE_FALSE_ALARM_RATE", DEFAULT_FALSE_ALARM_RATE, high=0.5),
             **_check_rates(env),
             device_vote_min_sensors=_integer(env, "BSCORE_DEVICE_VOTE_MIN_SENSORS", 1, 1, "sensors"),
+            device_verdict=_choice(env, "BSCORE_DEVICE_VERDICT", "vote", DEVICE_VERDICT_METHODS),
             teams_webhook_from_env=_webhook_set(env, "BSCORE_TEAMS_WEBHOOK_URL"),
             alert_webhook_from_env=_webhook_set(env, "BSCORE_ALERT_WEBHOOK_URL"),
             alert_digest_hour=_integer(env, "BSCORE_ALERT_DIGEST_HOUR", 7, 0, "hours (UTC)", maximum=23),
@@ -310,6 +315,7 @@ class PipelineSettings(dg.ConfigurableResource):
     device_anomaly_rate_warn: float = 0.10
     device_anomaly_rate_error: float = 0.40
     device_vote_min_sensors: int = 1  # BSCORE_DEVICE_VOTE_MIN_SENSORS (scoring.verdicts)
+    device_verdict: str = "vote"  # BSCORE_DEVICE_VERDICT: vote or multivariate (scoring.verdicts)
     labels_dir: str = ""  # labels files (bscore ingest --label-column): the verdicts' figures against them
     training_hours: int = 24
     detector: str = DEFAULT_KIND  # the kind training fits unless the run's config names one

@@ -1,11 +1,10 @@
-"""Where each asset's data lives in blob storage: one function per path, used by every reader
-and writer of it."""
+"""Reading and writing each asset's data in blob storage (the keys are ``scoring.blob_layout``'s),
+and the digests that name raw content."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -13,75 +12,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from resources.blob import BlobStore
-from scoring.prediction_layout import (
-    BLOB_HOUR_FORMAT,
-    MANIFEST,
-    manifest_bytes,
+from scoring.blob_layout import (
+    acceptance_order,
+    legacy_prediction_key,
+    prediction_hour_prefix,
     prediction_manifest_key,
-    read_manifest,
+    raw_prefix,
+    sensor_of_manifest_key,
 )
+from scoring.prediction_layout import manifest_bytes, read_manifest
 from scoring.raw_parts import read_raw_parts
 from scoring.readings import empty_readings
-
-
-def raw_prefix(hour: pd.Timestamp) -> str:
-    return f"raw/{hour:{BLOB_HOUR_FORMAT}}/"
-
-
-HOUR_SECONDS = 3600
-
-
-class PartLayout(NamedTuple):
-    """What a raw part's name says about it: its rows, and the whole seconds after the hour's
-    start that its readings' times lie within, ``[first_second, last_second]``."""
-
-    rows: int
-    first_second: int
-    last_second: int
-
-
-def raw_part_key(hour: pd.Timestamp, digest: str, rows: int, span: tuple[int, int] | None = None,
-                 accepted: int | None = None) -> str:
-    """A raw part named by its content (and row count), so the drain can tell the same readings
-    delivered again from new ones.
-
-    ``span`` (from :func:`part_span`) puts the readings' time span in the name, so that readers
-    can choose the parts of part of an hour from the listing alone; the row count stays last.
-    ``accepted`` (with a span; from :func:`acceptance_sequence`) puts first the order in which
-    the drain accepted the part, which readers follow so that the first accepted value of a
-    re-sent reading wins (:func:`raw_parts`).
-    """
-    if span is None:
-        return f"{raw_prefix(hour)}part-{digest}-{rows}.parquet"
-    first, last = span
-    if not 0 <= first <= last <= HOUR_SECONDS:
-        raise ValueError(f"span {span} of a raw part lies outside its hour")
-    if accepted is not None:
-        return f"{raw_prefix(hour)}part-{accepted:020d}-{digest}-{first}-{last}-{rows}.parquet"
-    return f"{raw_prefix(hour)}part-{digest}-{first}-{last}-{rows}.parquet"
 
 
 def acceptance_sequence(previous: int = 0) -> int:
     """An increasing number for the next part the drain accepts: the wall clock in nanoseconds,
     or one more than ``previous`` if the clock has not moved past it."""
     return max(time.time_ns(), previous + 1)
-
-
-def _name_fields(key: str) -> list[str]:
-    return key.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
-
-
-def part_digest(key: str) -> str:
-    """The content digest a raw part's name records."""
-    fields = _name_fields(key)
-    return fields[2] if len(fields) == 6 else fields[1]
-
-
-def _acceptance_order(key: str) -> tuple[int, str]:
-    """Parts named before names carried their acceptance sequence come first (they were
-    accepted before), in name order."""
-    fields = _name_fields(key)
-    return (int(fields[1]), key) if len(fields) == 6 else (-1, key)
 
 
 def part_span(ts_ns: np.ndarray, hour: pd.Timestamp) -> tuple[int, int]:
@@ -92,25 +39,9 @@ def part_span(ts_ns: np.ndarray, hour: pd.Timestamp) -> tuple[int, int]:
     return int(offsets.min() // second), int(-(-offsets.max() // second))
 
 
-def part_layout(key: str) -> PartLayout:
-    """Rows and time span a raw part's name records; a name without a span (written before
-    names carried one) spans the whole hour."""
-    fields = _name_fields(key)
-    if len(fields) == 6:  # part-<accepted>-<digest>-<first>-<last>-<rows>
-        return PartLayout(int(fields[5]), int(fields[3]), int(fields[4]))
-    if len(fields) == 5:  # part-<digest>-<first>-<last>-<rows>
-        return PartLayout(int(fields[4]), int(fields[2]), int(fields[3]))
-    return PartLayout(int(fields[-1]), 0, HOUR_SECONDS)
-
-
 def raw_parts(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
     """The hour's raw parts in the order the drain accepted them."""
-    return sorted((key for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")), key=_acceptance_order)
-
-
-def part_rows(key: str) -> int:
-    """The row count a raw part's name records."""
-    return part_layout(key).rows
+    return sorted((key for key in blob.list(raw_prefix(hour)) if key.endswith(".parquet")), key=acceptance_order)
 
 
 def raw_version(part_keys: list[str]) -> str:
@@ -145,10 +76,6 @@ def arrow_digest(table: pa.Table) -> str:
     return digest.hexdigest()[:20]
 
 
-def deadletter_key(digest: str) -> str:
-    return f"deadletter/{digest}.parquet"
-
-
 def read_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str) -> pd.DataFrame | None:
     """The (hour, sensor) partition's predictions, whole (the parts its manifest names), or None
     when no run has completed it (``scoring.prediction_layout``)."""
@@ -170,7 +97,7 @@ def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str
     previous = read_manifest(blob, hour, sensor)
     blob.write_bytes(prediction_manifest_key(hour, sensor), manifest_bytes(parts, rows, inputs, summary))
     stale = sorted(set(previous["parts"] if previous else []) - set(parts))
-    legacy = f"predictions/{hour:{BLOB_HOUR_FORMAT}}/sensor={sensor}.parquet"  # the one-file layout before parts
+    legacy = legacy_prediction_key(hour, sensor)
     stale += [legacy] if blob.exists(legacy) else []
     for key in stale:
         if blob.exists(key):
@@ -180,33 +107,31 @@ def commit_prediction_partition(blob: BlobStore, hour: pd.Timestamp, sensor: str
 
 def scored_sensors(blob: BlobStore, hour: pd.Timestamp) -> list[str]:
     """The sensors whose (hour, sensor) partition a run completed (it has a manifest)."""
-    prefix = f"predictions/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}/"
-    return sorted(key[len(prefix):].split("/", 1)[0].removeprefix("sensor=") for key in blob.list(prefix)
-                  if key.endswith("/" + MANIFEST))
+    found = (sensor_of_manifest_key(hour, key) for key in blob.list(prediction_hour_prefix(hour)))
+    return sorted(sensor for sensor in found if sensor is not None)
 
 
 HOUR_PREDICTION_COLUMNS = ["ts", "device", "sensor", "is_anomaly"]
+MULTIVARIATE_COLUMNS = HOUR_PREDICTION_COLUMNS + ["value", "model_version"]  # what a device model needs besides
+_EMPTY_COLUMNS = {"ts": pa.timestamp("ns"), "device": pa.string(), "sensor": pa.string(), "is_anomaly": pa.bool_(),
+                  "value": pa.float64(), "model_version": pa.string()}
 
 
-def read_hour_predictions(blob: BlobStore, hour: pd.Timestamp, sensors: list[str]) -> pa.Table:
+def read_hour_predictions(blob: BlobStore, hour: pd.Timestamp, sensors: list[str],
+                          columns: list[str] = HOUR_PREDICTION_COLUMNS) -> pa.Table:
     """The hour's predictions of ``sensors`` (those with a manifest), ``ts, device, sensor,
-    is_anomaly`` only, read from the parts the manifests name with ids dictionary-encoded (an
-    hour of a large fleet stays a few columns of integers)."""
+    is_anomaly`` only (or ``columns``), read from the parts the manifests name with ids
+    dictionary-encoded (an hour of a large fleet stays a few columns of integers)."""
     tables = []
+    encoded = [name for name in ("device", "sensor", "model_version") if name in columns]
     for sensor in sensors:
         manifest = read_manifest(blob, hour, sensor)
         for key in manifest["parts"] if manifest else []:
-            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key)), columns=HOUR_PREDICTION_COLUMNS,
-                                        read_dictionary=["device", "sensor"]))
+            tables.append(pq.read_table(pa.BufferReader(blob.read_bytes(key)), columns=columns,
+                                        read_dictionary=encoded))
     if not tables:
-        return pa.table({"ts": pa.array([], pa.timestamp("ns")), "device": pa.array([], pa.string()),
-                         "sensor": pa.array([], pa.string()), "is_anomaly": pa.array([], pa.bool_())})
+        return pa.table({name: pa.array([], _EMPTY_COLUMNS[name]) for name in columns})
     return pa.concat_tables(tables)
-
-
-def verdicts_key(hour: pd.Timestamp) -> str:
-    """The hour's device verdicts, one Parquet file (``scoring.verdicts``)."""
-    return f"verdicts/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}.parquet"
 
 
 def read_raw_hour(blob: BlobStore, hour: pd.Timestamp) -> pd.DataFrame:

@@ -25,18 +25,20 @@ import re
 from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
+from scoring.blob_layout import ASA_CENSUS_PREFIX, RAW_PREFIX
+
 INPUT = "readings"
 SQL_OUTPUT = "sensor-values"
 RAW_OUTPUT = "raw-archive"
 CENSUS_OUTPUT = "hour-census"
 SQL_TABLE = "sensor_values"
-# raw/<hour>/ as bscore_assets.storage.raw_prefix writes it (raw/%Y-%m-%dT%H/), through a custom
+# raw/<hour>/ as scoring.blob_layout.raw_prefix writes it (raw/%Y-%m-%dT%H/), through a custom
 # partition column: {date}/{time} would file a reading at exactly 01:00:00 under hour 01, but
 # it belongs to hour 00, whose last window it closes.
-RAW_PATH_PATTERN = "raw/{hour}"
+RAW_PATH_PATTERN = RAW_PREFIX + "{hour}"
 # Per hour and device, the distinct readings the job accepted: what the observation sensor
 # reconciles SQL against without reading the raw archive.
-CENSUS_PATH_PATTERN = "asa-census/{hour}"
+CENSUS_PATH_PATTERN = ASA_CENSUS_PREFIX + "{hour}"
 HOUR_COLUMN = "hour"
 # The service's limits on the two tolerances (REST API 2020-03-01, portal: 9:59 and 20 days).
 MAX_OUT_OF_ORDER_SECONDS = 599
@@ -333,9 +335,9 @@ def management_client(spec: AsaJobSpec, credential=None, **kwargs):
     from azure.mgmt.streamanalytics import StreamAnalyticsManagementClient
 
     if credential is None:
-        from azure.identity import DefaultAzureCredential
+        from scoring.azure_storage import azure_credential
 
-        credential = DefaultAzureCredential()
+        credential = azure_credential()
     return StreamAnalyticsManagementClient(credential, spec.subscription_id, **kwargs)
 
 

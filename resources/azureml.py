@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from resources.blob import BlobStore, LocalBlobStore
 from resources.compute import ComputeBackend, shard_log_line
 from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_URL_VAR
+from scoring.shard_summary import ShardSummary
 from scoring.shards import ShardTask
 
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
@@ -122,19 +123,16 @@ class AzureMLComputeBackend(ComputeBackend):
     def ml_client(self):
         """The workspace's ``MLClient``, authenticated with ``DefaultAzureCredential``."""
         from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
 
-        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+        from scoring.azure_storage import azure_credential
+
+        return MLClient(azure_credential(), self.subscription_id, self.resource_group, self.workspace_name)
 
     def blob_service_client(self):
-        """The storage account of Pipes context and messages."""
-        from azure.storage.blob import BlobServiceClient
+        """The storage account of Pipes context and messages (``scoring.azure_storage.service_client``)."""
+        from scoring.azure_storage import service_client
 
-        if self.storage_connection_string:
-            return BlobServiceClient.from_connection_string(self.storage_connection_string)
-        from azure.identity import DefaultAzureCredential
-
-        return BlobServiceClient(self.storage_account_url, credential=DefaultAzureCredential())
+        return service_client(self.storage_account_url, self.storage_connection_string)
 
     def describe(self) -> str:
         return (f"Azure ML cluster {self.cluster_name} of workspace {self.workspace_name} "
@@ -153,7 +151,7 @@ class AzureMLComputeBackend(ComputeBackend):
         ml_client = self.ml_client()
         attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
         jobs = [ShardJob(task, f"bscore_{context.run.run_id[:8]}_{attempt}_{task.label}") for task in tasks]
-        results: list[dict | None] = [None] * len(jobs)
+        results: list[ShardSummary | None] = [None] * len(jobs)
         reports: list[dict | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.max_jobs_in_flight), thread_name_prefix="azureml") as pool:
             futures = {pool.submit(self._run_job, context, ml_client, service, job, job_env): i
@@ -169,7 +167,7 @@ class AzureMLComputeBackend(ComputeBackend):
         context.add_asset_metadata(job_metadata(reports))
         return results
 
-    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[dict, dict]:
+    def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict) -> tuple[ShardSummary, dict]:
         from azure.ai.ml import command
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
@@ -208,9 +206,8 @@ class AzureMLComputeBackend(ComputeBackend):
                             f"Logs: {log_location(ml_client, job.name, self.experiment_name)}",
                 metadata={"azureml_job": job.name},
             ) from exc
-        summary = reported[-1]
-        report = {"job": job.name, **{k: v for k, v in summary.items() if k not in ("partitions", "missing_models")},
-                  "wall_seconds": round(time.perf_counter() - started, 3)}
+        summary = ShardSummary.from_json(reported[-1])
+        report = {"job": job.name, **summary.totals(), "wall_seconds": round(time.perf_counter() - started, 3)}
         return summary, report
 
     def _cancel_in_flight(self, context, ml_client, jobs: list[ShardJob], futures: dict) -> None:

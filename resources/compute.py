@@ -25,6 +25,7 @@ from resources.blob import BlobStore
 from resources.lifeline import die_with_parent
 from resources.outages import TRANSIENT_ERRORS
 from resources.sql import SqlStore
+from scoring.shard_summary import ShardSummary
 from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
 
@@ -62,7 +63,7 @@ class ShardWorkerOutage(ConnectionError):
         self.error = error
 
 
-def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> dict:
+def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> ShardSummary:
     (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
     try:
         return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
@@ -70,11 +71,8 @@ def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dic
         raise ShardWorkerError.of(task.label, exc) from None
 
 
-def shard_log_line(summary: dict, done: int, total: int) -> str:
-    refused = len(summary["devices_refused"])
-    return (f"{summary['shard']}: {summary['devices']} device(s), {summary['rows_scored']} rows scored, "
-            f"{summary['anomalies']} anomalies" + (f", {refused} device(s) refused" if refused else "")
-            + f" ({done}/{total} shards)")
+def shard_log_line(summary: ShardSummary, done: int, total: int) -> str:
+    return f"{summary.log_line()} ({done}/{total} shards)"
 
 
 def shard_pool(workers: int) -> ProcessPoolExecutor:
@@ -91,7 +89,7 @@ class ComputeBackend(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask], sql: SqlStore,
-                   blob: BlobStore) -> list[dict]:
+                   blob: BlobStore) -> list[ShardSummary]:
         """Run every task; their summaries (``scoring.shard_task.run_shard_task``) in task order."""
 
     @abstractmethod
@@ -112,7 +110,7 @@ class LocalComputeBackend(ComputeBackend):
     devices_per_shard: int = 200
 
     def run_shards(self, context, tasks, sql, blob):
-        results: list[dict | None] = [None] * len(tasks)
+        results: list[ShardSummary | None] = [None] * len(tasks)
         if self.max_workers <= 0:
             for i, task in enumerate(tasks):
                 results[i] = run_shard_task(task, sql, blob)

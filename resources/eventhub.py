@@ -31,13 +31,13 @@ import uuid
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient, parse_connection_string
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from resources.azure_blob import CONNECTION_STRING_ENV, container_client
+from scoring.azure_storage import CONNECTION_STRING_ENV, container_client
 from resources.events import EventBatch, EventSource
 
 def _credential():
-    from azure.identity import DefaultAzureCredential
+    from scoring.azure_storage import azure_credential
 
-    return DefaultAzureCredential()
+    return azure_credential()
 
 
 def _text(event: EventData) -> str:

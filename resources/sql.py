@@ -7,7 +7,7 @@ leaves the old rows or the new ones. Bulk paths move columns, not Python rows: o
 file the replace runs on an ADBC connection (delete, then ``adbc_ingest`` per batch, one transaction;
 timestamps stored as the text SQLAlchemy writes); on PostgreSQL a COPY of CSV that pyarrow
 writes, inside SQLAlchemy's transaction and its table lock; ``fast_executemany`` on pyodbc.
-Reads from SQLite and PostgreSQL fetch Arrow columns through ADBC.
+Reads go through ``scoring.sql_read`` (one reader per table, shared with the Azure ML job).
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
+
+from scoring.sql_read import (
+    adbc_connect,
+    literal_sql,
+    read_device_verdicts,
+    read_predictions,
+    read_sensor_values,
+    sqlalchemy_error,
+    sqlite_file,
+)
 
 metadata = sa.MetaData()
 
@@ -107,6 +117,11 @@ device_verdicts = sa.Table(
     sa.Column("sensors_scored", sa.Integer, nullable=False),
     sa.Column("sensors_flagged", sa.Integer, nullable=False),
     sa.Column("flagged_sensors", LongText, nullable=False),
+    # How the verdict was reached (vote or multivariate), its score and each sensor's share:
+    # nullable, so ensure_schema adds them to a database from before them.
+    sa.Column("method", sa.String(16), nullable=True),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("contributions", LongText, nullable=True),
     time_leading_key("ts", "device"),
     **TIME_LEADING,
 )
@@ -312,7 +327,7 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 _ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
                 "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
                 "model_version": pa.string(), "sensors_scored": pa.int64(), "sensors_flagged": pa.int64(),
-                "flagged_sensors": pa.string()}
+                "flagged_sensors": pa.string(), "method": pa.string(), "contributions": pa.string()}
 # How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
 
@@ -403,45 +418,14 @@ def _rows_outside(data: pa.Table, start, end, sensors=None) -> int:
     return int((~inside).sum())
 
 
-def _literal_sql(statement, dialect) -> str:
-    """A statement as SQL text with its values inlined (timestamps and ids bscore made itself),
-    for drivers outside SQLAlchemy."""
-    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-def _sqlite_file(engine: sa.Engine) -> str | None:
-    """The database file of a file-backed SQLite engine (ADBC opens it too), else None."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
-
-
-def _adbc_connect(engine: sa.Engine):
-    """An ADBC connection to the engine's database (SQLite file or PostgreSQL), or None."""
-    path = _sqlite_file(engine)
-    if path is not None:
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-        conn = adbc_sqlite.connect(path)
-        with conn.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout = 60000")  # a concurrent replace waits for the write lock
-        return conn
-    if engine.dialect.name == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc_postgresql
-
-        return adbc_postgresql.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
-    return None
-
-
 def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete, then=None) -> int:
     """Delete, then bulk insert each batch (ADBC ingest), then run ``then`` if given, in one SQLite
     transaction, timestamps stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
     import adbc_driver_manager.dbapi as adbc
 
-    statement = _literal_sql(delete, engine.dialect)
+    statement = literal_sql(delete, engine.dialect)
     try:
-        conn = _adbc_connect(engine)
+        conn = adbc_connect(engine)
         try:
             with conn.cursor() as cursor:
                 cursor.execute(statement)
@@ -451,7 +435,7 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
                     cursor.adbc_ingest(table.name, data, mode="append")
                     rows += len(data)
                 if then is not None:
-                    cursor.execute(_literal_sql(then, engine.dialect))
+                    cursor.execute(literal_sql(then, engine.dialect))
             conn.commit()
             return rows
         except BaseException:  # an error, or the batches' producer stopped: nothing of this replace stays
@@ -460,52 +444,7 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
         finally:
             conn.close()
     except adbc.Error as exc:
-        raise _sqlalchemy_error(statement, exc) from exc
-
-
-def _sqlalchemy_error(statement: str, exc: Exception) -> sa.exc.DBAPIError:
-    """An ADBC error as the SQLAlchemy exception the same failure raises through SQLAlchemy
-    (callers and retries look for IntegrityError and OperationalError)."""
-    import adbc_driver_manager.dbapi as adbc
-
-    if isinstance(exc, adbc.IntegrityError) or "constraint failed" in str(exc):
-        return sa.exc.IntegrityError(statement, None, exc)
-    if isinstance(exc, adbc.ProgrammingError):
-        return sa.exc.ProgrammingError(statement, None, exc)
-    return sa.exc.OperationalError(statement, None, exc)
-
-
-def _read_arrow(engine: sa.Engine, query) -> pa.Table | None:
-    """Run a select through ADBC into Arrow columns; None where ADBC does not serve the dialect."""
-    import adbc_driver_manager.dbapi as adbc
-
-    statement = _literal_sql(query, engine.dialect)
-    try:
-        conn = _adbc_connect(engine)
-        if conn is None:
-            return None
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(statement)
-                return cursor.fetch_arrow_table()
-        finally:
-            conn.close()
-    except adbc.Error as exc:
-        raise _sqlalchemy_error(statement, exc) from exc
-
-
-def _frame_from_arrow(data: pa.Table, table: sa.Table) -> pd.DataFrame:
-    """Typed columns from what the driver returned (SQLite: text timestamps, integer booleans)."""
-    columns = {}
-    for column in table.columns:
-        wanted = _ARROW_TYPES[column.name]
-        values = data[column.name] if len(data) else pa.chunked_array([], wanted)
-        if column.name == "ts":
-            values = pc.cast(values, pa.timestamp("ns")) if len(data) else pa.chunked_array([], pa.timestamp("ns"))
-        elif values.type != wanted:
-            values = pc.cast(values, wanted)
-        columns[column.name] = values
-    return pa.table(columns).to_pandas()
+        raise sqlalchemy_error(statement, exc) from exc
 
 
 def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
@@ -564,7 +503,7 @@ class SqlStore(dg.ConfigurableResource):
         """Delete the rows ``where`` selects and insert the batches', then run ``then`` if given, in
         one transaction; returns the rows inserted."""
         checked = _checked_batches(table, batches, start, end, sensors)
-        if _sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
+        if sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
             return _replace_sqlite(self.engine, table, checked, table.delete().where(where), then)
         rows = 0
         with self.engine.begin() as conn:
@@ -613,44 +552,12 @@ class SqlStore(dg.ConfigurableResource):
         where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
         return self._replace(predictions, batches, where, start, end, list(sensors))
 
-    def _read(self, table: sa.Table, start, end, devices=None, sensors=None) -> pd.DataFrame:
-        t = table.c
-        conditions = []
-        if start is not None:
-            conditions.append(t.ts > start)
-        if end is not None:
-            conditions.append(t.ts <= end)
-        if devices is not None:
-            conditions.append(t.device.in_(list(devices)))
-        if sensors is not None:
-            conditions.append(t.sensor.in_(list(sensors)))
-        order = [t[name] for name in ("device", "sensor", "ts") if name in t]
-        # SQLite and PostgreSQL: ADBC fetches Arrow columns, no Python object per row or value.
-        data = _read_arrow(self.engine, sa.select(*table.columns).where(*conditions).order_by(*order))
-        if data is not None:
-            frame = _frame_from_arrow(data, table)
-            return frame[["ts"] + [c for c in frame.columns if c != "ts"]]
-        # Other dialects: through SQLAlchemy; SQLite's text timestamps would be parsed one by
-        # one in Python, so they are fetched as text and parsed as a column.
-        as_text = self.engine.dialect.name == "sqlite"
-        columns = [sa.type_coerce(c, sa.String).label(c.name) if as_text and c.name == "ts" else c
-                   for c in table.columns]
-        query = sa.select(*columns).where(*conditions).order_by(*order)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        names = [c.name for c in table.columns]
-        frame = pd.DataFrame(dict(zip(names, zip(*rows))) if rows else {name: [] for name in names})
-        frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601").astype("datetime64[ns]")
-        return frame[["ts"] + [c for c in frame.columns if c != "ts"]]
-
     def read_sensor_values(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:
-        """Windows of the hours ``[start, end)``, optionally of some devices and sensors."""
-        frame = self._read(sensor_values, start, end, devices, sensors)
-        return frame.astype({"value": "float64", "readings": "int64"})
+        """Windows of the hours ``[start, end)``, optionally of some devices and sensors (``scoring.sql_read``)."""
+        return read_sensor_values(self.engine, start, end, devices, sensors, table=sensor_values)
 
     def read_predictions(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:
-        frame = self._read(predictions, start, end, devices, sensors)
-        return frame.astype({"value": "float64", "score": "float64", "is_anomaly": "bool"})
+        return read_predictions(self.engine, start, end, devices, sensors, table=predictions)
 
     def replace_device_verdicts_batches(self, start: datetime, end: datetime,
                                         batches: Iterable[pa.Table | pd.DataFrame]) -> int:
@@ -663,9 +570,9 @@ class SqlStore(dg.ConfigurableResource):
 
     def read_device_verdicts(self, start=None, end=None, devices=None) -> pd.DataFrame:
         """Device verdicts of the hours ``[start, end)``, optionally of some devices, sorted by
-        device and ts: ``ts, device, is_anomaly, sensors_scored, sensors_flagged, flagged_sensors``."""
-        frame = self._read(device_verdicts, start, end, devices)
-        return frame.astype({"is_anomaly": "bool", "sensors_scored": "int64", "sensors_flagged": "int64"})
+        device and ts: ``ts, device, is_anomaly, sensors_scored, sensors_flagged, flagged_sensors, method,
+        score, contributions`` (the last three null in rows from before them)."""
+        return read_device_verdicts(self.engine, start, end, devices, table=device_verdicts)
 
     def window_stats(self, start: datetime, end: datetime) -> tuple[int, int]:
         """``(windows, readings)`` stored for the hours ``[start, end)``: how many windows, and the

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.raw_parts import RepeatCounts
+from scoring.time_units import HOUR_SECONDS
 
-HOUR_SECONDS = 3600
 # Readings per slice: ~25 bytes each as read, a few times that while de-duplicating and
 # averaging, so a slice needs a few hundred MB whatever the fleet's size.
 SLICE_READINGS = 3_500_000
@@ -126,10 +126,10 @@ class HourTally:
             self.sent.update(readings["device"].unique().to_pylist())
 
     def metadata(self) -> dict:
-        """``windows, readings, devices, sensors, non_finite, expected, devices_missing``, and the
-        repeats dropped: ``redelivered`` (same value) and ``conflicts`` (another value, ignored)."""
+        """``windows, readings, devices, sensors, non_finite, expected``, and the repeats dropped:
+        ``redelivered`` (same value) and ``conflicts`` (another value, ignored). The devices that
+        sent readings (``sent``) are compared with those SQL holds windows of by the caller."""
         return {"windows": self.windows, "readings": self.readings, "devices": len(self.devices),
                 "sensors": len(self.sensors), "non_finite": self.non_finite,
                 "expected": [self.windows, self.readings],
-                "devices_missing": sorted(map(str, self.sent - self.devices)),
                 "redelivered": self.repeats.redelivered, "conflicts": self.repeats.conflicts}

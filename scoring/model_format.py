@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scoring.detectors import KINDS, kind_of
+from scoring.detectors import KINDS, kind_of, multivariate
 from scoring.detectors.svm import KERNELS, MAX_POLY_DEGREE, MAX_SUPPORT_VECTORS, SensorModel
 from scoring.safe_format import (MAX_ARCHIVE_MEMBERS, MAX_MODEL_FILE_BYTES, MAX_UNPACKED_BYTES, METADATA_KEYS,
                                  ModelFormatError, check_archive, content_hash, model_metadata, read_npz)
@@ -34,12 +34,17 @@ __all__ = ["FORMAT_VERSION", "KERNELS", "MAX_ARCHIVE_MEMBERS", "MAX_MODEL_FILE_B
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """One device's models, one per sensor, under one version (each a model of a ``scoring.detectors`` kind)."""
+    """One device's models, one per sensor, under one version (each a model of a ``scoring.detectors`` kind),
+    and optionally a model over the device's sensors together (``scoring.detectors.multivariate``)."""
 
     device: str
     version: str
     models: dict
     metadata: dict = field(default_factory=dict)
+    device_model: multivariate.DeviceModel | None = None
+
+
+DEVICE_PREFIX = "@device"  # the device model's arrays: "@device/<name>" in params.npz
 
 
 def _model_entry(sensor: str, model) -> tuple[dict[str, np.ndarray], dict]:
@@ -60,6 +65,15 @@ def bundle_to_files(bundle: ModelBundle) -> dict[str, bytes]:
     for sensor, model in sorted(bundle.models.items()):
         model_arrays, sensors[sensor] = _model_entry(sensor, model)
         arrays.update(model_arrays)
+    device_spec = None
+    if bundle.device_model is not None:
+        if DEVICE_PREFIX in bundle.models:
+            raise ModelFormatError(f"sensor id {DEVICE_PREFIX!r} is reserved for the device model")
+        own, device_spec = multivariate.to_entry(bundle.device_model)
+        device_arrays = {f"{DEVICE_PREFIX}/{name}": array for name, array in own.items()}
+        device_spec = {**device_spec, "sha256": content_hash(list(device_arrays.values())),
+                       "metadata": bundle.device_model.metadata}
+        arrays.update(device_arrays)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     params = buffer.getvalue()
@@ -70,16 +84,18 @@ def bundle_to_files(bundle: ModelBundle) -> dict[str, bytes]:
         "params_sha256": hashlib.sha256(params).hexdigest(),
         "sensors": sensors,
         "metadata": bundle.metadata,
+        **({"device_model": device_spec} if device_spec is not None else {}),
     }
     return {"params.npz": params, "bundle.json": json.dumps(meta, indent=1, sort_keys=True).encode()}
 
 
-def versioned_bundle(device: str, models: dict, metadata: dict, prefix: str = "") -> ModelBundle:
+def versioned_bundle(device: str, models: dict, metadata: dict, prefix: str = "",
+                     device_model: multivariate.DeviceModel | None = None) -> ModelBundle:
     """A bundle whose version names when it was made and what it holds: ``<prefix><UTC time>-<hash>``."""
-    draft = ModelBundle(device, "draft", models, metadata)
+    draft = ModelBundle(device, "draft", models, metadata, device_model)
     digest = hashlib.sha256(bundle_to_files(draft)["params.npz"]).hexdigest()[:10]
     stamp = pd.Timestamp.now("UTC").strftime("%Y%m%dT%H%M%S")
-    return ModelBundle(device, f"{prefix}{stamp}-{digest}", models, metadata)
+    return ModelBundle(device, f"{prefix}{stamp}-{digest}", models, metadata, device_model)
 
 
 def bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
@@ -114,7 +130,20 @@ def _bundle_from_files(params: bytes, meta_json: bytes) -> ModelBundle:
         if "sha256" in spec and content_hash(own) != spec["sha256"]:
             raise ModelFormatError(f"{name}: sensor {sensor}'s arrays do not match their content hash")
         models[sensor] = _model_from_spec(name, sensor, spec, arrays)
-    return ModelBundle(meta["device"], meta["version"], models, meta.get("metadata", {}))
+    device_model = _device_model_from_spec(name, meta["device_model"], arrays) if "device_model" in meta else None
+    return ModelBundle(meta["device"], meta["version"], models, meta.get("metadata", {}), device_model)
+
+
+def _device_model_from_spec(name: str, spec: dict, arrays: dict) -> multivariate.DeviceModel:
+    """The device model, its arrays checked against their hash (a bundle from before device
+    models has none: ``device_model`` absent from ``bundle.json``)."""
+    own = {key.split("/", 1)[1]: array for key, array in arrays.items() if key.split("/", 1)[0] == DEVICE_PREFIX}
+    if "sha256" in spec and content_hash([arrays[f"{DEVICE_PREFIX}/{n}"] for n in own]) != spec["sha256"]:
+        raise ModelFormatError(f"{name}: the device model's arrays do not match their content hash")
+    try:
+        return multivariate.from_entry(spec, own)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{name}: device model: {exc}") from None
 
 
 def _model_from_spec(name: str, sensor: str, spec: dict, arrays: dict):

@@ -28,7 +28,8 @@ from scoring.detectors import DetectorModel, load_detector, training_samples
 from scoring.legacy import read_legacy_model
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
-from scoring.model_store import Blobs, save_bundle
+from scoring.blobs import Blobs
+from scoring.model_store import save_bundle
 from scoring.readings import ID_PATTERN
 
 SUFFIXES = ("", ".pkl", ".pickle", ".skops")
@@ -44,6 +45,26 @@ class ModelDir:
     refused: dict[str, str] = field(default_factory=dict)  # file name -> why (its device is not imported)
     not_models: dict[str, str] = field(default_factory=dict)  # file name -> why it is not a model file
     devices_refused: dict[str, list[str]] = field(default_factory=dict)  # device -> its refused files
+
+
+@dataclass(frozen=True)
+class ModelImport:
+    """What ``bscore models import`` did: the devices whose bundles became current (version and
+    sensor models), the refused files with why, the devices kept as they were because of them,
+    and the files that are not model files."""
+
+    directory: str
+    versions: dict[str, str]  # device -> the version now current
+    sensor_models: dict[str, int]  # device -> sensor models in that version
+    refused: dict[str, str]
+    devices_refused: dict[str, list[str]]
+    not_models: dict[str, str]
+
+    @classmethod
+    def of(cls, found: ModelDir, directory: str | Path) -> "ModelImport":
+        return cls(str(directory), {d: b.version for d, b in sorted(found.bundles.items())},
+                   {d: len(b.models) for d, b in sorted(found.bundles.items())}, dict(found.refused),
+                   {d: sorted(files) for d, files in found.devices_refused.items()}, dict(found.not_models))
 
 
 def parse_model_file_name(name: str) -> tuple[str, str, str]:

@@ -15,29 +15,26 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
-
+from scoring.blob_layout import (
+    MODELS_PREFIX,
+    current_version_key,
+    device_of_current_key,
+    model_version_prefix,
+)
+from scoring.blobs import Blobs
 from scoring.model_format import ModelBundle, ModelFormatError, bundle_from_files, bundle_to_files
 
-PREFIX = "models"
 READ_THREADS = 16  # blob reads in flight while loading bundles: the reads wait on the store, not the CPU
-
-
-class Blobs(Protocol):
-    def read_bytes(self, key: str) -> bytes: ...
-    def write_bytes(self, key: str, data: bytes) -> None: ...
-    def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str) -> list[str]: ...
 
 
 def save_bundle(blobs: Blobs, bundle: ModelBundle, make_current: bool = True) -> str:
     """Store a bundle under its version; optionally register it as the device's current one."""
     files = bundle_to_files(bundle)
-    base = f"{PREFIX}/{bundle.device}/{bundle.version}"
+    base = model_version_prefix(bundle.device, bundle.version)
     blobs.write_bytes(f"{base}/params.npz", files["params.npz"])
     blobs.write_bytes(f"{base}/bundle.json", files["bundle.json"])
     if make_current:
-        blobs.write_bytes(f"{PREFIX}/{bundle.device}/current.json", json.dumps({"version": bundle.version}).encode())
+        blobs.write_bytes(current_version_key(bundle.device), json.dumps({"version": bundle.version}).encode())
     return base
 
 
@@ -53,14 +50,14 @@ def _version_of(key: str, data: bytes) -> str:
 
 
 def current_version(blobs: Blobs, device: str) -> str | None:
-    key = f"{PREFIX}/{device}/current.json"
+    key = current_version_key(device)
     if not blobs.exists(key):
         return None
     return _version_of(key, blobs.read_bytes(key))
 
 
 def load_bundle(blobs: Blobs, device: str, version: str) -> ModelBundle:
-    base = f"{PREFIX}/{device}/{version}"
+    base = model_version_prefix(device, version)
     return bundle_from_files(blobs.read_bytes(f"{base}/params.npz"), blobs.read_bytes(f"{base}/bundle.json"))
 
 
@@ -105,8 +102,8 @@ def load_current_bundles_or_refusals(blobs: Blobs, devices, threads: int = READ_
     Exception
         Only what the store raises when it cannot be reached (an outage is not a device's fault).
     """
-    keys = set(blobs.list(f"{PREFIX}/"))
-    wanted = [str(device) for device in dict.fromkeys(devices) if f"{PREFIX}/{device}/current.json" in keys]
+    keys = set(blobs.list(MODELS_PREFIX))
+    wanted = [str(device) for device in dict.fromkeys(devices) if current_version_key(str(device)) in keys]
 
     def load(device: str) -> ModelBundle | str:
         try:
@@ -128,9 +125,9 @@ def load_current_bundles_or_refusals(blobs: Blobs, devices, threads: int = READ_
 
 def _load_current(blobs: Blobs, keys: set[str], device: str) -> ModelBundle:
     """Read and check one device's current bundle; what is wrong with it raises ``ModelFormatError``."""
-    key = f"{PREFIX}/{device}/current.json"
+    key = current_version_key(device)
     version = _version_of(key, blobs.read_bytes(key))
-    base = f"{PREFIX}/{device}/{version}"
+    base = model_version_prefix(device, version)
     absent = [name for name in ("params.npz", "bundle.json") if f"{base}/{name}" not in keys]
     if absent:
         raise ModelFormatError(f"{key} names version {version}, which has no {' or '.join(absent)}")
@@ -144,7 +141,7 @@ def _load_current(blobs: Blobs, keys: set[str], device: str) -> ModelBundle:
 def current_versions(blobs: Blobs, threads: int = READ_THREADS) -> dict[str, str]:
     """Every device's current version, from one listing and concurrent reads of the
     ``current.json`` files; a device whose file names no version maps to the reason."""
-    keys = sorted(key for key in blobs.list(f"{PREFIX}/") if key.endswith("/current.json") and key.count("/") == 2)
+    keys = sorted(key for key in blobs.list(MODELS_PREFIX) if device_of_current_key(key) is not None)
 
     def read(key: str) -> str:
         try:
@@ -153,13 +150,14 @@ def current_versions(blobs: Blobs, threads: int = READ_THREADS) -> dict[str, str
             return f"refused: {exc}"
 
     with ThreadPoolExecutor(max(1, min(threads, len(keys)))) as pool:
-        return {key.split("/")[1]: version for key, version in zip(keys, pool.map(read, keys))}
+        return {device_of_current_key(key): version for key, version in zip(keys, pool.map(read, keys))}
 
 
 def devices_with_models(blobs: Blobs) -> list[str]:
-    return sorted({key.split("/")[1] for key in blobs.list(f"{PREFIX}/") if key.endswith("/current.json")})
+    found = (device_of_current_key(key) for key in blobs.list(MODELS_PREFIX))
+    return sorted({device for device in found if device is not None})
 
 
 def make_current(blobs: Blobs, device: str, version: str) -> None:
     """Register a stored version as the device's current one."""
-    blobs.write_bytes(f"{PREFIX}/{device}/current.json", json.dumps({"version": version}).encode())
+    blobs.write_bytes(current_version_key(device), json.dumps({"version": version}).encode())

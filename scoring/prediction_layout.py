@@ -1,4 +1,5 @@
-"""Where predictions live in blob storage, so that shards write them independently.
+"""How a prediction partition's parts become whole, so that shards write them independently
+(the keys are ``scoring.blob_layout``'s).
 
 A partition (hour, sensor) is a folder of Parquet parts, one per shard, named by the shard's
 first and last device and the run (``predictions/<hour>/sensor=<s>/part-<first>--<last>--<run>.parquet``),
@@ -20,28 +21,12 @@ import uuid
 
 import pandas as pd
 
-BLOB_HOUR_FORMAT = "%Y-%m-%dT%H"
-MANIFEST = "_manifest.json"
-
-
-def prediction_prefix(hour: pd.Timestamp, sensor: str) -> str:
-    """The folder of the (hour, sensor) partition's parts and manifest."""
-    return f"predictions/{pd.Timestamp(hour):{BLOB_HOUR_FORMAT}}/sensor={sensor}/"
+from scoring.blob_layout import prediction_manifest_key
 
 
 def run_token() -> str:
     """A new run's token: its parts never overwrite the parts another run's manifest names."""
     return uuid.uuid4().hex[:12]
-
-
-def prediction_part_key(hour: pd.Timestamp, sensor: str, first_device: str, last_device: str, run: str) -> str:
-    """The part of run ``run``'s shard holding devices ``first_device .. last_device`` (device ids
-    are validated names without ``/``; ``--`` separates them since ids may hold ``-``)."""
-    return f"{prediction_prefix(hour, sensor)}part-{first_device}--{last_device}--{run}.parquet"
-
-
-def prediction_manifest_key(hour: pd.Timestamp, sensor: str) -> str:
-    return prediction_prefix(hour, sensor) + MANIFEST
 
 
 def manifest_bytes(parts: list[str], rows: int, inputs: str | None = None, summary: dict | None = None) -> bytes:

@@ -21,14 +21,15 @@ import time
 import numpy as np
 import pandas as pd
 
+from scoring.blob_layout import prediction_part_key
 from scoring.engine import score_shard
 from scoring.model_store import load_current_bundles_or_refusals
 from scoring.parquet import to_parquet_bytes
-from scoring.prediction_layout import prediction_part_key
+from scoring.shard_summary import ShardPartition, ShardSummary, ShardTimings
 from scoring.shards import ShardTask
+from scoring.time_units import HOUR
 from scoring.windows import hour_of_window
 
-HOUR = pd.Timedelta(hours=1)
 # Kinds that judge a window by its recent past (the robust kind: up to 60 windows, 5 minutes of
 # 5 s windows) see the minutes before the shard's first hour too, so its first windows are
 # judged like the rest; those windows are context, not scored again.
@@ -36,7 +37,7 @@ CONTEXT = pd.Timedelta(minutes=6)
 
 
 def partition_summary(hour, sensor, windows: pd.DataFrame, predictions: pd.DataFrame,
-                      refused: dict[str, str], part: str | None) -> dict:
+                      refused: dict[str, str], part: str | None) -> ShardPartition:
     """What one shard reports of one (hour, sensor) partition: counts, never rows."""
     had = windows["device"].astype(str)
     scored_devices = predictions["device"].astype(str)
@@ -47,22 +48,22 @@ def partition_summary(hour, sensor, windows: pd.DataFrame, predictions: pd.DataF
                               "version": predictions["model_version"].astype(str).to_numpy()})
                 .groupby("device", sort=True)["version"].first())
     with_windows = set(had.unique())
-    return {
-        "hour": pd.Timestamp(hour).isoformat(),
-        "sensor": str(sensor),
-        "windows": int(len(windows)),
-        "rows_scored": int(len(predictions)),
-        "anomalies": int(anomalies.sum()),
-        "devices": {str(d): [int(n), int(a)] for d, (n, a) in per_device.iterrows()},
-        "model_versions": {str(d): str(v) for d, v in versions.items()},
-        "devices_with_windows": sorted(with_windows),
-        "devices_missing_model": sorted(with_windows - set(per_device.index) - set(refused)),
-        "devices_refused": sorted(with_windows & set(refused)),
-        "part": part,
-    }
+    return ShardPartition(
+        hour=pd.Timestamp(hour),
+        sensor=str(sensor),
+        windows=int(len(windows)),
+        rows_scored=int(len(predictions)),
+        anomalies=int(anomalies.sum()),
+        devices={str(d): (int(n), int(a)) for d, (n, a) in per_device.iterrows()},
+        model_versions={str(d): str(v) for d, v in versions.items()},
+        devices_with_windows=tuple(sorted(with_windows)),
+        devices_missing_model=tuple(sorted(with_windows - set(per_device.index) - set(refused))),
+        devices_refused=tuple(sorted(with_windows & set(refused))),
+        part=part,
+    )
 
 
-def run_shard_task(task: ShardTask, store, blobs) -> dict:
+def run_shard_task(task: ShardTask, store, blobs) -> ShardSummary:
     """Score the shard ``task`` names and write its predictions; return its summary.
 
     Parameters
@@ -76,10 +77,9 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
 
     Returns
     -------
-    dict
-        ``shard``, ``partitions`` (one summary per (hour, sensor) of the task, with the blob
-        part it wrote, see ``partition_summary``), ``devices_refused`` (device ->
-        reason), ``missing_models`` (``[device, sensor, rows]`` without a model), totals and timings.
+    ShardSummary
+        Totals and timings, one ``ShardPartition`` per (hour, sensor) of the task (with the
+        blob part it wrote), the devices refused with why, and the series without a model.
     """
     started = time.perf_counter()
     start, end = min(task.hours), max(task.hours) + HOUR
@@ -114,19 +114,17 @@ def run_shard_task(task: ShardTask, store, blobs) -> dict:
             summaries.append(partition_summary(hour, sensor, had, rows, refused, key))
     written = time.perf_counter()
     missing = scores.missing_models
-    return {
-        "shard": task.label,
-        "devices": len(task.devices),
-        "rows": int(len(windows)),
-        "rows_scored": int(len(predictions)),
-        "anomalies": int(predictions["is_anomaly"].sum()),
-        "models": sum(len(b.models) for b in bundles.values()),
-        "partitions": summaries,
-        "devices_refused": dict(sorted(refused.items())),
-        "missing_models": [[str(d), str(s), int(n)] for d, s, n in
-                           missing[["device", "sensor", "rows"]].itertuples(index=False)],
-        "read_seconds": round(read - started, 3),
-        "load_seconds": round(loaded - read, 3),
-        "score_seconds": round(scored - loaded, 3),
-        "write_seconds": round(written - scored, 3),
-    }
+    return ShardSummary(
+        shard=task.label,
+        devices=len(task.devices),
+        rows=int(len(windows)),
+        rows_scored=int(len(predictions)),
+        anomalies=int(predictions["is_anomaly"].sum()),
+        models=sum(len(b.models) for b in bundles.values()),
+        partitions=tuple(summaries),
+        devices_refused=dict(sorted(refused.items())),
+        missing_models=tuple((str(d), str(s), int(n)) for d, s, n in
+                             missing[["device", "sensor", "rows"]].itertuples(index=False)),
+        timings=ShardTimings(round(read - started, 3), round(loaded - read, 3), round(scored - loaded, 3),
+                             round(written - scored, 3)),
+    )

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from scoring.detectors import DEFAULT_KIND, KINDS, TRAINABLE, FitOptions, SvmParams, TrainingError
+from scoring.detectors import DEFAULT_KIND, KINDS, TRAINABLE, FitOptions, SvmParams, TrainingError, multivariate
 from scoring.detectors.svm import build_pipeline, fit_sensor_model
 from scoring.model_format import ModelBundle, versioned_bundle
 
@@ -47,7 +47,7 @@ def fit_series(values: np.ndarray, kind: str = DEFAULT_KIND, options: FitOptions
 
 
 def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptions = FitOptions(),
-                        kind: str = DEFAULT_KIND, kinds: dict[str, str] | None = None
+                        kind: str = DEFAULT_KIND, kinds: dict[str, str] | None = None, device_model: bool = True
                         ) -> tuple[ModelBundle, dict[str, str]]:
     """Fit a model for every sensor of ``device`` whose windows can be fitted.
 
@@ -66,6 +66,11 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
         The detector kind of every sensor (``scoring.detectors.TRAINABLE``)...
     kinds : dict, optional
         ...unless named here for the sensor (``bscore train --select`` chooses them).
+    device_model : bool, default True
+        Also fit the multivariate device model (``scoring.detectors.multivariate``) over the
+        sensors that trained, on the windows where all of them are present, at the device's
+        whole budget; when it cannot be fitted the bundle has none and its metadata says why
+        (``device_model_refused``).
 
     Returns
     -------
@@ -92,7 +97,26 @@ def train_device_bundle(device: str, aggregates: pd.DataFrame, options: FitOptio
             refused[sensor] = f"device {device} sensor {sensor}: {exc}"
     metadata = {"kind": kind, "false_alarm_rate": options.false_alarm_rate,
                 "sensor_false_alarm_rate": per_sensor.false_alarm_rate, "params": options.svm.__dict__}
-    return versioned_bundle(device, models, metadata), refused
+    fitted = None
+    if device_model and models:
+        try:
+            fitted = fit_device_model(aggregates, sorted(models), options)
+            if fitted.dropped:
+                metadata["device_model_dropped"] = list(fitted.dropped)
+        except TrainingError as exc:
+            metadata["device_model_refused"] = f"device {device}: {exc}"
+    return versioned_bundle(device, models, metadata, device_model=fitted), refused
+
+
+def fit_device_model(aggregates: pd.DataFrame, sensors: list[str], options: FitOptions = FitOptions()
+                     ) -> multivariate.DeviceModel:
+    """The multivariate model of one device's ``ts, sensor, value`` windows over ``sensors``, on
+    the windows where every one of them is present (``TrainingError`` when it cannot be fitted)."""
+    rows = aggregates.assign(sensor=aggregates["sensor"].astype(str))
+    ts, x = multivariate.device_matrix(rows[rows["sensor"].isin(sensors)], sensors)
+    complete = np.isfinite(x).all(axis=1)
+    return multivariate.fit_device(x[complete], sensors, options, ts[complete].min() if complete.any() else None,
+                                   ts[complete].max() if complete.any() else None)
 
 
 def train_fleet(windows: pd.DataFrame, devices, options: FitOptions = FitOptions(), kind: str = DEFAULT_KIND

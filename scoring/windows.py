@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.series_keys import series_codes
+from scoring.time_units import HOUR
 
 AGGREGATE_COLUMNS = ["ts", "device", "sensor", "value", "readings"]
 
@@ -36,7 +37,7 @@ def window_ends(ts: pd.Series, window_seconds: int) -> pd.Series:
 
 def hour_of_window(ts: pd.Series) -> pd.Series:
     """The hour partition a reading or window end belongs to: ``H`` for ``(H, H + 1h]``."""
-    return pd.to_datetime(ts).dt.ceil("h") - pd.Timedelta(hours=1)
+    return pd.to_datetime(ts).dt.ceil("h") - HOUR
 
 
 def tumbling_window_means(readings: pd.DataFrame, window_seconds: int = 5) -> pd.DataFrame:

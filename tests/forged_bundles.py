@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from scoring.model_format import ModelBundle, SensorModel, _sha256, bundle_to_files
-from scoring.model_store import PREFIX
+from scoring.blob_layout import current_version_key, model_version_prefix
 
 
 def good_model(n_sv: int = 3, seed: int = 0) -> SensorModel:
@@ -40,7 +40,7 @@ def forged_files(bundle: ModelBundle, sensor: str, arrays: dict | None = None, s
 
 def write_forged(blobs, bundle: ModelBundle, sensor: str, arrays: dict | None = None, spec: dict | None = None) -> None:
     """Store a forged bundle as ``bundle.device``'s current version."""
-    base = f"{PREFIX}/{bundle.device}/{bundle.version}"
+    base = model_version_prefix(bundle.device, bundle.version)
     for name, data in forged_files(bundle, sensor, arrays, spec).items():
         blobs.write_bytes(f"{base}/{name}", data)
-    blobs.write_bytes(f"{PREFIX}/{bundle.device}/current.json", json.dumps({"version": bundle.version}).encode())
+    blobs.write_bytes(current_version_key(bundle.device), json.dumps({"version": bundle.version}).encode())

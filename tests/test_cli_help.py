@@ -107,3 +107,18 @@ def test_every_option_and_argument_has_help(path):
     ctx = click.Context(command, info_name="bscore")
     undocumented = [param.name for param in command.get_params(ctx) if not (param.help or "").strip()]
     assert undocumented == [], f"bscore {' '.join(path)}: no help for {undocumented}"
+
+
+GROUPS = [path for path in PATHS if isinstance(command_at(path), click.Group)]
+
+
+@pytest.mark.parametrize("path", GROUPS, ids=lambda p: " ".join(p) or "bscore")
+def test_every_group_lists_its_commands_with_a_whole_short_help(path):
+    group = command_at(path)
+    missing = [name for name, command in group.commands.items() if not command.short_help]
+    assert missing == [], f"bscore {' '.join(path)}: no short_help for {missing}"
+    shown = CliRunner().invoke(main, [*path, "--help"], prog_name="bscore", terminal_width=80).output
+    listing = shown.split("Commands:", 1)[1].splitlines()
+    for name, command in group.commands.items():
+        [line] = [line for line in listing if line.split()[:1] == [name]]
+        assert line.split(None, 1)[1] == command.short_help  # whole, not cut to "..."

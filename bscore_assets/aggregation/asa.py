@@ -27,11 +27,11 @@ import sqlalchemy as sa
 
 from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.settings import PipelineSettings, Settings
-from resources.asa import CENSUS_PATH_PATTERN
 from resources.blob import BlobStore
 from resources.sql import SqlStore, sensor_values
+from scoring.blob_layout import asa_census_prefix, raw_prefix
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 MAX_HOURS_PER_TICK = 24
 SENSOR_NAME = "asa_aggregation_sensor"
 SOURCE = "Azure Stream Analytics"
@@ -58,18 +58,13 @@ def asa_asset_specs(settings: Settings) -> list[dg.AssetSpec]:
     ]
 
 
-def census_prefix(hour: pd.Timestamp) -> str:
-    """Where the job writes the census of ``hour`` (``asa-census/<yyyy-mm-ddTHH>/``)."""
-    return CENSUS_PATH_PATTERN.replace("{hour}", f"{hour:%Y-%m-%dT%H}") + "/"
-
-
 def read_census(blob: BlobStore, hour: pd.Timestamp) -> pd.Series | None:
     """Distinct readings per device the job counted for ``hour``, or None before it is written.
 
     Blob output is at-least-once: a restarted job may write a device's row again, with the same
     count, so each device is kept once.
     """
-    keys = [k for k in blob.list(census_prefix(hour)) if k.endswith(".parquet")]
+    keys = [k for k in blob.list(asa_census_prefix(hour)) if k.endswith(".parquet")]
     if not keys:
         return None
     frames = [pq.read_table(io.BytesIO(blob.read_bytes(k)), columns=["device", "readings"]).to_pandas()
@@ -136,7 +131,7 @@ def hour_events(hour: pd.Timestamp, found: dict, window_seconds: int, watermark:
     raw = dg.AssetMaterialization(
         "raw_readings", partition=key,
         metadata={"readings": found["census_readings"], "devices": found["census_devices"], "written_by": SOURCE,
-                  "raw_prefix": f"raw/{hour:%Y-%m-%dT%H}/"})
+                  "raw_prefix": raw_prefix(hour)})
     aggregates = dg.AssetMaterialization(
         "sensor_aggregates", partition=key,
         metadata={"aggregated": True, "windows": found["windows"], "readings": found["readings"],

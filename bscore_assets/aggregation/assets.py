@@ -15,15 +15,16 @@ from bscore_assets.partitions import hour_key, hourly_partitions_def
 from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
-from bscore_assets.storage import hours_between, part_layout, raw_parts, raw_version, window_bounds
+from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.blob_layout import part_layout
 from scoring.hour_slices import HourTally, plan_hour_slices
 from scoring.raw_parts import read_raw_parts
 from scoring.windows import window_means_table
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 CARRIED = ("windows", "readings", "devices", "sensors", "redelivered", "conflicts")
 
 
@@ -48,7 +49,11 @@ def aggregate_hour(blob: BlobStore, sql: SqlStore, hour: pd.Timestamp, window_se
             yield windows
 
     sql.replace_sensor_values_batches(hour, hour + HOUR, slice_windows())
-    return {"aggregated": True, **tally.metadata(), "stored": list(sql.window_stats(hour, hour + HOUR))}
+    # Coverage is judged on what SQL holds, not on the windows just computed (which cover every
+    # sender by construction): a device whose windows did not land is missing.
+    in_sql = set(sql.devices_with_windows(hour, hour + HOUR))
+    return {"aggregated": True, **tally.metadata(), "stored": list(sql.window_stats(hour, hour + HOUR)),
+            "devices_missing": sorted(map(str, tally.sent - in_sql))}
 
 
 def _offset(hour: pd.Timestamp, seconds: int | None) -> pd.Timestamp | None:

@@ -1,4 +1,4 @@
-"""Checks of ``sensor_aggregates``, from the windows the run computed and what SQL holds.
+"""Checks of ``sensor_aggregates``, from the readings the run read and what SQL holds.
 
 ``finite_values`` and ``readings_reconciled`` are blocking: a failed one stops scoring the hour.
 """
@@ -12,7 +12,7 @@ aggregate_check_specs = [
                       description="Per hour, SQL holds as many windows as were computed, and their reading "
                                   "counts add up to the distinct raw readings of the hour."),
     dg.AssetCheckSpec("device_coverage", asset="sensor_aggregates",
-                      description="Every device with raw readings in an hour has windows for that hour."),
+                      description="Every device with raw readings in an hour has windows for that hour in SQL."),
 ]
 
 

@@ -22,8 +22,8 @@ from bscore_assets.partitions import (
 from bscore_assets.settings import Settings
 from resources.alerts import Alert
 from resources.sql import SqlStore
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timedelta(days=1)
 PREDICTIONS = dg.AssetKey("sensor_predictions")
 LISTED = 20  # names listed in one alert line; the rest are counted

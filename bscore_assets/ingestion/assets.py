@@ -14,10 +14,11 @@ from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_de
 from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
-from bscore_assets.storage import hours_between, part_rows, raw_parts, raw_version, window_bounds
+from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
 from bscore_assets.step_guard import guard_step
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.blob_layout import part_rows
 
 
 def raw_hour_metadata(blob: BlobStore, hour) -> dict:

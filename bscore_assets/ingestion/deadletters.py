@@ -22,12 +22,13 @@ import pandas as pd
 
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.blob_layout import DEADLETTER_EXPORTED_PREFIX, DEADLETTER_PREFIX, DEADLETTER_REPLAYED_PREFIX
 from scoring.input_files import INGEST_MAX_AGE, IdMapping, map_event_ids
 from scoring.readings import parse_event_bodies
 
-PREFIX = "deadletter/"
-REPLAYED = "deadletter-replayed/"
-EXPORTED = "deadletter-exported/"
+PREFIX = DEADLETTER_PREFIX
+REPLAYED = DEADLETTER_REPLAYED_PREFIX
+EXPORTED = DEADLETTER_EXPORTED_PREFIX
 
 
 def reason_category(reasons: pd.Series) -> pd.Series:

@@ -27,18 +27,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bscore_assets.storage import (
-    acceptance_sequence,
-    arrow_digest,
-    content_digest,
-    deadletter_key,
-    part_digest,
-    part_span,
-    raw_part_key,
-    raw_parts,
-)
+from bscore_assets.storage import acceptance_sequence, arrow_digest, content_digest, part_span, raw_parts
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.blob_layout import deadletter_key, part_digest, raw_part_key
 from scoring.event_lines import READINGS_SCHEMA, parse_event_lines_table
 from scoring.fleet import undeclared_sensor_mask
 from scoring.parquet import table_to_parquet_bytes

@@ -21,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bscore_assets.storage import content_digest, deadletter_key
+from bscore_assets.storage import content_digest
 from resources.blob import BlobStore
 from resources.events import EventSource
+from scoring.blob_layout import deadletter_key
 from scoring.evaluation import LABEL_COLUMNS, labels_from_flags, write_labels
 from scoring.input_files import (
     ColumnChoice,

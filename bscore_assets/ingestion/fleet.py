@@ -11,10 +11,11 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
+from bscore_assets.partitions import device_partitions_def, natural_order, sensor_partitions_def
 from bscore_assets.settings import Settings
 from resources.sql import SqlStore, sensor_series, sensor_values
 from scoring.fleet import admitted_sensors
+from scoring.time_units import HOUR
 
 
 def fleet_series(sql: SqlStore, settings: Settings | None = None) -> pd.DataFrame:
@@ -57,11 +58,11 @@ def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore, settin
     sensors, held_back = sensor_admission(sql, settings, series)
     if held is not None:
         held.update(held_back)
-    devices = sorted(series["device"].astype(str).unique())
+    devices = natural_order(series["device"].astype(str).unique())
     requests = []
     for partitions_def, seen in ((device_partitions_def, devices), (sensor_partitions_def, sensors)):
         known = set(instance.get_dynamic_partitions(partitions_def.name))
-        new = [key for key in seen if key not in known]
+        new = natural_order(key for key in seen if key not in known)
         if new:
             requests.append(partitions_def.build_add_request(new))
     return requests
@@ -92,7 +93,7 @@ def silent_devices(sql: SqlStore, devices: list[str], through_hour: pd.Timestamp
     hours : int
         How many hours without windows make a device silent.
     """
-    end = pd.Timestamp(through_hour) + pd.Timedelta(hours=1)
+    end = pd.Timestamp(through_hour) + HOUR
     # One DISTINCT over the window's index, not its windows: a sensor tick holds a list of ids.
     sending = sql.devices_with_windows(end - pd.Timedelta(hours=hours), end)
     return sorted(set(devices) - set(sending))

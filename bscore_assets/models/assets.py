@@ -21,12 +21,13 @@ from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.champion import gate, windows_champion_accepts
 from scoring.detectors import FitOptions, SvmParams, kind_of
+from scoring.detectors.multivariate import device_matrix
 from scoring.model_format import ModelBundle, versioned_bundle
 from scoring.model_store import load_current_bundles_or_refusals, make_current, save_bundle
 from scoring.selection import choose_kinds
 from scoring.training import fit_series, train_device_bundle
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 TRAINING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
@@ -115,11 +116,35 @@ def train_device(device: str, windows: pd.DataFrame, champion, holdout_start: pd
         outcome.status = "no model"
         outcome.reason = "no sensor trained" + (f" ({decision.describe()})" if decision.over else "")
         return outcome
+    device_model = judge_device_model(bundle, holdout, pipeline.device_anomaly_rate_warn, outcome)
     outcome.bundle = versioned_bundle(device, models, {**bundle.metadata, "holdout_rates": decision.rates,
-                                                       "sensors_kept": outcome.sensors_kept})
+                                                       "sensors_kept": outcome.sensors_kept,
+                                                       "device_model_holdout_rate": outcome.device_model_holdout_rate,
+                                                       "device_model_refused": outcome.device_model_refused},
+                                      device_model=device_model)
     outcome.status = "promoted"
     outcome.reason = outcome.story(len(trained), pipeline.anomaly_rate_warn)
     return outcome
+
+
+def judge_device_model(bundle: ModelBundle, holdout: pd.DataFrame, limit: float, outcome: TrainingOutcome):
+    """The challenger's device model if it flags at most ``limit`` (the device WARN rate) of the
+    hold-out device windows, else None; ``outcome`` records its rate, or why there is none."""
+    model = bundle.device_model
+    if model is None:
+        outcome.device_model_refused = bundle.metadata.get("device_model_refused", "not fitted")
+        return None
+    outcome.device_model_dropped = list(model.dropped)
+    _, x = device_matrix(holdout.assign(sensor=holdout["sensor"].astype(str)), model.sensors)
+    x = x[~np.isnan(x).all(axis=1)]
+    if not len(x):
+        return model
+    outcome.device_model_holdout_rate = rate = float(model.score(x)[1].mean())
+    if rate > limit:
+        outcome.device_model_refused = f"flags {rate:.2%} of the hold-out device windows, over the device WARN " \
+                                       f"rate {limit:.2%}"
+        return None
+    return model
 
 
 def device_models_condition(settings: Settings) -> dg.AutomationCondition:
@@ -208,4 +233,8 @@ def device_models(context: dg.AssetExecutionContext, config: TrainingConfig, sql
                       "constant_sensors": dg.MetadataValue.json({d: o.constant_sensors for d, o in outcomes.items()
                                                                  if o.constant_sensors}),
                       "holdout_limit": pipeline.anomaly_rate_warn,
+                      "device_models_refused": dg.MetadataValue.json({d: o.device_model_refused
+                                                                      for d, o in outcomes.items()
+                                                                      if o.device_model_refused}),
+                      "device_model_holdout_limit": pipeline.device_anomaly_rate_warn,
                       "holdout_from": holdout_start.isoformat()})

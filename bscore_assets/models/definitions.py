@@ -1,8 +1,10 @@
-"""The models domain's definitions: ``device_models`` and the job that (re)trains them."""
+"""The models domain's definitions: ``device_models``, the job that (re)trains them and the job
+that imports model files (``bscore models import``)."""
 
 import dagster as dg
 
 from bscore_assets.models.assets import device_models_asset
+from bscore_assets.models.imports import model_import_job
 from bscore_assets.settings import Settings
 
 training_job = dg.define_asset_job(
@@ -11,4 +13,4 @@ training_job = dg.define_asset_job(
 
 
 def defs(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=[device_models_asset(settings)], jobs=[training_job])
+    return dg.Definitions(assets=[device_models_asset(settings)], jobs=[training_job, model_import_job])

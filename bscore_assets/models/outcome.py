@@ -24,6 +24,9 @@ class TrainingOutcome:
     fell_back: dict[str, str] = field(default_factory=dict)  # sensor -> why it is robust instead
     selected: dict[str, str] = field(default_factory=dict)  # sensor -> the kind chosen and why
     constant_sensors: list[str] = field(default_factory=list)  # sensors under the constant rule
+    device_model_holdout_rate: float | None = None  # share of hold-out device windows the device model flags
+    device_model_refused: str = ""  # why the bundle has no device model ("" when it has one)
+    device_model_dropped: list[str] = field(default_factory=list)  # sensors constant in training, left out of it
     bundle: ModelBundle | None = None
 
     def story(self, trained: int, limit: float) -> str:
@@ -38,6 +41,8 @@ class TrainingOutcome:
             parts.append("robust instead: " + ", ".join(f"sensor {s} ({why})" for s, why in sorted(self.fell_back.items())))
         if self.constant_sensors:
             parts.append(f"constant in training, flagged only when they move: {', '.join(self.constant_sensors)}")
+        if self.device_model_refused:
+            parts.append(f"no device model: {self.device_model_refused}")
         if self.hours_excluded:
             parts.append(f"hours left out (current model flags them over the WARN rate): {', '.join(self.hours_excluded)}")
         return "; ".join(parts)

@@ -36,10 +36,11 @@ from bscore_assets.step_guard import ensure_run_active, guard_step
 from resources.blob import BlobStore
 from resources.compute import ComputeBackend
 from resources.sql import SqlStore
-from scoring.prediction_layout import prediction_prefix, run_token
+from scoring.blob_layout import prediction_prefix
+from scoring.prediction_layout import run_token
+from scoring.shard_summary import ShardSummary
 from scoring.shards import plan_shards
-
-HOUR = pd.Timedelta(hours=1)
+from scoring.time_units import HOUR
 
 
 def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp], list[str]]:
@@ -51,7 +52,7 @@ def run_partitions(context: dg.AssetExecutionContext) -> tuple[list[pd.Timestamp
 
 
 def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors,
-                    token: str) -> list[dict]:
+                    token: str) -> list[ShardSummary]:
     """Run every shard of the hours x sensors; their summaries (each shard wrote its parts)."""
     devices = sql.devices_with_windows(hours[0], hours[-1] + HOUR, sensors)
     tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, token)
@@ -102,7 +103,7 @@ def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: 
 
 
 def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeBackend, hours, sensors,
-                      inputs: dict) -> tuple[list[dict], dict[tuple[pd.Timestamp, str], PartitionSummary]]:
+                      inputs: dict) -> tuple[list[ShardSummary], dict[tuple[pd.Timestamp, str], PartitionSummary]]:
     """Score the hours in shards and publish each; the shards' reports and the partitions'
     summaries. A run that fails removes the parts it wrote for the hours it did not publish."""
     token, published = run_token(), []

@@ -19,6 +19,7 @@ import pandas as pd
 from bscore_assets.hours import latest_materializations
 from bscore_assets.partitions import hour_key, hour_sensor_key, sensor_partitions_def
 from bscore_assets.settings import Settings
+from scoring.time_units import HOUR
 
 NEWEST_HOUR_CHECK = dg.AssetCheckKey(dg.AssetKey("sensor_predictions"), "newest_hour_scored")
 FRESHNESS_SENSOR = "newest_hour_freshness_sensor"
@@ -30,7 +31,7 @@ def newest_due_hour(now: pd.Timestamp, deadline_minutes: int) -> pd.Timestamp:
     >>> newest_due_hour(pd.Timestamp("2026-03-01T05:40"), 30)
     Timestamp('2026-03-01 04:00:00')
     """
-    return (pd.Timestamp(now) - pd.Timedelta(minutes=deadline_minutes)).floor("h") - pd.Timedelta(hours=1)
+    return (pd.Timestamp(now) - pd.Timedelta(minutes=deadline_minutes)).floor("h") - HOUR
 
 
 def newest_hour_scored_result(instance: dg.DagsterInstance, now: pd.Timestamp, settings: Settings,

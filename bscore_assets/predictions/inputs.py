@@ -22,8 +22,8 @@ from resources.blob import BlobStore
 from resources.sql import SqlStore
 from scoring.model_store import current_versions
 from scoring.prediction_layout import read_manifest
+from scoring.time_units import HOUR
 
-HOUR = pd.Timedelta(hours=1)
 AGGREGATE_FIELDS = ("raw_version", "window_seconds", "windows", "readings")
 
 

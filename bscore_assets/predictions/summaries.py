@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from scoring.shard_summary import ShardSummary
+
 
 @dataclass
 class PartitionSummary:
@@ -61,22 +63,23 @@ class PartitionSummary:
                    list(data["devices_missing_model"]), dict(data["devices_refused"]), list(parts), scored=False)
 
 
-def merge_shard_summaries(shards: list[dict], hours, sensors) -> dict[tuple[pd.Timestamp, str], PartitionSummary]:
+def merge_shard_summaries(shards: list[ShardSummary], hours, sensors
+                          ) -> dict[tuple[pd.Timestamp, str], PartitionSummary]:
     """Every (hour, sensor) of the run, with what each shard reported of it added up."""
     merged = {(pd.Timestamp(h), str(s)): PartitionSummary(pd.Timestamp(h), str(s)) for h in hours for s in sensors}
     for shard in shards:
-        for part in shard["partitions"]:
-            summary = merged[(pd.Timestamp(part["hour"]), part["sensor"])]
-            summary.windows += part["windows"]
-            summary.rows_scored += part["rows_scored"]
-            summary.anomalies += part["anomalies"]
-            summary.devices.update(part["devices"])
-            summary.model_versions.update(part["model_versions"])
-            summary.devices_with_windows.update(part["devices_with_windows"])
-            summary.devices_missing_model.extend(part["devices_missing_model"])
-            summary.devices_refused.update({d: shard["devices_refused"][d] for d in part["devices_refused"]})
-            if part["part"]:
-                summary.parts.append(part["part"])
+        for part in shard.partitions:
+            summary = merged[(pd.Timestamp(part.hour), part.sensor)]
+            summary.windows += part.windows
+            summary.rows_scored += part.rows_scored
+            summary.anomalies += part.anomalies
+            summary.devices.update({d: list(counts) for d, counts in part.devices.items()})
+            summary.model_versions.update(part.model_versions)
+            summary.devices_with_windows.update(part.devices_with_windows)
+            summary.devices_missing_model.extend(part.devices_missing_model)
+            summary.devices_refused.update({d: shard.devices_refused[d] for d in part.devices_refused})
+            if part.part:
+                summary.parts.append(part.part)
     for summary in merged.values():
         summary.devices_missing_model.sort()
     return merged

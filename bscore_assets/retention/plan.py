@@ -20,12 +20,21 @@ from bscore_assets.retention.records import sightings
 from resources.blob import BlobStore
 from resources.events import EventSource, LocalEventSource
 from resources.sql import SqlStore, metadata
-from scoring.model_store import PREFIX as MODELS
-from scoring.prediction_layout import MANIFEST
+from scoring.blob_layout import (
+    ASA_CENSUS_PREFIX,
+    DEADLETTER_EXPORTED_PREFIX,
+    DEADLETTER_PREFIX,
+    DEADLETTER_REPLAYED_PREFIX,
+    MANIFEST,
+    MODELS_PREFIX,
+    PREDICTIONS_PREFIX,
+    RAW_PREFIX,
+    VERDICTS_PREFIX,
+)
 
-DEAD_LETTER_PREFIXES = ("deadletter/", "deadletter-replayed/", "deadletter-exported/")
-HOUR_FOLDER = re.compile(r"^(?:raw|predictions)/(\d{4}-\d{2}-\d{2}T\d{2})/")
-VERDICT_FILE = re.compile(r"^verdicts/(\d{4}-\d{2}-\d{2}T\d{2})\.parquet$")
+DEAD_LETTER_PREFIXES = (DEADLETTER_PREFIX, DEADLETTER_REPLAYED_PREFIX, DEADLETTER_EXPORTED_PREFIX)
+HOUR_FOLDER = re.compile(r"^[a-z-]+/(\d{4}-\d{2}-\d{2}T\d{2})/")  # raw/, asa-census/, predictions/
+VERDICT_FILE = re.compile(r"^[a-z-]+/(\d{4}-\d{2}-\d{2}T\d{2})\.parquet$")  # verdicts/
 VERSION_STAMP = re.compile(r"(\d{8}T\d{6})-[0-9a-f]+$")  # scoring.model_format.versioned_bundle
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -118,7 +127,7 @@ def orphan_prediction_parts(blob: BlobStore, keep_from: pd.Timestamp) -> dict[st
     """Parts of partitions from ``keep_from`` on that their partition's manifest does not name."""
     import json
 
-    sizes = blob.sizes("predictions/")
+    sizes = blob.sizes(PREDICTIONS_PREFIX)
     named = set()
     for key in sizes:
         if key.endswith("/" + MANIFEST):
@@ -134,7 +143,7 @@ def model_items(blob: BlobStore, policy: RetentionPolicy, now: pd.Timestamp) -> 
 
     versions: dict[tuple[str, str], dict[str, int]] = {}
     current: dict[str, str] = {}
-    for key, size in blob.sizes(f"{MODELS}/").items():
+    for key, size in blob.sizes(MODELS_PREFIX).items():
         parts = key.split("/")
         if len(parts) == 3 and parts[2] == "current.json":
             try:
@@ -148,7 +157,7 @@ def model_items(blob: BlobStore, policy: RetentionPolicy, now: pd.Timestamp) -> 
         if device not in current:
             continue  # nothing says which version serves: keep them all
         complete = sorted(version for (d, version), files in versions.items()
-                          if d == device and f"{MODELS}/{device}/{version}/bundle.json" in files)
+                          if d == device and f"{MODELS_PREFIX}{device}/{version}/bundle.json" in files)
         for (d, version), files in versions.items():
             if d == device and version not in complete:
                 unfinished.update(files)
@@ -230,11 +239,12 @@ def plan_retention(policy: RetentionPolicy, now: pd.Timestamp, blob: BlobStore, 
     seen = sightings(blob)
     plan = RetentionPlan(now, policy, retire={kind: policy.cutoff(kind, now) for kind in HOURLY_KINDS})
     plan.items += landing_items(events, policy, now) if events is not None else []
-    plan.items += hourly_blob_items(blob, "raw", ("raw/",), plan.retire["raw"])
+    plan.items += hourly_blob_items(blob, "raw", (RAW_PREFIX, ASA_CENSUS_PREFIX), plan.retire["raw"])
     plan.items += dead_letter_items(blob, policy, now, seen)
     models, unfinished = model_items(blob, policy, now)
     plan.items += models
-    plan.items += hourly_blob_items(blob, "prediction", ("predictions/", "verdicts/"), plan.retire["prediction"])
+    plan.items += hourly_blob_items(blob, "prediction", (PREDICTIONS_PREFIX, VERDICTS_PREFIX),
+                                    plan.retire["prediction"])
     orphans = {**orphan_prediction_parts(blob, plan.retire["prediction"]), **unfinished}
     plan.items += _waited("orphan", orphans, policy, now, seen)
     plan.items += sql_items(sql, plan.retire["sql"])

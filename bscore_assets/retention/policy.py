@@ -11,7 +11,7 @@ from bscore_assets.settings import RETENTION_DAYS, Settings
 # What each kind is, for people (the CLI's and the job's listing).
 KINDS = {
     "landing": "landing files the drain has read whole",
-    "raw": "raw reading parts (blob raw/)",
+    "raw": "raw reading parts and Stream Analytics' census (blob raw/, asa-census/)",
     "deadletter": "dead letters and their replay and export records",
     "model": "superseded and rejected model versions",
     "prediction": "prediction parts and verdict files (blob predictions/, verdicts/)",

@@ -1,13 +1,18 @@
-"""``device_verdicts``: one verdict per device window, voted by its sensors' predictions.
+"""``device_verdicts``: one verdict per device window, voted by its sensors' predictions or
+judged by the device's multivariate model (``BSCORE_DEVICE_VERDICT``).
 
 An asset of its own, hourly: a device's vote needs every sensor of the hour, while
 ``sensor_predictions`` is partitioned hour x sensor and a run may score a subset of sensors.
 Each hour reads the predictions the partitions' manifests name (four columns, ids
 dictionary-encoded, no SQL round trip), votes (``scoring.verdicts``), and replaces the hour in
 SQL ``device_verdicts`` (one transaction) and in blob ``verdicts/<hour>.parquet`` (one atomic
-write).
+write). With ``multivariate`` it also reads the windows' values and model versions, and judges
+each device with the device model of the bundle that scored it (the newest, when sensors of one
+hour were scored by several); a device whose bundle has no device model, or cannot be loaded,
+keeps the vote, and the hour's metadata names it.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -19,17 +24,19 @@ from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
-from bscore_assets.storage import read_hour_predictions, scored_sensors, verdicts_key
+from bscore_assets.storage import MULTIVARIATE_COLUMNS, read_hour_predictions, scored_sensors
 from bscore_assets.verdicts.checks import device_anomaly_rate_result, verdict_check_specs
 from bscore_assets.verdicts.evaluation_report import load_labels
 from resources.blob import BlobStore
 from resources.sql import SqlStore
+from scoring.blob_layout import verdicts_key
 from scoring.evaluation import OVERALL, evaluate
+from scoring.model_store import READ_THREADS, load_bundle
+from scoring.safe_format import ModelFormatError
 from scoring.parquet import table_to_parquet_bytes
 from scoring.verdicts import device_verdicts as vote_device_verdicts
-from scoring.verdicts import verdict_summary
-
-HOUR = pd.Timedelta(hours=1)
+from scoring.verdicts import multivariate_verdicts, verdict_summary
+from scoring.time_units import HOUR
 
 
 def labelled_figures(predictions: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.DataFrame | None) -> dict:
@@ -47,9 +54,52 @@ def labelled_figures(predictions: pd.DataFrame, verdicts: pd.DataFrame, labels: 
             if pd.notna(overall[name])}
 
 
-def hour_metadata(summary: dict, sensors: list[str], min_sensors: int) -> dict:
+def device_models_of(blob: BlobStore, predictions, loaded: dict) -> tuple[dict, dict[str, str]]:
+    """Each device's device model (None where its bundle has none), from the newest bundle
+    version that scored it in ``predictions``; and why a device's bundle could not be loaded.
+    ``loaded`` caches bundles by (device, version) across the run's hours."""
+    pairs = predictions.select(["device", "model_version"]).group_by(["device", "model_version"]).aggregate([])
+    newest = {}
+    for device, version in zip(pairs["device"].to_pylist(), pairs["model_version"].to_pylist()):
+        newest[device] = max(newest.get(device, version), version)
+    def load(pair):
+        device, version = pair
+        try:
+            return load_bundle(blob, device, version).device_model
+        except (ModelFormatError, FileNotFoundError, KeyError, OSError) as exc:
+            return f"bundle {version}: {type(exc).__name__}: {str(exc)[:200]}"
+
+    missing = [pair for pair in sorted(newest.items()) if pair not in loaded]
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # blob reads wait on the network, not the CPU
+        loaded.update(zip(missing, pool.map(load, missing)))
+    models, refused = {}, {}
+    for device, version in sorted(newest.items()):
+        if isinstance(loaded[device, version], str):
+            refused[device] = loaded[device, version]
+        else:
+            models[device] = loaded[device, version]
+    return models, refused
+
+
+def judge_hour(blob: BlobStore, hour, sensors: list[str], method: str, min_sensors: int, loaded: dict):
+    """The hour's predictions (the vote's columns) and verdicts by ``method``, and the devices
+    the multivariate verdict could not judge, with why."""
+    if method == "vote":
+        predictions = read_hour_predictions(blob, hour, sensors)
+        return predictions, vote_device_verdicts(predictions, min_sensors), {}
+    predictions = read_hour_predictions(blob, hour, sensors, MULTIVARIATE_COLUMNS)
+    models, unjudged = device_models_of(blob, predictions, loaded)
+    unjudged.update({device: "its bundle has no device model" for device, model in models.items() if model is None})
+    verdicts = multivariate_verdicts(predictions, models, min_sensors)
+    return predictions.select(["ts", "device", "sensor", "is_anomaly"]), verdicts, unjudged
+
+
+def hour_metadata(summary: dict, sensors: list[str], min_sensors: int, method: str = "vote",
+                  unjudged: dict | None = None) -> dict:
     """What a person reads on one hour's verdicts."""
     return {
+        "method": method,
+        **({"devices_voted_instead": dg.MetadataValue.json(unjudged)} if unjudged else {}),
         "device_windows": summary["device_windows"],
         "anomalous_device_windows": summary["anomalous_device_windows"],
         "anomaly_rate": round(summary["anomaly_rate"], 4),
@@ -92,33 +142,38 @@ def device_verdicts_asset(settings: Settings) -> dg.AssetsDefinition:
         group_name="predictions",
         kinds={"parquet", "sql"},
         description="A verdict per device window, voted by its sensors (anomalous when at least min_sensors are "
-                    "flagged), with the flagged sensors: blob verdicts/ and SQL device_verdicts.",
+                    "flagged) or judged by the device's multivariate model (BSCORE_DEVICE_VERDICT), with each "
+                    "sensor's contribution: blob verdicts/ and SQL device_verdicts.",
     )(device_verdicts)
 
 
 def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: BlobStore, pipeline: PipelineSettings):
     guard_step()
     with retry_on_outage(context):
-        min_sensors = pipeline.device_vote_min_sensors
+        min_sensors, method = pipeline.device_vote_min_sensors, pipeline.device_verdict
+        if method not in ("vote", "multivariate"):
+            raise ValueError(f"device_verdict={method!r} must be 'vote' or 'multivariate' (BSCORE_DEVICE_VERDICT)")
+        loaded = {}
         label_files = sorted(Path(pipeline.labels_dir).glob("*.csv")) if pipeline.labels_dir else []
         labels = load_labels(label_files) if label_files else None
         summaries = {}
         refuse_retired_hours(blob, "device_verdicts", [hour_of_key(key) for key in context.partition_keys])
         for hour in sorted(hour_of_key(key) for key in context.partition_keys):
             sensors = scored_sensors(blob, hour)
-            predictions = read_hour_predictions(blob, hour, sensors)
-            verdicts = vote_device_verdicts(predictions, min_sensors)
+            predictions, verdicts, unjudged = judge_hour(blob, hour, sensors, method, min_sensors, loaded)
             sql.replace_device_verdicts_batches(hour, hour + HOUR, [verdicts])
             blob.write_bytes(verdicts_key(hour), table_to_parquet_bytes(verdicts))
             summaries[hour] = verdict_summary(verdicts)
             figures = labelled_figures(predictions.to_pandas(), verdicts.to_pandas(), labels) if labels is not None \
                 else {}
-            context.add_asset_metadata({**hour_metadata(summaries[hour], sensors, min_sensors), **figures},
+            context.add_asset_metadata({**hour_metadata(summaries[hour], sensors, min_sensors, method, unjudged),
+                                        **figures},
                                        partition_key=hour_key(hour))
         windows = sum(s["device_windows"] for s in summaries.values())
         anomalous = sum(s["anomalous_device_windows"] for s in summaries.values())
-        context.log.info(f"{windows} device windows voted in {len(summaries)} hour(s), {anomalous} anomalous "
-                         f"(at least {min_sensors} sensor(s) flagged)")
-        yield dg.MaterializeResult(metadata={"storage": blob.describe()})
+        how = f"at least {min_sensors} sensor(s) flagged" if method == "vote" else \
+            "by each device's multivariate model, the vote where a device has none"
+        context.log.info(f"{windows} device windows judged in {len(summaries)} hour(s), {anomalous} anomalous ({how})")
+        yield dg.MaterializeResult(metadata={"storage": blob.describe(), "method": method})
         yield device_anomaly_rate_result(summaries, pipeline.device_anomaly_rate_warn,
                                          pipeline.device_anomaly_rate_error)

@@ -1,4 +1,5 @@
-"""Check of ``device_verdicts``: the share of device windows voted anomalous, per hour.
+"""Check of ``device_verdicts``: the share of device windows found anomalous (voted or judged by
+the device model), per hour.
 
 WARN above ``device_anomaly_rate_warn``, ERROR above ``device_anomaly_rate_error``
 (``PipelineSettings``); the worst hour decides, and its top devices are in the metadata.
@@ -11,7 +12,7 @@ from bscore_assets.partitions import hour_key
 
 verdict_check_specs = [
     dg.AssetCheckSpec("device_anomaly_rate", asset="device_verdicts", blocking=True,
-                      description="Share of device windows voted anomalous per hour: WARN above "
+                      description="Share of device windows found anomalous per hour: WARN above "
                                   "device_anomaly_rate_warn, ERROR above device_anomaly_rate_error; the "
                                   "worst hours' top devices and sensors."),
 ]

@@ -6,10 +6,12 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 import bscore_assets.aggregation.assets as aggregation
-from bscore_assets.storage import part_layout, part_span, raw_part_key
+from bscore_assets.storage import part_span
+from scoring.blob_layout import part_layout, raw_part_key
 from resources.blob import LocalBlobStore
 from resources.sql import SqlStore
 from scoring.hour_slices import plan_hour_slices
@@ -106,3 +108,23 @@ def test_a_slice_that_fails_leaves_the_previous_windows(hour_of_parts, tmp_path,
     with pytest.raises(MemoryError):
         aggregation.aggregate_hour(blob, sql, HOUR, 5)
     pd.testing.assert_frame_equal(sql.read_sensor_values(HOUR, HOUR + pd.Timedelta(hours=1)), before)
+
+
+class LosesADevice(SqlStore):
+    """A store whose replace silently drops one device's windows (a faulty writer or trigger)."""
+
+    lost: str
+
+    def replace_sensor_values_batches(self, start, end, batches):
+        kept = (batch.filter(pa.compute.not_equal(batch["device"], self.lost)) for batch in batches)
+        return super().replace_sensor_values_batches(start, end, kept)
+
+
+def test_device_coverage_compares_the_senders_with_what_sql_holds(hour_of_parts, tmp_path):
+    from bscore_assets.aggregation.checks import aggregate_check_results
+
+    sql = LosesADevice(url=f"sqlite:///{tmp_path / 'bscore.db'}", lost="d3")
+    found = aggregation.aggregate_hour(hour_of_parts, sql, HOUR, 5)
+    assert found["devices_missing"] == ["d3"]
+    coverage = {r.check_name: r for r in aggregate_check_results({"2026-01-01-00:00": found})}["device_coverage"]
+    assert not coverage.passed and coverage.metadata["devices_missing_windows"].value == {"2026-01-01-00:00": ["d3"]}

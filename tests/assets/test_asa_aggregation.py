@@ -15,7 +15,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from bscore_assets.aggregation.asa import SENSOR_NAME, census_prefix
+from bscore_assets.aggregation.asa import SENSOR_NAME
+from scoring.blob_layout import asa_census_prefix
 from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key
 from bscore_assets.settings import Settings
@@ -49,7 +50,7 @@ def write_as_the_job_does(resources: dict, readings: pd.DataFrame, window_second
     for hour, group in by_hour.groupby("hour"):
         census = group.groupby("device").size().rename("readings").reset_index()
         census.insert(0, "hour", f"{hour:%Y-%m-%dT%H}")
-        resources["blob"].write_parquet(census_prefix(hour) + "0_census.parquet", census)
+        resources["blob"].write_parquet(asa_census_prefix(hour) + "0_census.parquet", census)
     return windows
 
 
@@ -127,7 +128,7 @@ def test_lost_windows_fail_reconciliation_and_coverage_and_a_late_census_is_wait
                                                  & (readings["device"] != "2")], 5)
         resources["sql"].replace_sensor_values(windows, START + HOUR, START + 2 * HOUR)
         # Hour 02's census is not written yet although its windows are (blob output behind SQL).
-        for key in resources["blob"].list(census_prefix(START + 2 * HOUR)):
+        for key in resources["blob"].list(asa_census_prefix(START + 2 * HOUR)):
             resources["blob"].delete(key)
         # ... and the watermark has passed hour 02 too.
         extra = tumbling_window_means(simulate_readings(1, 1, START + 3 * HOUR, 0.1, anomaly_rate=0.0, seed=5), 5)

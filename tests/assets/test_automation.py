@@ -81,6 +81,26 @@ class Automation:
         return requests
 
 
+def import_models_fitted_on(automation: Automation, windows: pd.DataFrame) -> dict[str, str]:
+    """Run ``model_import_job`` on pickled scaler + SVM pipelines fitted on each series' windows;
+    the versions it made current."""
+    import pickle
+    import tempfile
+    from pathlib import Path
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    folder = Path(tempfile.mkdtemp(prefix="models-"))
+    for (device, sensor), rows in windows.groupby(["device", "sensor"]):
+        pipeline = Pipeline([("scaler", StandardScaler()), ("svm", OneClassSVM(nu=0.001, gamma=0.01))])
+        (folder / f"model_{device}_{sensor}.pkl").write_bytes(pickle.dumps(pipeline.fit(rows[["value"]].to_numpy())))
+    result = automation.defs.resolve_job_def("model_import_job").execute_in_process(
+        instance=automation.instance, run_config={"ops": {"import_model_files": {"config": {"directory": str(folder)}}}})
+    return result.output_for_node("import_model_files").versions
+
+
 def publish(defs, readings: pd.DataFrame, extra_bodies=()) -> None:
     defs.resources["events"].publish([*readings_to_event_bodies(readings), *extra_bodies])
 
@@ -135,6 +155,16 @@ def test_conditions_ingest_score_retrain_and_reopen_late_hours(automation):
     assert not any(v for k, v in requested.items() if k != "device_verdicts")
     assert len(sql.read_device_verdicts(DAY, DAY + 3 * HOUR)) == 2 * 720 * 3
     assert not any(automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=41)).values())  # nothing twice
+
+    # `bscore models import` is a run recording device_models: the look-back is rescored with them.
+    versions = import_models_fitted_on(automation, sql.read_sensor_values(DAY, DAY + 3 * HOUR))
+    requested = automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=42))
+    assert len(requested["sensor_predictions"]) == 6 * 2
+    rescored = sql.read_predictions(DAY, DAY + 3 * HOUR)
+    assert rescored.groupby("device")["model_version"].unique().map(list).to_dict() == {
+        d: [v] for d, v in versions.items()}
+    assert automation.tick(DAY + 3 * HOUR + pd.Timedelta(minutes=43))["device_verdicts"] == {
+        hour_key(DAY + HOUR * n) for n in range(-3, 3)}
 
     # A late reading for hour 01 is drained by the next hour's run; the observing sensor asks
     # for hour 01 again, which is then re-aggregated and re-scored.

@@ -57,6 +57,18 @@ def test_the_harness_reports_the_engines_own_verdicts_against_the_labels(tmp_pat
     assert svm["train"]["windows"] == 120 and svm["score"]["windows"] == 80 and svm["score"]["windows_per_second"] > 0
     assert "nonesuch" in report["kinds"]["nonesuch"]["error"]
 
+    # Both device verdicts: the vote is "any sensor flagged"; the multivariate one is the device
+    # model's own flags (dim02, constant in training, dropped from it).
+    vote, multivariate = svm["device_verdicts"]["vote"], svm["device_verdicts"]["multivariate"]
+    assert vote["pointwise"] == svm["pointwise"]
+    model = bundles["machine-1-1"].device_model
+    assert model.sensors == ("dim01",) and model.dropped == ("dim02",)
+    values = data.test.pivot(index="ts", columns="sensor", values="value")[list(model.sensors)].to_numpy()
+    model_flags = model.score(values)[1]
+    assert multivariate["device_windows_judged_by_device_model"] == 40
+    assert multivariate["pointwise"]["tp"] == int((model_flags & truth).sum())
+    assert multivariate["pointwise"]["fp"] == int((model_flags & ~truth).sum())
+
 
 def test_training_sensor_shapes_name_each_kind_of_degenerate_sensor():
     n = 100

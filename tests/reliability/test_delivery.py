@@ -43,12 +43,15 @@ def test_late_events_reopen_and_rescore_their_hour(trained):
     drained = result.check("no_dead_letters").metadata
     assert drained["late_readings"] == 60
     assert drained["reopened_hours"] == ["2026-03-01-00:00"]
-    platform.score(TRAIN_START, TRAIN_START)
+    reports = platform.score(TRAIN_START, TRAIN_START)
     sql = platform.resources["sql"]
     windows = sql.read_sensor_values(TRAIN_START, TRAIN_START + HOUR, devices=["9"])
     assert windows["readings"].sum() == 60
-    coverage = sql.read_predictions(TRAIN_START, TRAIN_START + HOUR)
-    assert "9" not in set(coverage["device"])  # no model for it: reported, see the coverage check
+    # The hour was scored again, and the late device, which has no model, is reported as such.
+    coverage = [r.check_metadata("sensor_predictions", "scoring_coverage") for r in reports]
+    coverage = next(c for c in coverage if c)
+    assert coverage["devices_missing_model"] == {"9": sorted(late_readings()["sensor"].astype(str).unique())}
+    assert "9" not in set(sql.read_predictions(TRAIN_START, TRAIN_START + HOUR)["device"])
 
 
 @pytest.mark.parametrize("policy", ["deadletter"])

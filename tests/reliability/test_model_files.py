@@ -77,7 +77,7 @@ def test_on_postgresql_a_nan_parameter_is_refused_at_import_and_at_load(pg_platf
 
     found = platform.import_models(tmp_path)  # refused at import: device 2 keeps its trained bundle
 
-    assert not found.bundles and "support_vectors holds NaN" in found.refused["model_2_3"]
+    assert not found.versions and "support_vectors holds NaN" in found.refused["model_2_3"]
     assert current_version(blob, "2") == trained.version
     # Written by something else, with matching hashes: refused at load.
     write_forged(blob, ModelBundle("2", "forged", trained.models), "3",

@@ -28,7 +28,7 @@ from azure.mgmt.streamanalytics.models import (
 from click.testing import CliRunner
 
 from bscore_assets.settings import PipelineSettings, Settings
-from bscore_assets.storage import raw_prefix
+from scoring.blob_layout import raw_prefix
 from resources import asa
 from resources.sql import sensor_values
 

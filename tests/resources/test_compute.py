@@ -42,7 +42,7 @@ def test_a_dropped_connection_in_a_worker_is_retried(tmp_path):
     summaries = LocalComputeBackend(max_workers=2).run_shards(_Context(), tasks(1), sql, blob)
 
     assert (tmp_path / "drops").read_text() == "2"
-    assert [s["shard"] for s in summaries] == ["shard-0"] and summaries[0]["rows_scored"] == 0
+    assert [s.shard for s in summaries] == ["shard-0"] and summaries[0].rows_scored == 0
 
 
 def test_an_outage_that_outlasts_the_retries_fails_as_a_connection_error(tmp_path):

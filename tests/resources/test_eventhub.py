@@ -233,7 +233,7 @@ def test_simulate_to_eventhub_without_eventhub_configured_fails_clearly(bscore_h
 
 
 def test_soak_32_partitions_two_concurrent_drainers_store_every_event_once(azurite, monkeypatch, tmp_path):
-    from bscore_assets.storage import part_rows
+    from scoring.blob_layout import part_rows
 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     name, container = f"hub-{azurite.new_container_name()}", azurite.new_container_name()

@@ -40,7 +40,7 @@ from resources.azureml_provision import CONSTRAINTS, DOCKER_DIR, stage_build_con
 from scoring.detectors import DetectorModel
 from scoring.engine import score_shard
 from resources.sql import SqlStore
-from scoring.entrypoint import ContainerBlobs
+from scoring.azure_storage import ContainerBlobs
 from scoring.model_format import ModelBundle, SensorModel
 from scoring.model_store import save_bundle
 from scoring.parquet import from_parquet_bytes

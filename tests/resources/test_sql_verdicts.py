@@ -83,7 +83,7 @@ def test_no_flag_is_stored_as_an_empty_list_not_null(verdict_store):
     verdict_store.replace_device_verdicts_batches(H0, H1, [device_verdicts(quiet)])
     assert stored(verdict_store).to_dict("records") == [
         {"ts": H0 + pd.Timedelta(seconds=5), "device": "d1", "is_anomaly": False, "sensors_scored": 2,
-         "sensors_flagged": 0, "flagged_sensors": ""}]
+         "sensors_flagged": 0, "flagged_sensors": "", "method": "vote", "score": 0.0, "contributions": ""}]
 
 
 def test_azure_sql_ddl_compiles_for_mssql():
@@ -91,3 +91,4 @@ def test_azure_sql_ddl_compiles_for_mssql():
     assert "PRIMARY KEY CLUSTERED (ts, device)" in ddl
     assert "ts DATETIME2 NOT NULL" in ddl and "is_anomaly BIT NOT NULL" in ddl
     assert "flagged_sensors VARCHAR(max) NOT NULL" in ddl
+    assert "method VARCHAR(16) NULL" in ddl and "score FLOAT NULL" in ddl and "contributions VARCHAR(max) NULL" in ddl

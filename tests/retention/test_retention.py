@@ -20,7 +20,8 @@ from bscore_assets.settings import Settings
 from resources.blob import LocalBlobStore
 from resources.events import LocalEventSource
 from resources.sql import SqlStore
-from scoring.prediction_layout import manifest_bytes, prediction_manifest_key, prediction_part_key
+from scoring.blob_layout import prediction_manifest_key, prediction_part_key
+from scoring.prediction_layout import manifest_bytes
 
 NOW = pd.Timestamp("2026-06-01T12:30")
 OLD_HOUR = pd.Timestamp("2026-02-01T05:00")  # past every hourly kind's days (90 at most)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from scoring.hour_slices import HOUR_SECONDS, plan_hour_slices, readings_per_window
+from scoring.hour_slices import plan_hour_slices, readings_per_window
+from scoring.time_units import HOUR_SECONDS
 
 
 def time_ordered_parts(parts=36, rows=100_000):

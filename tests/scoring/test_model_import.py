@@ -2,6 +2,7 @@
 
 import pickle
 
+import dagster as dg
 import numpy as np
 import pytest
 import skops.io as sio
@@ -48,7 +49,14 @@ def test_cli_imports_models_as_current_and_registers_devices(reference_dir, bsco
     bundles = load_current_bundles(blobs, ["1", "2", "3"])
     assert {d: current_version(blobs, d) for d in bundles} == {d: b.version for d, b in bundles.items()}
     assert bundles["2"].models["3"].metadata["sklearn_version"] == "0.19.2"
-    assert sorted(local_instance(settings).get_dynamic_partitions("devices")) == ["1", "2", "3"]
+    instance = local_instance(settings)
+    assert sorted(instance.get_dynamic_partitions("devices")) == ["1", "2", "3"]
+    # The import is a run that records each device's new model, as training does.
+    records = instance.fetch_materializations(dg.AssetKey("device_models"), limit=10).records
+    recorded = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}
+    assert {d: m["version"].value for d, m in recorded.items()} == {d: b.version for d, b in bundles.items()}
+    assert {m["status"].value for m in recorded.values()} == {"imported"}
+    assert {instance.get_run_by_id(r.run_id).job_name for r in records} == {"model_import_job"}
 
 
 def test_cli_refuses_a_malicious_pickle_naming_file_and_global(tmp_path, bscore_home):

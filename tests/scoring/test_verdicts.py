@@ -5,7 +5,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from scoring.verdicts import VERDICT_COLUMNS, device_verdicts, parse_flagged_sensors, verdict_summary
+from scoring.verdicts import (VERDICT_COLUMNS, device_verdicts, parse_contributions, parse_flagged_sensors,
+                              verdict_summary)
 
 T1, T2 = pd.Timestamp("2026-01-01 00:00:05"), pd.Timestamp("2026-01-01 00:00:10")
 
@@ -25,9 +26,12 @@ FLEET = predictions([
 ])
 
 
+VOTE_COLUMNS = VERDICT_COLUMNS[:6]  # what the vote decides; method, score, contributions are tested on their own
+
+
 def as_rows(verdicts: pa.Table) -> list[tuple]:
     frame = verdicts.to_pandas()
-    return list(frame[VERDICT_COLUMNS].itertuples(index=False, name=None))
+    return list(frame[VOTE_COLUMNS].itertuples(index=False, name=None))
 
 
 def test_any_flagged_sensor_makes_the_device_window_anomalous():
@@ -44,6 +48,14 @@ def test_min_sensors_two_needs_two_flags_and_ignores_missing_sensors():
     assert [row[2] for row in verdicts] == [True, False, False, False]
     # the contributions do not depend on the rule
     assert [row[3:] for row in verdicts] == [(3, 2, "s2,s3"), (3, 1, "s3"), (2, 0, ""), (1, 1, "s3")]
+
+
+def test_the_vote_says_its_method_score_and_equal_shares_of_the_flagged_sensors():
+    verdicts = device_verdicts(FLEET, min_sensors=2).to_pydict()
+    assert verdicts["method"] == ["vote"] * 4
+    assert verdicts["score"] == [1.0, 0.5, 0.0, 0.5]  # sensors flagged / min_sensors: anomalous at 1
+    assert verdicts["contributions"] == ["s2=0.5,s3=0.5", "s3=1", "", "s3=1"]
+    assert parse_contributions("s2=0.5,s3=0.5") == {"s2": 0.5, "s3": 0.5} and parse_contributions("") == {}
 
 
 @pytest.mark.parametrize("min_sensors", [1, 2, 3, 4])

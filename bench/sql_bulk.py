@@ -3,18 +3,23 @@
 Usage::
 
     .venv/bin/python bench/sql_bulk.py [--devices 2000 --sensors 5 --windows 720 --dialects sqlite,postgresql]
+                                       [--layouts current --rounds 1]
 
 ``--devices x --sensors x --windows`` rows (default 7.2 M: a 2,000-device fleet's hour of
 5-second windows) are written with ``replace_predictions`` (one transaction: delete the
 hour, bulk insert) and read back with ``read_predictions``, on SQLite (a temporary file)
 and on a temporary database of the local PostgreSQL server (127.0.0.1:5432, trust auth).
-The rows read back are compared with the rows written.
+The rows read back are compared with the rows written. ``--layouts old,current`` measures the
+first layout's keys (``(device, sensor, ts)``, as ``bench/history.py`` makes them) beside the
+current time-leading ones, ``--rounds`` times each, alternating; the medians are reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +31,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.history import layout_code, open_store  # noqa: E402
+from resources import sql  # noqa: E402
 from resources.sql import SqlStore  # noqa: E402
 
 HOUR = pd.Timestamp("2026-01-01T00:00")
@@ -62,27 +69,62 @@ def measure(store: SqlStore, frame: pd.DataFrame, sensors: list[str]) -> dict:
             "read_back_equal": same}
 
 
+def measure_layouts(url_of, layouts: list[str], rounds: int, frame: pd.DataFrame, sensors: list[str]) -> dict:
+    """Each layout on a database of its own, ``rounds`` times, alternating; medians and ratios."""
+    runs = {layout: [] for layout in layouts}
+    with contextlib.ExitStack() as stack:
+        stores = {layout: open_store(stack.enter_context(url_of(layout)), layout) for layout in layouts}
+        for round_ in range(rounds):
+            for layout in layouts if round_ % 2 == 0 else layouts[::-1]:
+                with layout_code(layout):
+                    runs[layout].append(measure(stores[layout], frame, sensors))
+        for layout, store in stores.items():
+            sql._engines.pop(store.url, None)
+            store.engine.dispose()
+    report = {}
+    for layout, measured in runs.items():
+        report[layout] = {**measured[-1], **{k: statistics.median(m[k] for m in measured)
+                                             for k in ("write_seconds", "read_seconds")},
+                          "write_seconds_each": [m["write_seconds"] for m in measured],
+                          "read_seconds_each": [m["read_seconds"] for m in measured]}
+    if "old" in report and "current" in report:
+        report["current_over_old"] = {k: round(report["current"][k] / report["old"][k], 2)
+                                      for k in ("write_seconds", "read_seconds")}
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--sensors", type=int, default=5)
     parser.add_argument("--windows", type=int, default=720)
     parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--layouts", default="current", help="old, current or both (old,current)")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     frame = predictions(args.devices, args.sensors, args.windows)
     sensors = sorted(frame["sensor"].unique())
+    layouts = args.layouts.split(",")
     report = {}
     for dialect in args.dialects.split(","):
         if dialect == "sqlite":
-            with tempfile.TemporaryDirectory() as folder:
-                report["sqlite"] = measure(SqlStore(url=f"sqlite:///{folder}/bench.db"), frame, sensors)
+            folder = tempfile.TemporaryDirectory()
+
+            @contextlib.contextmanager
+            def url_of(layout):
+                yield f"sqlite:///{folder.name}/{layout}.db"
+
+            with folder:
+                report["sqlite"] = measure_layouts(url_of, layouts, args.rounds, frame, sensors)
         else:
             from tests.conftest import postgres_database, sqlalchemy_postgres_url
 
-            with postgres_database("bscore_bench") as name:
-                store = SqlStore(url=sqlalchemy_postgres_url(name))
-                report["postgresql"] = measure(store, frame, sensors)
-                store.engine.dispose()
+            @contextlib.contextmanager
+            def url_of(layout):
+                with postgres_database(f"bscore_bench_{layout}") as name:
+                    yield sqlalchemy_postgres_url(name)
+
+            report["postgresql"] = measure_layouts(url_of, layouts, args.rounds, frame, sensors)
     print(json.dumps(report, indent=2))
 
 

@@ -663,6 +663,42 @@ def deadletter_export(out, reason):
                f"fix them, then `bscore ingest {out}`")
 
 
+@main.command(short_help="Remove data past the retention policy's days.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed, per kind, and remove nothing.")
+def retention(dry_run):
+    """Remove what the retention policy (days per kind of data, see docs/configuration.md) says is past its days.
+
+    Lists, per kind of data, how many items (SQL: rows) and bytes go, and which hours are
+    retired: a later run of a retired hour is refused by name. The retention_schedule runs
+    the same on BSCORE_RETENTION_CRON once turned on.
+
+    \b
+    Example: see what would go, then remove it:
+      bscore retention --dry-run
+      bscore retention
+    """
+    import pandas as pd
+
+    from bscore_assets.retention.apply import apply_plan
+    from bscore_assets.retention.plan import describe_plan, plan_retention
+    from bscore_assets.retention.policy import RetentionPolicy
+
+    settings = _settings()
+    ops = _ops(settings)
+    blob, sql = ops.resources["blob"], ops.resources["sql"]
+    plan = plan_retention(RetentionPolicy.from_settings(settings), pd.Timestamp.now("UTC"), blob, sql,
+                          ops.resources["events"], ops.instance)
+    click.echo(("would remove" if dry_run else "removing") + " (kind, count, size, policy):")
+    for line in describe_plan(plan):
+        click.echo(f"  {line}")
+    if dry_run:
+        click.echo("dry run: nothing removed")
+        return
+    totals = apply_plan(plan, blob, sql, ops.instance)
+    freed = sum(total["bytes"] or 0 for total in totals.values())
+    click.echo(f"removed {sum(t['count'] for t in totals.values()):,} item(s) and row(s), {freed / 1e6:,.1f} MB")
+
+
 @main.group(short_help="Import device model files.")
 def models():
     """Work with device model bundles.

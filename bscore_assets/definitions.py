@@ -1,7 +1,7 @@
 """bscore's Dagster definitions: every domain's objects, with resources chosen by the settings.
 
 Each domain (``ingestion``, ``aggregation``, ``models``, ``predictions``, ``verdicts``,
-``alerts``) exposes ``defs(settings)`` with its assets, checks, automation conditions, sensors
+``alerts``, ``retention``) exposes ``defs(settings)`` with its assets, checks, automation conditions, sensors
 and jobs; ``build_defs`` merges them with the resources. Nothing is built at import: the code
 location (the root ``definitions.py``) reads the ``BSCORE_*`` variables once, into the
 ``Settings`` given here. Local defaults need no configuration; those variables (docs/configuration.md)
@@ -19,6 +19,7 @@ from bscore_assets.automation import automation_sensor
 from bscore_assets.ingestion import definitions as ingestion
 from bscore_assets.models import definitions as models
 from bscore_assets.predictions import definitions as predictions
+from bscore_assets.retention import definitions as retention
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.verdicts import definitions as verdicts
 from bscore_assets.verdicts.evaluation_report import labels_dir
@@ -27,7 +28,7 @@ from resources.compute import LocalComputeBackend
 from resources.events import LocalEventSource
 from resources.sql import SqlStore
 
-DOMAINS = (ingestion, aggregation, models, predictions, verdicts, alerts)
+DOMAINS = (ingestion, aggregation, models, predictions, verdicts, alerts, retention)
 
 
 def build_resources(settings: Settings) -> dict:

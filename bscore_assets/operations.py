@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
+def instance_yaml(settings: Settings) -> str:
+    """A new instance's ``dagster.yaml``: no telemetry, and Dagster's own purge of schedule and
+    sensor ticks (runs and event logs are removed by ``retention_job``): skipped sensor ticks,
+    one a minute per sensor, after a week, the rest after ``BSCORE_RETAIN_RUN_DAYS``."""
+    days = settings.retain_run_days
+    return (INSTANCE_YAML + "retention:\n  schedule:\n    purge_after_days: " + str(days) + "\n"
+            "  sensor:\n    purge_after_days:\n      skipped: " + str(min(7, days)) + "\n"
+            "      failure: " + str(days) + "\n      success: " + str(days) + "\n")
+
+
 def local_instance(settings: Settings) -> dg.DagsterInstance:
     """The Dagster instance at ``DAGSTER_HOME`` when set (the daemon's and the UI's), else under
     ``$BSCORE_HOME/dagster`` (created on first use)."""
@@ -37,7 +47,7 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML)
+        config.write_text(instance_yaml(settings))
     return dg.DagsterInstance.from_config(str(home))
 
 

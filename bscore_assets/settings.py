@@ -19,6 +19,9 @@ from scoring.fleet import parse_sensor_list
 from scoring.verdicts import METHODS as DEVICE_VERDICT_METHODS
 
 DEFAULT_START = "2026-01-01T00:00"
+# Days each kind of data is kept by default (the retain_<kind>_days fields).
+RETENTION_DAYS = {"landing": 7, "raw": 30, "deadletter": 30, "model": 30, "prediction": 90, "orphan": 2,
+                  "sql": 90, "run": 90}
 BLOB_SCHEMES = ("az", "https")
 
 
@@ -217,6 +220,32 @@ class Settings:
         "unset (no alerts)"))
     alert_digest_hour: int = field(default=7, metadata=_env(
         "BSCORE_ALERT_DIGEST_HOUR", "the UTC hour (0-23) after which the previous day's alert digest is posted"))
+    # Retention (docs/operations.md, "Retention"): days each kind of data is kept.
+    retain_landing_days: int = field(default=7, metadata=_env(
+        "BSCORE_RETAIN_LANDING_DAYS", "days a landing file is kept after the drain has read it whole"))
+    retain_raw_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_RAW_DAYS", "days of raw readings (blob `raw/`) kept; older hours are retired"))
+    retain_deadletter_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_DEADLETTER_DAYS", "days a dead letter (and a replay or export record) is kept after "
+        "retention first saw it"))
+    retain_model_days: int = field(default=30, metadata=_env(
+        "BSCORE_RETAIN_MODEL_DAYS", "days a superseded or rejected model version is kept (each device's current "
+        "and previous versions are always kept)"))
+    retain_prediction_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_PREDICTION_DAYS", "days of prediction parts and verdict files (blob `predictions/`, "
+        "`verdicts/`) kept; older hours are retired"))
+    retain_orphan_days: int = field(default=2, metadata=_env(
+        "BSCORE_RETAIN_ORPHAN_DAYS", "days a prediction part no manifest names, or an unfinished model version, "
+        "is kept after retention first saw it (a killed run's leftovers)"))
+    retain_sql_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_SQL_DAYS", "days of SQL windows, predictions and device verdicts kept; older hours are "
+        "retired"))
+    retain_run_days: int = field(default=90, metadata=_env(
+        "BSCORE_RETAIN_RUN_DAYS", "days of finished Dagster runs and their event logs kept (and of schedule "
+        "ticks, in a new instance's `dagster.yaml`)"))
+    retention_cron: str = field(default="40 2 * * *", metadata=_env(
+        "BSCORE_RETENTION_CRON", "when `retention_schedule` applies the retention policy (cron, UTC; the schedule "
+        "is off until turned on)"))
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -260,6 +289,17 @@ class Settings:
             teams_webhook_from_env=_webhook_set(env, "BSCORE_TEAMS_WEBHOOK_URL"),
             alert_webhook_from_env=_webhook_set(env, "BSCORE_ALERT_WEBHOOK_URL"),
             alert_digest_hour=_integer(env, "BSCORE_ALERT_DIGEST_HOUR", 7, 0, "hours (UTC)", maximum=23),
+            retain_landing_days=_integer(env, "BSCORE_RETAIN_LANDING_DAYS", RETENTION_DAYS["landing"], 1, "days"),
+            retain_raw_days=_integer(env, "BSCORE_RETAIN_RAW_DAYS", RETENTION_DAYS["raw"], 1, "days"),
+            retain_deadletter_days=_integer(env, "BSCORE_RETAIN_DEADLETTER_DAYS", RETENTION_DAYS["deadletter"], 1,
+                                            "days"),
+            retain_model_days=_integer(env, "BSCORE_RETAIN_MODEL_DAYS", RETENTION_DAYS["model"], 1, "days"),
+            retain_prediction_days=_integer(env, "BSCORE_RETAIN_PREDICTION_DAYS", RETENTION_DAYS["prediction"], 1,
+                                            "days"),
+            retain_orphan_days=_integer(env, "BSCORE_RETAIN_ORPHAN_DAYS", RETENTION_DAYS["orphan"], 1, "days"),
+            retain_sql_days=_integer(env, "BSCORE_RETAIN_SQL_DAYS", RETENTION_DAYS["sql"], 1, "days"),
+            retain_run_days=_integer(env, "BSCORE_RETAIN_RUN_DAYS", RETENTION_DAYS["run"], 1, "days"),
+            retention_cron=_cron(env, "BSCORE_RETENTION_CRON", "40 2 * * *"),
         )
 
     @property

@@ -44,6 +44,14 @@ class BlobStore(dg.ConfigurableResource, ABC):
         """Where the store lives, for people (no secrets)."""
         return self.blobs().describe()
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Keys under ``prefix`` with their sizes in bytes (what retention reports it would free):
+        from the listing where the store gives them, else by reading each blob."""
+        blobs = self.blobs()
+        if hasattr(blobs, "sizes"):
+            return blobs.sizes(prefix)
+        return {key: len(blobs.read_bytes(key)) for key in blobs.list(prefix)}
+
     def write_parquet(self, key: str, frame: pd.DataFrame) -> None:
         self.write_bytes(key, to_parquet_bytes(frame))
 

@@ -229,5 +229,11 @@ class LocalEventSource(EventSource):
             self._published = [s for s in self._published if s <= started]
         return len(withdrawn)
 
+    def drained_files(self) -> list[Path]:
+        """Landing files the drain has read whole (at or before its checkpoint), oldest first."""
+        with self._locked():
+            done = self._position()["sequence"]
+            return [self._dir / f"{sequence:012d}.jsonl" for sequence in self._sequences() if sequence <= done]
+
     def describe(self) -> str:
         return str(Path(self.landing).resolve())

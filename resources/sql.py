@@ -50,18 +50,30 @@ Timestamp = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
 # SQL Server's TEXT is deprecated (and compiled as such before a connection says the version).
 LongText = sa.Text().with_variant(mssql.VARCHAR("max"), "mssql")
 
+# Keys lead with ts, so an hour's read, replace and counts seek to that hour's rows whatever the
+# history holds (resources/sql_layout.py migrates older databases): clustered on SQL Server, the
+# table itself on SQLite (WITHOUT ROWID), a plain B-tree on PostgreSQL.
+TIME_LEADING = {"sqlite_with_rowid": False}
+
+
+def time_leading_key(*columns: str) -> sa.PrimaryKeyConstraint:
+    return sa.PrimaryKeyConstraint(*columns, mssql_clustered=True)
+
+
 sensor_values = sa.Table(
     "sensor_values",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("readings", sa.Integer, nullable=False),
     # The window's smallest and largest reading (a mean dilutes a one-reading spike); NULL in
     # windows stored before they were recorded.
     sa.Column("low", sa.Float, nullable=True),
     sa.Column("high", sa.Float, nullable=True),
+    time_leading_key("ts", "device", "sensor"),
+    **TIME_LEADING,
 )
 
 # Stream Analytics writes sensor_values at least once: a restarted job re-delivers windows already
@@ -79,16 +91,41 @@ def _primary_key_with_options(constraint, compiler, **kw):
     return ddl
 
 
+# Every (device, sensor) that has had windows: kept by each replace of sensor_values, so that the
+# fleet's series are read without scanning a table keyed by time (resources/sql_layout.py fills
+# it once for an older database). Stream Analytics writes sensor_values itself: with it, readers
+# take the pairs from sensor_values (bscore_assets/ingestion/fleet.py).
+sensor_series = sa.Table(
+    "sensor_series",
+    metadata,
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("device", "sensor", mssql_clustered=True),
+    sqlite_with_rowid=False,
+)
+
+
+def record_series(start, end):
+    """The statement adding the (device, sensor) pairs with windows in ``(start, end]`` that
+    ``sensor_series`` lacks (run in the replace's transaction, after its inserts)."""
+    v, known = sensor_values.c, sensor_series.c
+    new = (sa.select(v.device, v.sensor).where(v.ts > start, v.ts <= end)
+           .where(~sa.exists().where(known.device == v.device, known.sensor == v.sensor)).distinct())
+    return sensor_series.insert().from_select(["device", "sensor"], new)
+
+
 predictions = sa.Table(
     "predictions",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("sensor", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("sensor", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
+    time_leading_key("ts", "device", "sensor"),
+    **TIME_LEADING,
 )
 
 # One vote per device window over its sensors' predictions (``scoring.verdicts``); the flagged
@@ -96,8 +133,8 @@ predictions = sa.Table(
 device_verdicts = sa.Table(
     "device_verdicts",
     metadata,
-    sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("ts", Timestamp, primary_key=True),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
     sa.Column("is_anomaly", sa.Boolean, nullable=False),
     sa.Column("sensors_scored", sa.Integer, nullable=False),
     sa.Column("sensors_flagged", sa.Integer, nullable=False),
@@ -107,6 +144,8 @@ device_verdicts = sa.Table(
     sa.Column("method", sa.String(16), nullable=True),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("contributions", LongText, nullable=True),
+    time_leading_key("ts", "device"),
+    **TIME_LEADING,
 )
 
 _engines: dict[tuple[str, str], sa.Engine] = {}
@@ -248,7 +287,10 @@ def ensure_schema(engine: sa.Engine) -> None:
     Safe when several processes start at once on a fresh database: they take turns under a
     lock, and one that still finds its CREATE beaten by another re-inspects and goes on.
     """
+    from resources.sql_layout import migrate_to_time_leading_keys
+
     with _schema_lock(engine):
+        migrate_to_time_leading_keys(engine)
         try:
             metadata.create_all(engine)
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
@@ -260,7 +302,7 @@ def ensure_schema(engine: sa.Engine) -> None:
         missing = [column.name for column in table.columns if column.name not in present]
         keys = inspector.get_pk_constraint(table.name)["constrained_columns"]
         wanted = [column.name for column in table.primary_key.columns]
-        if missing or sorted(keys) != sorted(wanted):
+        if missing or keys != wanted:
             raise RuntimeError(f"table {table.name} does not match bscore's schema (missing columns {missing}, "
                                f"primary key {keys} instead of {wanted}); rename it or drop it to let bscore create it")
 
@@ -417,9 +459,9 @@ def _rows_outside(data: pa.Table, start, end, sensors=None) -> int:
     return int((~inside).sum())
 
 
-def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete) -> int:
-    """Delete, then bulk insert each batch (ADBC ingest), in one SQLite transaction, timestamps
-    stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
+def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Table], delete, then=None) -> int:
+    """Delete, then bulk insert each batch (ADBC ingest), then run ``then`` if given, in one SQLite
+    transaction, timestamps stored as the text SQLAlchemy writes and reads; returns the rows inserted."""
     import adbc_driver_manager.dbapi as adbc
 
     statement = literal_sql(delete, engine.dialect)
@@ -433,6 +475,8 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
                     data = data.set_column(data.schema.get_field_index("ts"), "ts", _sqlite_ts_text(data["ts"]))
                     cursor.adbc_ingest(table.name, data, mode="append")
                     rows += len(data)
+                if then is not None:
+                    cursor.execute(literal_sql(then, engine.dialect))
             conn.commit()
             return rows
         except BaseException:  # an error, or the batches' producer stopped: nothing of this replace stays
@@ -445,9 +489,10 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
 
 
 def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
-    """The non-empty batches as Arrow in the table's columns; a batch with rows outside the hours
-    (and sensors) being replaced raises ValueError."""
+    """The non-empty batches as Arrow in the table's columns, sorted by its key; a batch with rows
+    outside the hours (and sensors) being replaced raises ValueError."""
     columns = [column.name for column in table.columns]
+    key = [(column.name, "ascending") for column in table.primary_key.columns]
     for batch in batches:
         if not len(batch):
             continue
@@ -456,7 +501,8 @@ def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
         if outside:
             raise ValueError(f"{outside} of {len(data)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
-        yield data
+        # Rows in key order append to the clustered B-tree's end instead of splitting its pages.
+        yield data.take(pc.sort_indices(data, sort_keys=key))
 
 
 class SqlStore(dg.ConfigurableResource):
@@ -495,12 +541,12 @@ class SqlStore(dg.ConfigurableResource):
         return url.render_as_string(hide_password=True)
 
     def _replace(self, table: sa.Table, batches: Iterable[pd.DataFrame | pa.Table], where, start, end,
-                 sensors=None) -> int:
-        """Delete the rows ``where`` selects and insert the batches', in one transaction; returns
-        the rows inserted."""
+                 sensors=None, then=None) -> int:
+        """Delete the rows ``where`` selects and insert the batches', then run ``then`` if given, in
+        one transaction; returns the rows inserted."""
         checked = _checked_batches(table, batches, start, end, sensors)
         if sqlite_file(self.engine) is not None:  # SQLite serializes writers itself: no lock to take
-            return _replace_sqlite(self.engine, table, checked, table.delete().where(where))
+            return _replace_sqlite(self.engine, table, checked, table.delete().where(where), then)
         rows = 0
         with self.engine.begin() as conn:
             lock_table_for_replace(conn, table, self.lock_timeout_seconds)
@@ -508,6 +554,8 @@ class SqlStore(dg.ConfigurableResource):
             for data in checked:
                 bulk_insert(conn, table, data)
                 rows += len(data)
+            if then is not None:  # under the table's lock: replaces adding the same pair take turns
+                conn.execute(then)
         return rows
 
     def replace_sensor_values(self, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
@@ -529,7 +577,8 @@ class SqlStore(dg.ConfigurableResource):
             whole replace back: the previous rows stay.
         """
         t = sensor_values.c
-        self._replace(sensor_values, batches, sa.and_(t.ts > start, t.ts <= end), start, end)
+        self._replace(sensor_values, batches, sa.and_(t.ts > start, t.ts <= end), start, end,
+                      then=record_series(start, end))
 
     def replace_predictions(self, frame: pd.DataFrame, start: datetime, end: datetime, sensors: list[str]) -> None:
         """Replace the predictions of ``sensors`` for the hours ``[start, end)``."""

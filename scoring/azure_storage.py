@@ -214,6 +214,12 @@ class ContainerBlobs:
             names = list(self.client.list_blob_names(name_starts_with=self.prefix + prefix.lstrip("/")))
         return sorted(name[len(self.prefix):] for name in names)
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Keys under ``prefix`` with their sizes in bytes, from the listing."""
+        with self._safe():
+            blobs = list(self.client.list_blobs(name_starts_with=self.prefix + prefix.lstrip("/")))
+        return {blob.name[len(self.prefix):]: int(blob.size) for blob in sorted(blobs, key=lambda b: b.name)}
+
     def delete(self, key: str) -> None:
         try:
             with self._safe():

@@ -96,6 +96,16 @@ class FolderBlobs:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Keys under ``prefix`` with their sizes in bytes."""
+        sizes = {}
+        for key in self.list(prefix):
+            try:
+                sizes[key] = self._path(key).stat().st_size
+            except FileNotFoundError:  # removed since the listing
+                continue
+        return sizes
+
     def describe(self) -> str:
         return str(self.root.resolve())
 

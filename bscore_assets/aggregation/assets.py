@@ -12,6 +12,7 @@ from bscore_assets.aggregation.checks import aggregate_check_results, aggregate_
 from bscore_assets.automation import scoring_freshness_policy, updated_since_handled
 from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hourly_partitions_def
+from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
@@ -84,6 +85,7 @@ def sensor_aggregates(context: dg.AssetExecutionContext, blob: BlobStore, sql: S
     guard_step()
     with retry_on_outage(context):
         hours = hours_between(*window_bounds(context.partition_time_window))
+        refuse_retired_hours(blob, "sensor_aggregates", hours)
         previous = latest_partition_metadata(context.instance, "sensor_aggregates", [hour_key(h) for h in hours])
         found = {}
         for hour in hours:

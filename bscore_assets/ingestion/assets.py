@@ -11,6 +11,7 @@ from bscore_assets.automation import lookback, minute_past_the_hour
 from bscore_assets.hours import latest_materializations
 from bscore_assets.ingestion.drain import drain_events
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
+from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import hours_between, raw_parts, raw_version, window_bounds
@@ -58,6 +59,7 @@ def raw_readings(context: dg.AssetExecutionContext, events: EventSource, blob: B
     guard_step()
     with retry_on_outage(context):
         hours = hours_between(*window_bounds(context.partition_time_window))
+        refuse_retired_hours(blob, "raw_readings", hours)
         recorded = {hour_of_key(key) for key in latest_materializations(context.instance, "raw_readings")}
         summary = drain_events(events, blob, recorded - set(hours), late_policy=pipeline.late_policy,
                                log=context.log, declared_sensors=pipeline.declared_sensors)

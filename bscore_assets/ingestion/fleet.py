@@ -13,15 +13,20 @@ import sqlalchemy as sa
 
 from bscore_assets.partitions import device_partitions_def, natural_order, sensor_partitions_def
 from bscore_assets.settings import Settings
-from resources.sql import SqlStore, sensor_values
+from resources.sql import SqlStore, sensor_series, sensor_values
 from scoring.fleet import admitted_sensors
 from scoring.time_units import HOUR
 
 
-def fleet_series(sql: SqlStore) -> pd.DataFrame:
-    """Every (device, sensor) with windows: one DISTINCT over the key's index, a row per series
-    (counting distinct devices per sensor in SQL instead sorts the whole table, ~7x slower)."""
-    query = sa.select(sensor_values.c.device, sensor_values.c.sensor).distinct()
+def fleet_series(sql: SqlStore, settings: Settings | None = None) -> pd.DataFrame:
+    """Every (device, sensor) that has had windows, a row per series: the ``sensor_series`` table
+    bscore keeps as it writes windows (a scan of ``sensor_values``, keyed by time, grows with the
+    history); with Stream Analytics writing the windows (``BSCORE_AGGREGATION=asa``), one
+    DISTINCT over ``sensor_values``."""
+    if settings is not None and settings.aggregation == "asa":
+        query = sa.select(sensor_values.c.device, sensor_values.c.sensor).distinct()
+    else:
+        query = sa.select(sensor_series.c.device, sensor_series.c.sensor)
     with sql.engine.connect() as conn:
         return pd.DataFrame(conn.execute(query).all(), columns=["device", "sensor"])
 
@@ -32,7 +37,7 @@ def sensor_admission(sql: SqlStore, settings: Settings, series: pd.DataFrame | N
 
     ``series`` is :func:`fleet_series`, read when not given.
     """
-    series = fleet_series(sql) if series is None else series
+    series = fleet_series(sql, settings) if series is None else series
     counts = {str(sensor): int(n) for sensor, n in series.groupby("sensor")["device"].nunique().items()}
     ids_per_device = series.groupby("device")["sensor"].transform("nunique")
     fewest = {str(sensor): int(n) for sensor, n in ids_per_device.groupby(series["sensor"]).min().items()}
@@ -49,7 +54,7 @@ def fleet_partition_requests(instance: dg.DagsterInstance, sql: SqlStore, settin
     receives ``{sensor: reason}`` for the sensors held back.
     """
     settings = settings or Settings.from_env()
-    series = fleet_series(sql)
+    series = fleet_series(sql, settings)
     sensors, held_back = sensor_admission(sql, settings, series)
     if held is not None:
         held.update(held_back)

@@ -28,6 +28,7 @@ from bscore_assets.predictions.summaries import (
     missing_models,
     refused_devices,
 )
+from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.storage import commit_prediction_partition
@@ -159,6 +160,7 @@ def sensor_predictions(context: dg.AssetExecutionContext, sql: SqlStore, blob: B
     guard_step()
     with retry_on_outage(context):
         hours, sensors = run_partitions(context)
+        refuse_retired_hours(blob, "sensor_predictions", hours)
         inputs = scoring_inputs(context.instance, blob, hours)
         summaries: dict[tuple[pd.Timestamp, str], PartitionSummary] = {}
         for hour in hours:

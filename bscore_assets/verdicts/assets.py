@@ -20,6 +20,7 @@ import pandas as pd
 
 from bscore_assets.automation import lookback
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
+from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
 from bscore_assets.settings import PipelineSettings, Settings
 from bscore_assets.step_guard import guard_step
@@ -156,6 +157,7 @@ def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: Blob
         label_files = sorted(Path(pipeline.labels_dir).glob("*.csv")) if pipeline.labels_dir else []
         labels = load_labels(label_files) if label_files else None
         summaries = {}
+        refuse_retired_hours(blob, "device_verdicts", [hour_of_key(key) for key in context.partition_keys])
         for hour in sorted(hour_of_key(key) for key in context.partition_keys):
             sensors = scored_sensors(blob, hour)
             predictions, verdicts, unjudged = judge_hour(blob, hour, sensors, method, min_sensors, loaded)

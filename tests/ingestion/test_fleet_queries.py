@@ -42,8 +42,14 @@ def test_silent_devices_are_those_without_a_window_in_the_last_hours(store, quer
     assert " ".join(queries[0].split("FROM")[0].split()) == "SELECT DISTINCT sensor_values.device"
 
 
-def test_fleet_series_is_one_row_per_device_and_sensor(store, queries):
-    series = fleet_series(store)
+@pytest.mark.parametrize("aggregation, question", [
+    ("local", "SELECT sensor_series.device, sensor_series.sensor"),  # the pairs kept as windows are written
+    ("asa", "SELECT DISTINCT sensor_values.device, sensor_values.sensor"),  # Stream Analytics writes the windows
+])
+def test_fleet_series_is_one_row_per_device_and_sensor(store, queries, aggregation, question):
+    from bscore_assets.settings import Settings
+
+    series = fleet_series(store, Settings.from_env({"BSCORE_AGGREGATION": aggregation}))
     assert sorted(map(tuple, series.to_numpy().tolist())) == [(d, s) for d in ("d1", "d2", "d3") for s in ("s1", "s2")]
     assert len(queries) == 1
-    assert " ".join(queries[0].split("FROM")[0].split()) == "SELECT DISTINCT sensor_values.device, sensor_values.sensor"
+    assert " ".join(queries[0].split("FROM")[0].split()) == question

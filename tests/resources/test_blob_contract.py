@@ -31,6 +31,14 @@ def test_write_read_list_delete(store):
     assert store.list("") == ["raw/2026-01-01T00/part-a.parquet", "raw/2026-01-01T01/part-b.parquet"]
 
 
+def test_sizes_lists_the_keys_under_a_prefix_with_their_bytes(store):
+    store.write_bytes("raw/2026-01-01T00/part-a.parquet", b"a" * 3)
+    store.write_bytes("raw/2026-01-01T01/part-b.parquet", b"b" * 7)
+    store.write_bytes("models/d1/current.json", b"{}")
+    assert store.sizes("raw/") == {"raw/2026-01-01T00/part-a.parquet": 3, "raw/2026-01-01T01/part-b.parquet": 7}
+    assert store.sizes("nothing/") == {}
+
+
 def test_overwrite_replaces_the_whole_blob(store):
     store.write_bytes("k.bin", b"x" * 10)
     store.write_bytes("k.bin", b"y")

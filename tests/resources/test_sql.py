@@ -127,7 +127,7 @@ def test_azure_sql_ddl_compiles_for_mssql():
     ddl = {t.name: str(CreateTable(t).compile(dialect=mssql.dialect())) for t in (sensor_values, predictions)}
     for text in ddl.values():
         assert "ts DATETIME2 NOT NULL" in text
-        assert "PRIMARY KEY (device, sensor, ts)" in text
+        assert "PRIMARY KEY CLUSTERED (ts, device, sensor)" in text
         assert "device VARCHAR(64) NOT NULL" in text
     assert "is_anomaly BIT NOT NULL" in ddl["predictions"]
     assert "value FLOAT NOT NULL" in ddl["sensor_values"]

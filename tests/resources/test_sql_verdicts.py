@@ -88,7 +88,7 @@ def test_no_flag_is_stored_as_an_empty_list_not_null(verdict_store):
 
 def test_azure_sql_ddl_compiles_for_mssql():
     ddl = str(CreateTable(device_verdicts_table).compile(dialect=mssql.dialect()))
-    assert "PRIMARY KEY (device, ts)" in ddl
+    assert "PRIMARY KEY CLUSTERED (ts, device)" in ddl
     assert "ts DATETIME2 NOT NULL" in ddl and "is_anomaly BIT NOT NULL" in ddl
     assert "flagged_sensors VARCHAR(max) NOT NULL" in ddl
     assert "method VARCHAR(16) NULL" in ddl and "score FLOAT NULL" in ddl and "contributions VARCHAR(max) NULL" in ddl

@@ -118,17 +118,17 @@ def check(store: SqlStore, frame: pd.DataFrame) -> None:
 def test_a_sqlite_rebuild_keeps_another_versions_nullable_column_and_is_without_rowid(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
-    old_layout(sa.Column("low", sa.Float, nullable=True)).create_all(engine)
+    old_layout(sa.Column("calibration", sa.Float, nullable=True)).create_all(engine)
     insert_old_rows(engine, windows(hours=1))
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE sensor_values SET low = value - 1"))
+        conn.execute(sa.text("UPDATE sensor_values SET calibration = value - 1"))
     assert sorted(sql_layout.migrate_to_time_leading_keys(engine)) == ["device_verdicts", "predictions", "sensor_series",
                                                                        "sensor_values"]
     with engine.connect() as conn:
         created = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'sensor_values'")).scalar()
-        lows = conn.execute(sa.text("SELECT count(*) FROM sensor_values WHERE low = value - 1")).scalar()
+        kept = conn.execute(sa.text("SELECT count(*) FROM sensor_values WHERE calibration = value - 1")).scalar()
     assert "WITHOUT ROWID" in created.upper()
-    assert lows == len(windows(hours=1))
+    assert kept == len(windows(hours=1))
 
 
 def test_a_half_done_sqlite_rebuild_is_redone(tmp_path):

@@ -45,18 +45,13 @@ sys.path.insert(0, str(ROOT))
 from bscore_assets.ingestion.fleet import fleet_series  # noqa: E402
 from resources import sql  # noqa: E402
 from resources.sql import SqlStore  # noqa: E402
+from resources.sql_layout import device_leading_layout  # noqa: E402
 
 FIRST_HOUR = pd.Timestamp("2026-01-01T00:00")
 
 
 def old_layout() -> sa.MetaData:
-    """bscore's tables with the first layout's keys: device first, rowid tables on SQLite."""
-    old = sa.MetaData()
-    for table in [table for table in sql.metadata.sorted_tables if "ts" in table.c]:
-        key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
-        sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
-                 sa.PrimaryKeyConstraint(*key))
-    return old
+    return device_leading_layout(sql.metadata)
 
 
 class Fleet:
@@ -81,7 +76,10 @@ class Fleet:
 
     def sensor_values(self, hour: pd.Timestamp) -> pa.Table:
         rows = self.sensor_rows(hour)
-        return pa.table({**rows, "readings": pa.array(np.full(len(rows["ts"]), 12, dtype=np.int64))})
+        spread = np.abs(self.rng.normal(0, 2, len(rows["ts"])))
+        value = rows["value"].to_numpy()
+        return pa.table({**rows, "readings": pa.array(np.full(len(rows["ts"]), 12, dtype=np.int64)),
+                         "low": pa.array(value - spread), "high": pa.array(value + spread)})
 
     def predictions(self, hour: pd.Timestamp) -> pa.Table:
         rows = self.sensor_rows(hour)
@@ -96,7 +94,10 @@ class Fleet:
                          "is_anomaly": pa.array(np.zeros(d * w, dtype=bool)),
                          "sensors_scored": pa.array(np.full(d * w, len(self.sensors), dtype=np.int64)),
                          "sensors_flagged": pa.array(np.zeros(d * w, dtype=np.int64)),
-                         "flagged_sensors": pa.array(np.full(d * w, "", dtype=object), pa.string())})
+                         "flagged_sensors": pa.array(np.full(d * w, "", dtype=object), pa.string()),
+                         "method": pa.array(np.full(d * w, "vote", dtype=object), pa.string()),
+                         "score": pa.array(np.zeros(d * w)),
+                         "contributions": pa.array(np.full(d * w, "", dtype=object), pa.string())})
 
 
 def in_key_order(data: pa.Table, table: sa.Table) -> pa.Table:

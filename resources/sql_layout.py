@@ -28,6 +28,19 @@ import sqlalchemy as sa
 REBUILD_SUFFIX = "__bscore_rebuild"
 
 
+def device_leading_layout(tables: sa.MetaData, *extra: sa.Column) -> sa.MetaData:
+    """``tables``' time-keyed tables as the first layout keyed them (device first, rowid tables
+    on SQLite), with ``extra`` columns in ``sensor_values``: the databases this module migrates,
+    for tests and benchmarks."""
+    old = sa.MetaData()
+    for table in [table for table in tables.sorted_tables if "ts" in table.c]:
+        key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
+        sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
+                 *(column._copy() for column in extra if table.name == "sensor_values"),
+                 sa.PrimaryKeyConstraint(*key))
+    return old
+
+
 def key_columns(engine_or_conn, name: str) -> list[str]:
     """The primary key's columns of table ``name``, in key order."""
     return sa.inspect(engine_or_conn).get_pk_constraint(name)["constrained_columns"]

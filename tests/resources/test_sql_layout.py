@@ -19,14 +19,7 @@ HOUR = pd.Timestamp("2026-01-01T05:00")
 
 
 def old_layout(*extra: sa.Column) -> sa.MetaData:
-    """bscore's tables as the first layout keyed them: device first, rowid tables."""
-    old = sa.MetaData()
-    for table in [table for table in sql.metadata.sorted_tables if "ts" in table.c]:
-        key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
-        sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
-                 *(column._copy() for column in extra if table.name == "sensor_values"),
-                 sa.PrimaryKeyConstraint(*key))
-    return old
+    return sql_layout.device_leading_layout(sql.metadata, *extra)
 
 
 def windows(hours: int = 3, devices: int = 4) -> pd.DataFrame:

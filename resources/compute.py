@@ -4,26 +4,24 @@ A backend receives shard tasks (names: devices, hours, sensors, the run's token)
 ``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
 returns each shard's summary, never its rows.
 
-A worker process's error crosses back as a ``ShardWorkerError`` holding its type, message and
-traceback as text (a database driver's own exception often does not pickle, and the run then
-learnt only ``_RemoteTraceback``); a shard that failed on an outage (``resources.outages``) is
-run again with back-off, and one that still fails then ends the run as a ``ConnectionError``,
-which the asset's retry policy retries.
+A pool worker runs ``resources.shard_worker`` (no Dagster import); its error crosses back as a
+``ShardWorkerError`` holding its type, message and traceback as text. A shard that failed on an
+outage (``resources.outages``) is run again with back-off, and one that still fails then ends the
+run as a ``ConnectionError``, which the asset's retry policy retries.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
-import traceback
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import dagster as dg
 
-from resources.blob import BlobStore
+from resources.blob import BlobStore, LocalBlobStore
 from resources.lifeline import die_with_parent
-from resources.outages import is_outage
+from resources.shard_worker import AsIs, Rebuilt, ShardWorkerError, SqlUrl, run_shard
 from resources.sql import SqlStore
 from scoring.shard_summary import ShardSummary
 from scoring.shard_task import run_shard_task
@@ -36,25 +34,6 @@ def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
     return type(resource), {name: getattr(resource, name) for name in type(resource).model_fields}
 
 
-class ShardWorkerError(Exception):
-    """A shard's error in a worker process, as text, so that it always pickles back to the run."""
-
-    def __init__(self, shard: str, error_type: str, message: str, traceback_text: str, transient: bool):
-        super().__init__(shard, error_type, message, traceback_text, transient)
-        self.shard, self.error_type, self.message = shard, error_type, message
-        self.traceback_text, self.transient = traceback_text, transient
-
-    @classmethod
-    def of(cls, shard: str, exc: BaseException) -> "ShardWorkerError":
-        kind = type(exc)
-        return cls(shard, f"{kind.__module__}.{kind.__qualname__}", str(exc),
-                   "".join(traceback.format_exception(exc)), is_outage(exc))
-
-    def __str__(self) -> str:
-        return (f"shard {self.shard} failed in its worker process: {self.error_type.rsplit('.', 1)[-1]}: "
-                f"{self.message}\n--- worker traceback ---\n{self.traceback_text}")
-
-
 class ShardWorkerOutage(ConnectionError):
     """A shard that kept failing on an outage: a ``ConnectionError``, so the step is retried."""
 
@@ -63,12 +42,13 @@ class ShardWorkerOutage(ConnectionError):
         self.error = error
 
 
-def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> ShardSummary:
-    (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
-    try:
-        return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
-    except Exception as exc:
-        raise ShardWorkerError.of(task.label, exc) from None
+def worker_stores(sql: SqlStore, blob: BlobStore) -> tuple:
+    """The run's stores as a pool worker opens them (``resources.shard_worker``): the plain SQL
+    store as its URL and the folder store as itself, so the worker never imports Dagster; any
+    other store as its resource, rebuilt."""
+    sql_store = SqlUrl(sql.url, sql.auth) if type(sql) is SqlStore else Rebuilt(*portable(sql))
+    blob_store = AsIs(blob.blobs()) if type(blob) is LocalBlobStore else Rebuilt(*portable(blob))
+    return sql_store, blob_store
 
 
 def shard_log_line(summary: ShardSummary, done: int, total: int) -> str:
@@ -118,9 +98,9 @@ class LocalComputeBackend(ComputeBackend):
             return results
         if not tasks:
             return results
-        stores = portable(sql), portable(blob)
+        stores = worker_stores(sql, blob)
         with shard_pool(min(self.max_workers, len(tasks))) as pool:
-            pending = {pool.submit(_run_portable, task, *stores): (i, 1) for i, task in enumerate(tasks)}
+            pending = {pool.submit(run_shard, task, *stores): (i, 1) for i, task in enumerate(tasks)}
             done = 0
             try:
                 while pending:
@@ -139,7 +119,7 @@ class LocalComputeBackend(ComputeBackend):
                                                 f"{exc.message.splitlines()[0][:300] if exc.message else ''}); "
                                                 f"retry {attempt} of {self.shard_retries} in {wait_seconds:g}s")
                             time.sleep(wait_seconds)
-                            pending[pool.submit(_run_portable, tasks[i], *stores)] = (i, attempt + 1)
+                            pending[pool.submit(run_shard, tasks[i], *stores)] = (i, attempt + 1)
                             continue
                         done += 1
                         context.log.info(shard_log_line(results[i], done, len(tasks)))

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import sklearn
-
-from scoring.detectors import DetectorModel, load_detector, training_samples
 from scoring.legacy import read_legacy_model
+
+if TYPE_CHECKING:
+    from scoring.detectors import DetectorModel
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
 from scoring.blobs import Blobs
@@ -123,6 +124,11 @@ def read_model_file(path: Path, suffix: str | None = None):
     if size > MAX_MODEL_FILE_BYTES:
         raise ModelFormatError(f"{path}: {size:,} bytes, over the limit of {MAX_MODEL_FILE_BYTES:,} bytes for a "
                                "model file (MAX_MODEL_FILE_BYTES)")
+    # scikit-learn and skops take seconds to import: only a .skops file needs them.
+    import sklearn
+
+    from scoring.detectors import DetectorModel, load_detector, training_samples
+
     estimator = load_detector(path.read_bytes(), source=str(path))
     return DetectorModel(estimator, model_metadata(sklearn.__version__, training_samples(estimator),
                                                    source=path.name))

@@ -9,11 +9,7 @@ from __future__ import annotations
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 MAX_DEVICES = 4
 
@@ -39,6 +35,13 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES, devi
     devices_total : int, optional
         Devices in the whole partition, when ``rows`` holds only those to draw.
     """
+    # matplotlib takes a second to import: only a run that draws pays it.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates
+    import matplotlib.pyplot as plt
+
     devices = worst_devices(rows, limit)
     total = devices_total if devices_total is not None else rows["device"].nunique()
     fig, ax = plt.subplots(figsize=(7, 2.6), dpi=80)

@@ -134,22 +134,27 @@ def fresh_home(template: Path, home: Path) -> None:
     shutil.copytree(template, home, copy_function=link_or_copy)
 
 
-def footprint(home: Path) -> dict:
-    """Bytes and files under each top-level entry of a home (a database counts with its journal)."""
-    sizes: dict[str, dict] = {}
-    for path in home.rglob("*"):
-        if path.is_file():
-            top = path.relative_to(home).parts[0].split("-journal")[0].split("-wal")[0]
-            entry = sizes.setdefault(top, {"bytes": 0, "files": 0})
-            entry["bytes"] += path.stat().st_size
-            entry["files"] += 1
-    return sizes
+def footprint(home: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a home: its size and modification time."""
+    return {str(path.relative_to(home)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in home.rglob("*") if path.is_file()}
 
 
 def footprint_change(before: dict, after: dict) -> dict:
-    return {top: {"bytes": after.get(top, {}).get("bytes", 0) - before.get(top, {}).get("bytes", 0),
-                  "files": after.get(top, {}).get("files", 0) - before.get(top, {}).get("files", 0)}
-            for top in sorted(set(before) | set(after))}
+    """Per top-level entry of a home (a database with its journal): files added, removed and
+    rewritten, and the change in bytes."""
+    change: dict[str, dict] = {}
+    for name in sorted(set(before) | set(after)):
+        top = Path(name).parts[0].split("-journal")[0].split("-wal")[0]
+        entry = change.setdefault(top, {"added": 0, "removed": 0, "rewritten": 0, "bytes": 0})
+        if name not in before:
+            entry["added"] += 1
+        elif name not in after:
+            entry["removed"] += 1
+        elif after[name] != before[name]:
+            entry["rewritten"] += 1
+        entry["bytes"] += after.get(name, (0, 0))[0] - before.get(name, (0, 0))[0]
+    return change
 
 
 def bscore_predictions(home: Path, hour: pd.Timestamp) -> pd.DataFrame:

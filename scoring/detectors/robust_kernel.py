@@ -35,22 +35,22 @@ def _block_sums(x, first, n, center, w, stats):
     however wide it is, and no running sum carries rounding from one window to the next."""
     for start in range(0, n, w):
         end = min(start + w, n)
-        total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
-        for i in range(start, end):
-            value = x[first + i] - center
-            total += value
-            squares += value * value
-            largest = value if value > largest else largest
-            smallest = value if value < smallest else smallest
-            stats[0, i], stats[1, i], stats[2, i], stats[3, i] = total, squares, largest, smallest
-        total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
-        for i in range(end - 1, start - 1, -1):
-            value = x[first + i] - center
-            total += value
-            squares += value * value
-            largest = value if value > largest else largest
-            smallest = value if value < smallest else smallest
-            stats[4, i], stats[5, i], stats[6, i], stats[7, i] = total, squares, largest, smallest
+        _running(x, first, center, start, end, 1, stats, 0)
+        _running(x, first, center, end - 1, start - 1, -1, stats, 4)
+
+
+@njit(**_OPTIONS)
+def _running(x, first, center, begin, stop, step, stats, out):
+    """Sum, sum of squares, largest and smallest of ``x[first + begin] - center`` onwards by
+    ``step``, so far at each row, into ``stats[out:out + 4]``."""
+    total, squares, largest, smallest = 0.0, 0.0, -np.inf, np.inf
+    for i in range(begin, stop, step):
+        value = x[first + i] - center
+        total += value
+        squares += value * value
+        largest = value if value > largest else largest
+        smallest = value if value < smallest else smallest
+        stats[out, i], stats[out + 1, i], stats[out + 2, i], stats[out + 3, i] = total, squares, largest, smallest
 
 
 @njit(**_OPTIONS)

@@ -5,9 +5,10 @@ layout's limit, a NUL byte (not a text file) or bytes that are not UTF-8 are ref
 file and line named. A block becomes an :class:`EventChunk`: newline-delimited JSON bodies, as
 devices send them and as the landing keeps them. A JSON-lines block whose events the drain's
 parser accepts is landed as it is; a CSV block is read by Arrow's CSV reader and its bodies are
-written in columns (:func:`json_payload`). :func:`check_chunk` judges a chunk with the drain's
-own parser (:func:`scoring.event_lines.parse_event_lines_table`), so what it refuses is what the
-drain would dead-letter; a JSON-lines block is parsed once, for both.
+written in columns (:func:`json_payload`). :func:`check_chunk` judges a chunk as the drain's own
+parser (:func:`scoring.event_lines.parse_event_lines_table`) will, so what it refuses is what the
+drain would dead-letter: a JSON-lines block is parsed once, for its ids and its check; a CSV
+block's events are judged from its cells (:mod:`scoring.event_columns`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from scoring.event_columns import judge_event_columns
 from scoring.event_lines import parse_event_lines_table
 from scoring.input_files import INGEST_MAX_AGE, FileLayout, IdMapping, InputError, _decode, _first_line
 from scoring.readings import FIELD_ALIASES, MAX_EVENT_BYTES
@@ -41,12 +43,17 @@ class EventChunk:
     lines: np.ndarray | None  # each body's line; None for a block landed as it is (nothing in it is refused)
     events: int
     nbytes: int = 0  # of the file, for progress
-    parsed: tuple[pa.Table, pd.DataFrame] | None = None  # the drain parser's verdict, when reading needed it
+    # (earliest accepted time, rejected ``body, reason``) when reading judged the events already
+    verdict: tuple[pd.Timestamp | None, pd.DataFrame] | None = None
 
     @property
     def bodies(self) -> list[str]:
         """One string per event (blank lines of a block landed as it is left out)."""
         return [body for body in self.payload.decode("utf-8", errors="replace").split("\n") if body.strip()]
+
+
+def _earliest(readings: pa.Table) -> pd.Timestamp | None:
+    return pd.Timestamp(pc.min(readings["ts"]).as_py()) if readings.num_rows else None
 
 
 def _payload(bodies: list[str]) -> bytes:
@@ -106,7 +113,7 @@ def _json_chunk(path, first: int, block: bytes, ids: IdMapping, now=None) -> Eve
         except InputError:
             pass  # line by line, which names the line
         else:
-            return EventChunk(block, None, readings.num_rows, parsed=(readings, rejected))
+            return EventChunk(block, None, readings.num_rows, verdict=(_earliest(readings), rejected))
     return _mapped_json_chunk(path, first, block.split(b"\n")[:-1], ids)
 
 
@@ -247,7 +254,7 @@ def _mapped_ids(ids: IdMapping, column: pa.Array, lines: np.ndarray, path) -> pa
 
 
 def _csv_chunk(path, layout: FileLayout, first: int, block: bytes, ids: IdMapping,
-               decimal_comma: bool) -> EventChunk:
+               decimal_comma: bool, now=None) -> EventChunk:
     table, lines = _csv_rows(path, layout, first, block)
     if not len(lines):
         return EventChunk(b"", lines, 0)
@@ -275,7 +282,11 @@ def _csv_chunk(path, layout: FileLayout, first: int, block: bytes, ids: IdMappin
         device = device if isinstance(device, pa.Scalar) else device.take(row)
     if decimal_comma:
         value = pc.replace_substring(value, ",", ".")
-    return EventChunk(json_payload(ts, device, sensor, value), lines, len(lines))
+    payload, written = _json_lines(ts, device, sensor, value)
+    if written is None:
+        return EventChunk(payload, lines, len(lines))
+    verdict = judge_event_columns(written[0], ts, device, sensor, value, written[1], now=now, max_age=INGEST_MAX_AGE)
+    return EventChunk(payload, lines, len(lines), verdict=verdict)
 
 
 # A cell written as a JSON number goes into the body as one, so the drain's columnar parser
@@ -307,6 +318,12 @@ def json_payload(ts, device, sensor, value) -> bytes:
     """``json.dumps({"ts": t, "device": d, "sensor": s, "value": v})`` of each row, one a line,
     built in columns, except that a value cell written as a JSON number goes in as that number.
     Columns are Arrow string arrays (a scalar for one value in every row) or pandas Series."""
+    return _json_lines(ts, device, sensor, value)[0]
+
+
+def _json_lines(ts, device, sensor, value) -> tuple[bytes, tuple[pa.Array, pa.Array] | None]:
+    """:func:`json_payload`, and the lines as an Arrow array with whether each value went in as
+    a number; None for those when a cell needed escaping (the lines were then written one by one)."""
     columns = [_text(column) for column in (ts, device, sensor, value)]
     numeric = pc.and_(pc.match_substring_regex(columns[3], _JSON_NUMBER), pc.not_equal(columns[3], "-0"))
     value_text = pc.if_else(numeric, columns[3], pc.binary_join_element_wise('"', columns[3], '"', ""))
@@ -314,7 +331,7 @@ def json_payload(ts, device, sensor, value) -> bytes:
                                         columns[2], '", "value": ', value_text, "}\n", "")
     if all(map(_written_as_is, columns)):
         offsets, _ = _text_buffers(lines)
-        return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])].to_pybytes()
+        return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])].to_pybytes(), (lines, numeric)
     rows = len(lines)
     cells = [[column.as_py()] * rows if isinstance(column, pa.Scalar) else column.to_pylist() for column in columns]
     is_number = numeric.to_pylist()
@@ -322,7 +339,7 @@ def json_payload(ts, device, sensor, value) -> bytes:
     for t, d, s, cell, number in zip(*cells, is_number):  # escapes or non-ASCII somewhere: json.dumps writes the text
         head = json.dumps({"ts": t, "device": d, "sensor": s})[:-1]
         bodies.append(f'{head}, "value": {cell if number else json.dumps(cell)}}}\n')
-    return "".join(bodies).encode("utf-8")
+    return "".join(bodies).encode("utf-8"), None
 
 
 def iter_event_chunks(path, layout: FileLayout, ids: IdMapping, decimal_comma: bool = False,
@@ -333,7 +350,7 @@ def iter_event_chunks(path, layout: FileLayout, ids: IdMapping, decimal_comma: b
     limit = MAX_EVENT_BYTES if layout.kind == "jsonl" else max(layout.max_line_bytes, len(_first_line(path)))
     for first, block in _line_blocks(path, limit):
         chunk = (_json_chunk(path, first, block, ids, now) if layout.kind == "jsonl"
-                 else _csv_chunk(path, layout, first, block, ids, decimal_comma))
+                 else _csv_chunk(path, layout, first, block, ids, decimal_comma, now))
         yield dataclasses.replace(chunk, nbytes=len(block))
 
 
@@ -372,11 +389,15 @@ class ChunkCheck:
 
 
 def check_chunk(chunk: EventChunk, now: pd.Timestamp | None = None) -> ChunkCheck:
-    """Judge the chunk's events with the drain's parser (once: a chunk read parsed is not parsed again)."""
+    """Judge the chunk's events as the drain's parser will (once: a chunk judged as it was read is
+    not judged again)."""
     if not chunk.events:
         return ChunkCheck([], None, b"")
-    readings, rejected = chunk.parsed or parse_event_lines_table(chunk.payload, now=now, max_age=INGEST_MAX_AGE)
-    earliest = pd.Timestamp(pc.min(readings["ts"]).as_py()) if readings.num_rows else None
+    if chunk.verdict is not None:
+        earliest, rejected = chunk.verdict
+    else:
+        readings, rejected = parse_event_lines_table(chunk.payload, now=now, max_age=INGEST_MAX_AGE)
+        earliest = _earliest(readings)
     if rejected.empty:
         return ChunkCheck([], earliest, chunk.payload)
     reason_of = dict(zip(rejected["body"], rejected["reason"]))

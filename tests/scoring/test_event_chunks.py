@@ -88,7 +88,7 @@ def test_a_block_of_plain_json_events_lands_as_it_is_with_its_ids_checked():
     block = good_line("1") + b"\n" + good_line("2") + b"\n"
     chunk = _json_chunk("f.jsonl", 5, block, IdMapping(), now=NOW)
     assert (chunk.payload, chunk.events) == (block, 2)
-    assert chunk.parsed[0]["sensor"].to_pylist() == ["1", "2"]  # parsed once, for the check too
+    assert chunk.verdict[1].empty  # judged as it was parsed: the check does not parse it again
     with pytest.raises(InputError, match=r"f.jsonl, line 6: name 'Flow_Rate' is also the id of 'Flow Rate'"):
         _json_chunk("f.jsonl", 5, good_line("1") + b"\n" + good_line("Flow_Rate") + b"\n",
                     IdMapping(known={"Flow Rate": "Flow_Rate"}), now=NOW)

@@ -358,14 +358,19 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
         save_mapping,
     )
     from bscore_assets.ingestion.staging import Staging
+    from bscore_assets.settings import PipelineSettings
+    from bscore_assets.stores import build_blob, build_events
     from scoring.input_files import ColumnChoice, IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
     names = (lambda text: tuple(n.strip() for n in text.split(",") if n.strip()) if text is not None else None)
     choice = ColumnChoice(columns=names(columns), exclude=names(exclude) or (), labels=tuple(label_columns))
-    resources = _resources(settings)  # landing is no run: no Dagster instance to open
-    events = resources["events"]
+    try:  # landing is no run: no Dagster instance to open, nor every domain's definitions
+        events = build_events(settings).process_config_and_initialize()
+        blob = build_blob(settings).process_config_and_initialize() if max_bad is not None else None
+    except ValueError as exc:
+        _fail(exc)
     report = RefusalReport(refusal_report_path(settings.home))
     try:
         staging = Staging(events.staging_root() or settings.home / "staging")
@@ -402,7 +407,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
             for name, ident in sorted(ids.new.items()):
                 click.echo(f"  {name:<{width}}  ->  {ident}")
         try:
-            total = land_files(checks, events, dead_letters=None if max_bad is None else resources["blob"])
+            total = land_files(checks, events, dead_letters=blob)
             save_mapping(settings.home, ids.new)
         except ValueError as exc:
             _fail(exc)
@@ -414,7 +419,7 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
     dead = sum(check.dead_lettered for check in checks)
     click.echo(f"{total:,} events landed in {events.describe()}"
                + (f"; {dead:,} refused line(s) dead-lettered (bscore deadletter list; {report.path})" if dead else ""))
-    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home), resources["pipeline"].window_seconds):
+    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home), PipelineSettings().window_seconds):
         click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 

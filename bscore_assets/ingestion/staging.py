@@ -73,5 +73,8 @@ class Staging:
         return path
 
     def discard(self) -> None:
-        self.cut()
+        try:
+            self.cut()
+        except OSError:  # a full disk, already reported: what was written goes anyway
+            self._handle = None
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -190,7 +190,10 @@ def _arrow_csv(data: bytes, layout: FileLayout) -> pa.Table | None:
     names = _column_names(layout)
     try:
         return pacsv.read_csv(io.BytesIO(data),
-                              read_options=pacsv.ReadOptions(column_names=names, block_size=len(data) + 1),
+                              # One block, so threads would not help; and a pool thread still
+                              # alive at exit can abort the process (apache/arrow#34314).
+                              read_options=pacsv.ReadOptions(column_names=names, block_size=len(data) + 1,
+                                                             use_threads=False),
                               parse_options=pacsv.ParseOptions(delimiter=layout.delimiter),
                               convert_options=pacsv.ConvertOptions(
                                   column_types={name: pa.string() for name in names},

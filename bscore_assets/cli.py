@@ -56,16 +56,6 @@ def _ops(settings: Settings | None = None):
     return Operations(settings, defs, instance)
 
 
-def _resources(settings: Settings) -> dict:
-    from bscore_assets.definitions import build_defs
-    from bscore_assets.operations import resolved_resources
-
-    try:
-        return resolved_resources(build_defs(settings))
-    except ValueError as exc:
-        _fail(exc)
-
-
 def _fail(exc: Exception):
     from bscore_assets.failures import disk_full_message
 

@@ -90,9 +90,14 @@ def _line_blocks(path: Path, max_line_bytes: int, block_bytes: int = BLOCK_BYTES
                     _refuse_long_lines(path, line_no, rest + b"\n", max_line_bytes)
                     yield line_no, rest + b"\n"
                 return
-            buf = rest + data if rest else data
-            cut = buf.rfind(b"\n") + 1
-            block, rest = buf[:cut], buf[cut:]
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                rest += data
+                if len(rest) > max_line_bytes:
+                    raise InputError(path, line_no, f"line is longer than {max_line_bytes} bytes")
+                continue
+            block = b"".join((rest, memoryview(data)[:cut]))  # one copy of the block
+            rest = data[cut:]
             if len(rest) > max_line_bytes:
                 raise InputError(path, line_no + block.count(b"\n"), f"line is longer than {max_line_bytes} bytes")
             if block:

@@ -33,6 +33,9 @@ from scoring.input_files import INGEST_MAX_AGE, FileLayout, IdMapping, InputErro
 from scoring.readings import FIELD_ALIASES, MAX_EVENT_BYTES
 
 BLOCK_BYTES = 4 << 20  # large enough that per-block costs vanish, small enough to bound memory
+# A JSON-lines block of twice that holds about 100,000 events, which the drain's parser splits
+# into two slices parsed on two threads.
+JSON_BLOCK_BYTES = 2 * BLOCK_BYTES
 
 
 @dataclass(frozen=True)
@@ -356,7 +359,7 @@ def iter_event_chunks(path, layout: FileLayout, ids: IdMapping, decimal_comma: b
     ``now`` is the time the drain's parser judges JSON-lines blocks by (default: now)."""
     path = Path(path)
     limit = MAX_EVENT_BYTES if layout.kind == "jsonl" else max(layout.max_line_bytes, len(_first_line(path)))
-    for first, block in _line_blocks(path, limit):
+    for first, block in _line_blocks(path, limit, JSON_BLOCK_BYTES if layout.kind == "jsonl" else BLOCK_BYTES):
         chunk = (_json_chunk(path, first, block, ids, now) if layout.kind == "jsonl"
                  else _csv_chunk(path, layout, first, block, ids, decimal_comma, now))
         yield dataclasses.replace(chunk, nbytes=len(block))

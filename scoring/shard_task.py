@@ -7,10 +7,15 @@ device only), scores them with ``scoring.engine.score_shard`` and writes the pre
 itself, as one blob Parquet part per partition, named by its devices and the run. It returns a
 summary per (hour, sensor) partition whose size does not grow with rows: counts, per-device
 counts and model versions, devices missing a model or refused. Once every shard succeeded the
-run publishes each hour to SQL from the parts (one transaction per hour) and commits each
-partition's manifest, so a failed shard leaves no partial hour in either place.
+run publishes each hour to SQL (one transaction per hour) and commits each partition's
+manifest, so a failed shard leaves no partial hour in either place.
 
-No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``;
+With ``task.stage_in_sql`` (the Azure ML jobs) the task also stages its predictions in SQL under
+the run's token, and the run publishes each hour from there on the database server, so no
+prediction row passes through the run's process.
+
+No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``
+(and ``stage_predictions``, ``scoring.shard_sql.ShardSql``, for a task that stages);
 ``blobs`` has the model store's protocol plus ``write_bytes``.
 """
 
@@ -99,7 +104,7 @@ def run_shard_task(task: ShardTask, store, blobs) -> ShardSummary:
     windows = windows[windows["ts"] > start]
     window_hours = hour_of_window(windows["ts"]).to_numpy()
     prediction_hours = hour_of_window(predictions["ts"]).to_numpy()
-    summaries = []
+    summaries, staged = [], []
     first, last = task.devices[0], task.devices[-1]
     for hour in task.hours:
         in_hour = prediction_hours == np.datetime64(pd.Timestamp(hour))
@@ -110,8 +115,11 @@ def run_shard_task(task: ShardTask, store, blobs) -> ShardSummary:
             key = prediction_part_key(hour, sensor, first, last, task.run) if len(rows) else None
             if key:
                 blobs.write_bytes(key, to_parquet_bytes(rows))
+                staged.append(rows)
             had = hour_windows[hour_windows["sensor"].astype(str) == sensor]
             summaries.append(partition_summary(hour, sensor, had, rows, refused, key))
+    if task.stage_in_sql:
+        store.stage_predictions(task.run, task.devices, start, end, staged)
     written = time.perf_counter()
     missing = scores.missing_models
     return ShardSummary(

@@ -29,9 +29,13 @@ class ShardSql:
     asks of its store)."""
 
     def __init__(self, url: str, auth: str = "password"):
-        sqlite = sa.make_url(url).get_backend_name() == "sqlite"  # a reader waits out a writer's commit
-        self.engine = create_sql_engine(url, auth, pool_pre_ping=True,
-                                        **({"connect_args": {"timeout": 60}} if sqlite else {}))
+        parsed = sa.make_url(url)
+        options = {}
+        if parsed.get_backend_name() == "sqlite":  # a reader waits out a writer's commit
+            options["connect_args"] = {"timeout": 60}
+        elif parsed.get_backend_name() == "mssql" and parsed.get_driver_name() == "pyodbc":
+            options["fast_executemany"] = True  # staging: one round trip per batch of rows
+        self.engine = create_sql_engine(url, auth, pool_pre_ping=True, **options)
 
     def read_sensor_values(self, start, end, devices=None, sensors=None) -> pd.DataFrame:
         """Windows of the hours ``[start, end)`` of ``devices`` and ``sensors``, sorted by device,

@@ -126,3 +126,9 @@ def test_rows_a_dead_run_staged_are_dropped_by_a_later_publish_once_stale(store)
     job.stage_predictions("run-d", ["d1"], H0, H1, [scored(windows(H0, devices=("d1",)))])
     store.publish_staged_predictions("run-d", H0, H1, {"s1": 720, "s2": 720})
     assert (staged_rows(store, "dead-run"), staged_rows(store, "live-run"), staged_rows(store)) == (0, 1440, 1440)
+
+
+def test_a_job_stages_into_azure_sql_a_batch_of_rows_a_round_trip():
+    job = ShardSql("mssql+pyodbc://bscore-sql.database.windows.net/bscore?driver=ODBC+Driver+18+for+SQL+Server",
+                   "entra")
+    assert job.engine.dialect.fast_executemany  # as the run's own store (resources.sql.engine_options)

@@ -5,7 +5,8 @@ sensors, the run's token). The job (``python -m scoring.entrypoint`` in the scor
 Environment on the cluster) reads its windows from SQL and its bundles from the blob store with
 the cluster's identity, writes its predictions to the blob store and stages them in SQL itself
 (the run publishes each hour on the database server), and reports its summary over Pipes
-messages in the Pipes container. ``max_jobs_in_flight`` jobs run at once; ``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
+messages in the Pipes container. ``max_jobs_in_flight`` jobs run at once;
+``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
 What the jobs report lands on the asset's materialization as ``azureml_*`` metadata. Jobs end
 with their run (``resources/azureml_jobs.py``): patient status polls, ``limits.timeout`` on every
 job, every unfinished job cancelled when the run fails or is interrupted, and orphans of a dead

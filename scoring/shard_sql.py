@@ -5,9 +5,9 @@ environment (``BSCORE_SQL_URL``; on Azure a URL that signs in with the job's man
 no password, with ``BSCORE_SQL_AUTH=entra``: ``scoring.entra_sql``). It reads its windows with
 ``scoring.sql_read``, as the resource does, and writes its predictions into ``prediction_staging``
 under the run's token with ``scoring.sql_write`` (COPY on PostgreSQL, ``fast_executemany`` on
-Azure SQL), from where the run publishes each hour on the server. The tables are reflected from
-the database, which ``resources.sql`` creates, so their definitions live in one place. A database from before windows
-recorded their extremes (no ``low``, ``high`` columns) reads as windows without them, which the
+Azure SQL), from where the run publishes each hour on the server. The tables are reflected
+from the database, which ``resources.sql`` creates, so their definitions live in one place. A
+database from before windows recorded their extremes (no ``low``, ``high`` columns) reads as windows without them, which the
 scorer judges by their means alone.
 """
 

@@ -16,6 +16,7 @@ import multiprocessing
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import ClassVar
 
 import dagster as dg
 
@@ -66,6 +67,10 @@ class ComputeBackend(dg.ConfigurableResource, ABC):
     """Runs shard tasks, each scoring many devices' models and writing their predictions."""
 
     devices_per_shard: int = 500
+    # Whether the shards stage their predictions in SQL themselves, for the run to publish on the
+    # server (remote jobs: no prediction row comes back through the run's process), rather than
+    # the run publishing from the blob parts.
+    stages_predictions: ClassVar[bool] = False
 
     @abstractmethod
     def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask], sql: SqlStore,

@@ -50,3 +50,8 @@ class TrainingOutcome:
     def metadata(self) -> dict:
         """The outcome as plain JSON values, without the bundle."""
         return {k: v for k, v in asdict(self).items() if k != "bundle"}
+
+
+def gate_passed(outcomes: dict[str, TrainingOutcome]) -> bool:
+    """The challenger gate passes when no device had a sensor's model or its device model refused."""
+    return not any(o.sensors_refused or o.device_model_refused for o in outcomes.values())

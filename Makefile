@@ -45,17 +45,18 @@ postgresql-server:
 /usr/bin/time:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time
 
-# The real-daemon test spends ~6 minutes waiting for minute ticks: it runs in a pytest of its
+# The real-daemon test spends 6-9 minutes waiting for minute ticks: it runs in a pytest of its
 # own beside the rest of the suite, and the target fails when either does. The rest is spread
-# over the cores by pytest-xdist (one worker per core): it is CPU-bound in one process
-# (16 min 50 s alone, 9 min 1 s with two workers on 2 cores).
+# over the cores by pytest-xdist (one worker per core; it is CPU-bound in one process), slow
+# tests first (tests/conftest.py) and work-stealing so that both workers finish together.
+# docs/testing.md: the tiers, what takes the time, and how long each took.
 DAEMON_TEST := tests/automation/test_daemon.py
 
 # Tiers: `make test` runs every test; `.venv/bin/python -m pytest -m "not slow"` is the fast one for development.
 test: install node_modules/.installed /usr/bin/chromium /usr/bin/isql /usr/bin/time postgresql-server
 	mkdir -p test-artifacts
 	$(BIN)/python -m pytest $(DAEMON_TEST) > test-artifacts/daemon-pytest.log 2>&1 & daemon=$$!; \
-	$(BIN)/python -m pytest -n auto --deselect $(DAEMON_TEST); rest=$$?; \
+	$(BIN)/python -m pytest -n auto --dist worksteal --deselect $(DAEMON_TEST); rest=$$?; \
 	wait $$daemon; status=$$?; \
 	echo "--- $(DAEMON_TEST) (run beside the rest) ---"; cat test-artifacts/daemon-pytest.log; \
 	test $$rest -eq 0 && test $$status -eq 0

@@ -1,26 +1,47 @@
-"""The ``bscore`` command line end to end, as users run it (a subprocess per command)."""
+"""The ``bscore`` command line end to end, as users run it.
+
+The commands run in this process through click's runner, with the environment a user's shell
+would give them: a new interpreter per command spent seconds importing Dagster and pandas, which
+is not what these tests check. ``bscore`` as a process of its own, its exit status and stderr,
+is run by ``test_bad_input_gives_a_clear_error`` here, tests/reliability (test_crash, test_secrets)
+and tests/automation/test_daemon.py.
+"""
 
 import os
 import re
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-pytestmark = pytest.mark.slow  # CLI subprocesses running whole flows
+pytestmark = pytest.mark.slow  # CLI commands running whole flows
 
 ROOT = Path(__file__).resolve().parents[1]
 BSCORE = [sys.executable, "-m", "bscore_assets.cli"]
 
 
-def run(args, env, check=True):
-    result = subprocess.run(BSCORE + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"bscore {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+def run(args, env, check=True) -> subprocess.CompletedProcess:
+    """``bscore <args>`` in this process with ``env`` as its environment: its exit status, stdout and stderr."""
+    from bscore_assets.cli import main
+
+    result = CliRunner().invoke(main, args, env=env)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # what the interpreter would print
+    done = subprocess.CompletedProcess(["bscore", *args], result.exit_code, result.stdout, stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(f"bscore {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def run_process(args, env) -> subprocess.CompletedProcess:
+    """``bscore <args>`` as a process of its own, as a shell starts it."""
+    return subprocess.run(BSCORE + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -71,11 +92,11 @@ def test_reference_data_ingest_train_score_export(env, bscore_home, reference_di
 def test_bad_input_gives_a_clear_error(env, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("when,who,what\n1,2,3\n")
-    result = run(["ingest", str(bad)], env, check=False)
+    result = run_process(["ingest", str(bad)], env)
     assert result.returncode == 2 and "bad.csv" in result.stderr and "header" in result.stderr
-    result = run(["score", "--from", "2017-01-01T00", "--to", "2017-01-01T01"], env, check=False)
+    result = run_process(["score", "--from", "2017-01-01T00", "--to", "2017-01-01T01"], env)
     assert result.returncode == 2 and "BSCORE_START" in result.stderr
-    result = run(["score", "--from", "yesterday", "--to", "2026-01-01T01"], env, check=False)
+    result = run_process(["score", "--from", "yesterday", "--to", "2026-01-01T01"], env)
     assert result.returncode == 2 and "--from 'yesterday'" in result.stderr
 
 

@@ -1,6 +1,7 @@
 """Dagster's own command line on bscore's code location, as an engineer who knows Dagster runs
 it: a fresh instance, `dagster asset materialize` in subprocesses, `bscore fleet register` for
-the dynamic partitions, and no warnings from the project's definitions on the way."""
+the dynamic partitions, and no warnings from the project's definitions on the way. (The
+``bscore`` commands run in this process, as tests/test_cli.py runs them.)"""
 
 import os
 import subprocess
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.test_cli import run as bscore
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,8 +41,7 @@ def materialize(selection: str, partition: str, env: dict, check: bool = True) -
 
 @pytest.mark.slow  # the real dagster CLI in subprocesses on a fresh instance (~60 s)
 def test_fleet_register_lets_dagster_materialize_dynamic_partitions_on_a_fresh_instance(env):
-    bscore = [sys.executable, "-m", "bscore_assets.cli"]
-    run([*bscore, "simulate", "--devices", "2", "--sensors", "2", "--start", "2026-03-01T00", "--hours", "1",
+    bscore(["simulate", "--devices", "2", "--sensors", "2", "--start", "2026-03-01T00", "--hours", "1",
          "--profile", "uniform"], env)
     aggregated = materialize("raw_readings,sensor_aggregates", HOUR_KEY, env)
     assert "RUN_SUCCESS" in aggregated.stderr + aggregated.stdout
@@ -47,10 +49,10 @@ def test_fleet_register_lets_dagster_materialize_dynamic_partitions_on_a_fresh_i
     unknown = materialize("device_models", "1", env, check=False)  # what `bscore fleet register` is for
     assert unknown.returncode != 0 and "DagsterUnknownPartitionError" in unknown.stderr
 
-    registered = run([*bscore, "fleet", "register"], env).stdout
+    registered = bscore(["fleet", "register"], env).stdout
     assert "new devices: 1, 2" in registered and "new sensors: 1, 2" in registered
     assert "2 device(s) and 2 sensor(s) registered" in registered
-    assert "2 device(s) and 2 sensor(s) registered" in run([*bscore, "fleet", "register"], env).stdout  # idempotent
+    assert "2 device(s) and 2 sensor(s) registered" in bscore(["fleet", "register"], env).stdout  # idempotent
 
     trained = materialize("device_models", "1", env)
     scored = materialize("sensor_predictions", f"{HOUR_KEY}|1", env)

@@ -4,7 +4,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from resources.azure_blob import AzureBlobStore
-from tests.conftest import AZURITE_KEY, free_port
+from tests.conftest import AZURITE_KEY
 
 
 @pytest.fixture
@@ -56,14 +56,4 @@ def test_missing_connection_string_is_a_clear_error(monkeypatch):
         AzureBlobStore.from_url("az://nowhere").write_bytes("k", b"")
 
 
-@pytest.mark.slow  # waits out the client's connection retries
-def test_an_unreachable_service_names_its_host_and_no_secret(monkeypatch):
-    port = free_port()  # nothing listens there
-    sas = "sv=2024-01-01&sig=c2VjcmV0"
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;SharedAccessSignature={sas}")
-    with pytest.raises(ConnectionError) as failure:
-        AzureBlobStore.from_url("az://unreachable").read_bytes("k")
-    message = str(failure.value)
-    assert f"Blob Storage at 127.0.0.1:{port}/devstoreaccount1 is unreachable" in message
-    assert "sig=" not in message and AZURITE_KEY not in message
+# An unreachable service: tests/resources/test_job_blobs.py, for this store and the job's alike.

@@ -1,8 +1,9 @@
 """Where shards are scored: a local process pool by default, Azure ML command jobs on Azure.
 
-A backend receives shard tasks (names: devices, hours, sensors, the run's token) and runs
-``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
-returns each shard's summary, never its rows.
+A backend receives shard tasks (names: a scoring shard's devices, hours, sensors and the run's
+token, or a training shard's devices and window) and runs each where the data can be read and
+written (``scoring.remote_tasks.run_task``: ``scoring.shard_task`` or ``scoring.training_task``);
+it returns each shard's summary, never its rows or models.
 
 A worker process's error crosses back as a ``ShardWorkerError`` holding its type, message and
 traceback as text (a database driver's own exception often does not pickle, and the run then
@@ -25,9 +26,10 @@ from resources.blob import BlobStore
 from resources.lifeline import die_with_parent
 from resources.outages import is_outage
 from resources.sql import SqlStore
+from scoring.remote_tasks import run_task
 from scoring.shard_summary import ShardSummary
-from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
+from scoring.training_task import TrainingSummary, TrainingTask
 
 
 def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
@@ -63,15 +65,16 @@ class ShardWorkerOutage(ConnectionError):
         self.error = error
 
 
-def _run_portable(task: ShardTask, sql: tuple[type, dict], blob: tuple[type, dict]) -> ShardSummary:
+def _run_portable(task: ShardTask | TrainingTask, sql: tuple[type, dict], blob: tuple[type, dict]
+                  ) -> ShardSummary | TrainingSummary:
     (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
     try:
-        return run_shard_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
+        return run_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
     except Exception as exc:
         raise ShardWorkerError.of(task.label, exc) from None
 
 
-def shard_log_line(summary: ShardSummary, done: int, total: int) -> str:
+def shard_log_line(summary: ShardSummary | TrainingSummary, done: int, total: int) -> str:
     return f"{summary.log_line()} ({done}/{total} shards)"
 
 
@@ -83,14 +86,15 @@ def shard_pool(workers: int) -> ProcessPoolExecutor:
 
 
 class ComputeBackend(dg.ConfigurableResource, ABC):
-    """Runs shard tasks, each scoring many devices' models and writing their predictions."""
+    """Runs shard tasks, each scoring many devices' models and writing their predictions, or
+    training many devices' models and storing their bundles."""
 
     devices_per_shard: int = 500
 
     @abstractmethod
-    def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask], sql: SqlStore,
-                   blob: BlobStore) -> list[ShardSummary]:
-        """Run every task; their summaries (``scoring.shard_task.run_shard_task``) in task order."""
+    def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask] | list[TrainingTask],
+                   sql: SqlStore, blob: BlobStore) -> list[ShardSummary] | list[TrainingSummary]:
+        """Run every task; their summaries (``scoring.remote_tasks.run_task``) in task order."""
 
     @abstractmethod
     def describe(self) -> str: ...
@@ -113,7 +117,7 @@ class LocalComputeBackend(ComputeBackend):
         results: list[ShardSummary | None] = [None] * len(tasks)
         if self.max_workers <= 0:
             for i, task in enumerate(tasks):
-                results[i] = run_shard_task(task, sql, blob)
+                results[i] = run_task(task, sql, blob)
                 context.log.info(shard_log_line(results[i], i + 1, len(tasks)))
             return results
         if not tasks:

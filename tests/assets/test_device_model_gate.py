@@ -4,8 +4,8 @@ the hold-out device windows, dropped by name (with its rate) when over it."""
 import numpy as np
 import pandas as pd
 
-from bscore_assets.models.assets import judge_device_model
-from bscore_assets.models.outcome import TrainingOutcome
+from scoring.device_training import judge_device_model
+from scoring.training_outcome import TrainingOutcome
 from scoring.training import train_device_bundle
 
 

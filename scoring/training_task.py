@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from scoring.detectors import FitOptions, SvmParams
-from scoring.device_training import GateLimits, train_device
+from scoring.device_training import GateLimits, train_devices
 from scoring.model_store import load_current_bundles_or_refusals, save_bundle
 from scoring.training_outcome import TrainingOutcome
 
@@ -147,11 +147,10 @@ def run_training_task(task: TrainingTask, store, blobs) -> TrainingSummary:
         unreadable.update(refused)
         champions_seen.update({d: b.version for d, b in champions.items()})
         by_device = dict(tuple(windows.groupby("device", sort=False, observed=True))) if len(windows) else {}
+        trained = train_devices({str(d): rows for d, rows in by_device.items()}, champions, task.holdout_start,
+                                task.options, task.kind, task.select, task.limits)
         for device in devices:
-            rows = by_device.get(device)
-            outcome = TrainingOutcome() if rows is None else train_device(
-                device, rows, champions.get(device), task.holdout_start, task.options, task.kind, task.select,
-                task.limits)
+            outcome = trained.get(device) or TrainingOutcome()
             if outcome.bundle is not None:
                 save_bundle(blobs, outcome.bundle, make_current=False)
             outcomes[device] = {**outcome.metadata(),

@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-import sklearn
-
-from scoring.detectors import DetectorModel, load_detector, training_samples
 from scoring.legacy import read_legacy_model
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
@@ -123,6 +120,12 @@ def read_model_file(path: Path, suffix: str | None = None):
     if size > MAX_MODEL_FILE_BYTES:
         raise ModelFormatError(f"{path}: {size:,} bytes, over the limit of {MAX_MODEL_FILE_BYTES:,} bytes for a "
                                "model file (MAX_MODEL_FILE_BYTES)")
+    # scikit-learn and skops take seconds to import: only a skops file needs them, not every
+    # command that loads the definitions (which import this module).
+    import sklearn
+
+    from scoring.detectors import DetectorModel, load_detector, training_samples
+
     estimator = load_detector(path.read_bytes(), source=str(path))
     return DetectorModel(estimator, model_metadata(sklearn.__version__, training_samples(estimator),
                                                    source=path.name))
@@ -152,7 +155,7 @@ def scan_model_dir(directory: str | Path) -> ModelDir:
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a folder")
     found = ModelDir()
-    models: dict[str, dict[str, SensorModel | DetectorModel]] = {}
+    models: dict[str, dict[str, SensorModel]] = {}  # or DetectorModel (skops files)
     sources: dict[tuple[str, str], Path] = {}
 
     def refuse(path: Path, reason: str, device: str | None = None) -> None:

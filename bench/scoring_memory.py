@@ -8,10 +8,13 @@ scores the hour through Dagster as ``bscore score`` does after bringing the hour
 (``Operations.score(..., refresh=False)``), on the local process pool or on the Azure ML stand-in
 of ``tests/resources/test_azureml_pipes.py`` (jobs as local processes, Pipes on Azurite). It
 prints JSON: per size, the run process's own peak RSS, the largest shard worker's (local pool)
-or job's peak RSS, and wall time.
+or job's peak RSS, the whole process tree's peak (the run and its workers together, sampled
+every 0.2 s) and wall time. ``--hours 24`` writes and scores 24 hours in one call, as a backfill
+does (issue 20's bar: a 24-hour backfill at 400 devices within 1.5 GB for the tree).
 
     PYTHONPATH=. .venv/bin/python bench/scoring_memory.py --devices 400 2000 --backend local
     PYTHONPATH=. .venv/bin/python bench/scoring_memory.py --devices 400 2000 --backend azureml
+    PYTHONPATH=. .venv/bin/python bench/scoring_memory.py --devices 400 --hours 24
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ HOUR = pd.Timestamp("2026-03-01T01:00")
 SENSORS = [str(s) for s in range(1, 6)]
 
 
-def setup(home: Path, devices: int) -> None:
-    """The hour's windows in SQL, a current bundle per device, the dynamic partitions."""
+def setup(home: Path, devices: int, hours: int = 1) -> None:
+    """The hours' windows in SQL, a current bundle per device, the dynamic partitions."""
     os.environ["BSCORE_HOME"] = str(home)
     from bscore_assets.operations import local_instance
     from bscore_assets.partitions import device_partitions_def, sensor_partitions_def
@@ -47,10 +50,11 @@ def setup(home: Path, devices: int) -> None:
     settings = Settings.from_env()
     rng = np.random.default_rng(7)
     names = [f"dev{d:05d}" for d in range(devices)]
-    ends = HOUR + pd.to_timedelta(np.arange(1, 721) * 5, unit="s")
+    ends = HOUR + pd.to_timedelta(np.arange(1, 720 * hours + 1) * 5, unit="s")
     sql = SqlStore(url=settings.sql_url)
-    for chunk in range(0, devices, 500):  # a frame of 500 devices at a time
-        group = names[chunk:chunk + 500]
+    per_frame = max(1, 500 // hours)  # a frame of 500 device-hours at a time
+    for chunk in range(0, devices, per_frame):
+        group = names[chunk:chunk + per_frame]
         index = pd.MultiIndex.from_product([group, SENSORS, ends], names=["device", "sensor", "ts"])
         frame = index.to_frame(index=False)
         frame["value"] = rng.normal(30, 3, len(frame))
@@ -73,9 +77,29 @@ def setup(home: Path, devices: int) -> None:
     instance.add_dynamic_partitions(device_partitions_def.name, names)
 
 
-def score(home: Path, backend: str, azurite_connection: str | None) -> dict:
-    """Score the hour in this process; the peak RSS of this process and of its children."""
+def score(home: Path, backend: str, azurite_connection: str | None, hours: int = 1) -> dict:
+    """Score the hours in this process; the peak RSS of this process, of its largest child and
+    of the whole tree."""
     import resource
+    import threading
+
+    import psutil
+
+    tree_peak, done = [0], threading.Event()
+
+    def sample_tree():
+        me = psutil.Process()
+        while not done.wait(0.2):
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # a worker that ended between listing and reading
+                    pass
+            tree_peak[0] = max(tree_peak[0], total)
+
+    sampler = threading.Thread(target=sample_tree, daemon=True)
+    sampler.start()
 
     os.environ["BSCORE_HOME"] = str(home)
     from bscore_assets.operations import Operations, local_instance
@@ -102,25 +126,29 @@ def score(home: Path, backend: str, azurite_connection: str | None) -> dict:
         ops = Operations(settings, dg.Definitions(assets=defs.assets, jobs=defs.jobs, asset_checks=defs.asset_checks,
                                                   resources={**defs.resources, "compute": compute}), ops.instance)
     started = time.perf_counter()
-    *_, report = ops.score(HOUR, HOUR, refresh=False)
-    return {"rows_scored": report.totals["sensor_predictions.rows_scored"],
+    *_, report = ops.score(HOUR, HOUR + pd.Timedelta(hours=hours - 1), refresh=False)
+    done.set()
+    sampler.join()
+    return {"hours": hours, "rows_scored": report.totals["sensor_predictions.rows_scored"],
             "wall_seconds": round(time.perf_counter() - started, 1),
             "run_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "largest_child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+            "largest_child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+            "tree_peak_rss_mb": round(tree_peak[0] / 2**20)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[400, 2000])
     parser.add_argument("--backend", choices=["local", "azureml"], default="local")
+    parser.add_argument("--hours", type=int, default=1, help="hours written and scored in one call (a backfill)")
     parser.add_argument("--azurite", help="Azurite connection string (azureml backend)")
     parser.add_argument("--step", choices=["setup", "score"], help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step == "setup":
-        return setup(Path(args.home), args.devices[0])
+        return setup(Path(args.home), args.devices[0], args.hours)
     if args.step == "score":
-        print(json.dumps(score(Path(args.home), args.backend, args.azurite)))
+        print(json.dumps(score(Path(args.home), args.backend, args.azurite, args.hours)))
         return
     azurite = None
     if args.backend == "azureml" and not args.azurite:
@@ -144,7 +172,8 @@ def run_sizes(args) -> dict:
     results = {}
     for devices in args.devices:
         with tempfile.TemporaryDirectory(prefix="bscore-memory-") as tmp:
-            base = [sys.executable, __file__, "--home", tmp, "--devices", str(devices), "--backend", args.backend]
+            base = [sys.executable, __file__, "--home", tmp, "--devices", str(devices), "--backend", args.backend,
+                    "--hours", str(args.hours)]
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             subprocess.run(base + ["--step", "setup"], check=True, env=env, cwd=ROOT)
             extra = ["--azurite", args.azurite] if args.azurite else []

@@ -299,8 +299,13 @@ def window_extremes_of(rows: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarra
     when the rows have no such columns."""
     if "low" not in rows.columns or "high" not in rows.columns:
         return None, None
-    return (pd.to_numeric(rows["low"]).to_numpy(dtype=np.float64, na_value=np.nan),
-            pd.to_numeric(rows["high"]).to_numpy(dtype=np.float64, na_value=np.nan))
+    return _float_column(rows["low"]), _float_column(rows["high"])
+
+
+def _float_column(column: pd.Series) -> np.ndarray:
+    if column.dtype == np.float64:  # as the store hands them: no copy
+        return column.to_numpy()
+    return pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _refusals(runs: Runs, first: np.ndarray, score: np.ndarray, errors: dict[int, str], compiled: BundleModels,

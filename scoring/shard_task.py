@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 
 from scoring.blob_layout import prediction_part_key
-from scoring.engine import score_shard
+from scoring.engine import BundleModels, score_shard
 from scoring.model_store import load_current_bundles_or_refusals
 from scoring.parquet import to_parquet_bytes
 from scoring.shard_summary import ShardPartition, ShardSummary, ShardTimings
 from scoring.shards import ShardTask
 from scoring.time_units import HOUR
-from scoring.windows import hour_of_window
 
 # Kinds that judge a window by its recent past (the robust kind: up to 60 windows, 5 minutes of
 # 5 s windows) see the minutes before the shard's first hour too, so its first windows are
@@ -81,50 +79,74 @@ def run_shard_task(task: ShardTask, store, blobs) -> ShardSummary:
         Totals and timings, one ``ShardPartition`` per (hour, sensor) of the task (with the
         blob part it wrote), the devices refused with why, and the series without a model.
     """
-    started = time.perf_counter()
-    start, end = min(task.hours), max(task.hours) + HOUR
-    windows = store.read_sensor_values(start - CONTEXT, end, devices=list(task.devices), sensors=list(task.sensors))
-    read = time.perf_counter()
-    devices = windows["device"].astype(str)
-    bundles, refused = load_current_bundles_or_refusals(blobs, sorted(devices.unique()))
-    loaded = time.perf_counter()
-    # A refused device's rows are not scored, and not reported as missing a model either:
-    # they are in the refusals, with the reason.
-    kept = windows if not refused else windows[~devices.isin(list(refused))].reset_index(drop=True)
-    scores = score_shard(kept, bundles, context_until=start)
-    # A device whose model failed while scoring is refused too, with the scorer's reason.
-    refused = {**refused, **dict(zip(scores.refused["device"].astype(str), scores.refused["reason"]))}
-    scored = time.perf_counter()
-    predictions = scores.predictions
-    windows = windows[windows["ts"] > start]
-    window_hours = hour_of_window(windows["ts"]).to_numpy()
-    prediction_hours = hour_of_window(predictions["ts"]).to_numpy()
-    summaries = []
-    first, last = task.devices[0], task.devices[-1]
-    for hour in task.hours:
-        in_hour = prediction_hours == np.datetime64(pd.Timestamp(hour))
-        hour_rows = predictions[in_hour].reset_index(drop=True)
-        hour_windows = windows[window_hours == np.datetime64(pd.Timestamp(hour))]
-        for sensor in task.sensors:
-            rows = hour_rows[hour_rows["sensor"].astype(str) == sensor].reset_index(drop=True)
-            key = prediction_part_key(hour, sensor, first, last, task.run) if len(rows) else None
-            if key:
-                blobs.write_bytes(key, to_parquet_bytes(rows))
-            had = hour_windows[hour_windows["sensor"].astype(str) == sensor]
-            summaries.append(partition_summary(hour, sensor, had, rows, refused, key))
-    written = time.perf_counter()
-    missing = scores.missing_models
+    timings = {"read": 0.0, "load": 0.0, "score": 0.0, "write": 0.0}
+    bundles, unloadable, refused = {}, {}, {}
+    compiled = BundleModels({})
+    totals = {"rows": 0, "rows_scored": 0, "anomalies": 0}
+    summaries, missing = [], []
+    # One hour at a time (with its context): a backfill's worker holds one hour of its shard,
+    # not all of them, and each hour scores as it would alone.
+    for hour in sorted(task.hours):
+        started = time.perf_counter()
+        hour_start = pd.Timestamp(hour)
+        windows = store.read_sensor_values(hour_start - CONTEXT, hour_start + HOUR, devices=list(task.devices),
+                                           sensors=list(task.sensors))
+        read = time.perf_counter()
+        devices = windows["device"].astype(str)
+        new_devices = sorted(set(devices.unique()) - set(bundles) - set(unloadable))
+        loaded_bundles, load_refusals = load_current_bundles_or_refusals(blobs, new_devices)
+        if loaded_bundles:  # compiled again only when the hour brings devices not seen before
+            bundles.update(loaded_bundles)
+            compiled = BundleModels(bundles)
+        unloadable.update(load_refusals)
+        loaded = time.perf_counter()
+        # A refused device's rows are not scored, and not reported as missing a model either:
+        # they are in the refusals, with the reason.
+        kept = windows if not unloadable else windows[~devices.isin(list(unloadable))].reset_index(drop=True)
+        scores = score_shard(kept, compiled, context_until=hour_start)
+        # A device whose model failed while scoring this hour is refused in it, with the scorer's reason.
+        hour_refused = {**unloadable, **dict(zip(scores.refused["device"].astype(str), scores.refused["reason"]))}
+        refused.update(hour_refused)
+        scored = time.perf_counter()
+        predictions = scores.predictions
+        windows = windows[windows["ts"] > hour_start]
+        totals["rows"] += len(windows)
+        totals["rows_scored"] += len(predictions)
+        totals["anomalies"] += int(predictions["is_anomaly"].sum())
+        missing.append(scores.missing_models)
+        summaries.extend(_write_hour(task, hour_start, windows, predictions, hour_refused, blobs))
+        written = time.perf_counter()
+        for step, seconds in zip(timings, (read - started, loaded - read, scored - loaded, written - scored)):
+            timings[step] += seconds
+    missing_models = (pd.concat(missing, ignore_index=True).groupby(["device", "sensor"], sort=True, observed=True)
+                      ["rows"].sum().reset_index() if missing else pd.DataFrame(columns=["device", "sensor", "rows"]))
     return ShardSummary(
         shard=task.label,
         devices=len(task.devices),
-        rows=int(len(windows)),
-        rows_scored=int(len(predictions)),
-        anomalies=int(predictions["is_anomaly"].sum()),
+        rows=int(totals["rows"]),
+        rows_scored=int(totals["rows_scored"]),
+        anomalies=int(totals["anomalies"]),
         models=sum(len(b.models) for b in bundles.values()),
         partitions=tuple(summaries),
         devices_refused=dict(sorted(refused.items())),
         missing_models=tuple((str(d), str(s), int(n)) for d, s, n in
-                             missing[["device", "sensor", "rows"]].itertuples(index=False)),
-        timings=ShardTimings(round(read - started, 3), round(loaded - read, 3), round(scored - loaded, 3),
-                             round(written - scored, 3)),
+                             missing_models[["device", "sensor", "rows"]].itertuples(index=False)),
+        timings=ShardTimings(*(round(seconds, 3) for seconds in timings.values())),
     )
+
+
+def _write_hour(task: ShardTask, hour: pd.Timestamp, windows: pd.DataFrame, predictions: pd.DataFrame,
+                refused: dict[str, str], blobs) -> list[ShardPartition]:
+    """One Parquet part per sensor of the hour with predictions, and each partition's summary."""
+    summaries = []
+    first, last = task.devices[0], task.devices[-1]
+    sensor_of_rows = predictions["sensor"].astype(str)
+    sensor_of_windows = windows["sensor"].astype(str)
+    for sensor in task.sensors:
+        rows = predictions[(sensor_of_rows == sensor).to_numpy()].reset_index(drop=True)
+        key = prediction_part_key(hour, sensor, first, last, task.run) if len(rows) else None
+        if key:
+            blobs.write_bytes(key, to_parquet_bytes(rows))
+        had = windows[(sensor_of_windows == sensor).to_numpy()]
+        summaries.append(partition_summary(hour, sensor, had, rows, refused, key))
+    return summaries

@@ -56,3 +56,8 @@ class TrainingOutcome:
     def from_metadata(cls, data: dict) -> "TrainingOutcome":
         """The outcome ``metadata()`` gave (its bundle is in blob storage, not here)."""
         return cls(**data)
+
+
+def gate_passed(outcomes: dict[str, TrainingOutcome]) -> bool:
+    """The challenger gate passes when no device had a sensor's model or its device model refused."""
+    return not any(o.sensors_refused or o.device_model_refused for o in outcomes.values())

@@ -1,6 +1,8 @@
 """The Azure Dagster instance example (``deploy/azure/dagster.yaml``) loads and stores in PostgreSQL.
 
-Its compute log manager addresses ``https://<account>.blob.core.windows.net`` and cannot be
+It signs in to PostgreSQL with an Entra token from ``DefaultAzureCredential`` (dagster-postgres'
+``azure_wif``); no tenant is reachable here, so a stand-in credential records the scopes it is
+asked for and the local server (trust authentication) ignores the token it hands out. Its compute log manager addresses ``https://<account>.blob.core.windows.net`` and cannot be
 pointed at Azurite, so it is constructed (no request is made) and its target asserted;
 run, event log and schedule storage are exercised on the local PostgreSQL server.
 """
@@ -12,9 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
+import azure.identity
 import dagster as dg
 import psycopg
 import pytest
+import sqlalchemy as sa
+import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
@@ -38,10 +43,26 @@ def dagster_pg_url():
         yield postgres_url_for(name)
 
 
+class StandInCredential:
+    """``DefaultAzureCredential`` as dagster-postgres calls it: records each scope asked for."""
+
+    scopes: list[str] = []
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+
+        StandInCredential.scopes.extend(scopes)
+        return AccessToken("entra-token-for-postgres", int(time.time()) + 3600)
+
+
 @pytest.fixture
 def azure_instance(tmp_path, monkeypatch, dagster_pg_url):
-    # The driver named as the example says: dagster-postgres drives psycopg2.
-    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    url = sa.make_url(dagster_pg_url)
+    for variable, value in (("DAGSTER_PG_HOST", url.host), ("DAGSTER_PG_PORT", str(url.port or 5432)),
+                            ("DAGSTER_PG_DB", url.database), ("DAGSTER_PG_USER", url.username)):
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", StandInCredential)
+    StandInCredential.scopes = []
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_ACCOUNT", "bscorelogs")
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_CONTAINER", "dagster-logs")
     shutil.copy(EXAMPLE, tmp_path / "dagster.yaml")
@@ -59,6 +80,16 @@ def test_azure_dagster_yaml_storage_is_postgres(azure_instance, dagster_pg_url):
     with psycopg.connect(dagster_pg_url) as conn:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"runs", "event_logs", "jobs", "dynamic_partitions"} <= tables
+
+
+def test_azure_dagster_yaml_signs_in_with_an_entra_token_not_a_password(azure_instance):
+    azure_instance.get_runs()  # a connection of the run storage
+    # Every connection asked the identity for a token of Azure Database for PostgreSQL's scope.
+    assert StandInCredential.scopes and set(StandInCredential.scopes) == {
+        "https://ossrdbms-aad.database.windows.net/.default"}
+    postgres = yaml.safe_load(EXAMPLE.read_text())["storage"]["postgres"]
+    assert "password" not in postgres["postgres_db"] and "postgres_url" not in postgres
+    assert postgres["auth_provider"] == {"azure_wif": {}}
 
 
 def test_azure_dagster_yaml_compute_logs_go_to_blob_storage(azure_instance):

@@ -60,3 +60,11 @@ def test_the_verdicts_use_the_newest_bundle_that_scored_a_device_and_name_those_
     assert models["pump-1"] is not None and models["pump-1"].sensors == trained.device_model.sensors
     assert models["pump-2"] is None  # a bundle without a device model: the vote
     assert list(refused) == ["pump-3"] and "FileNotFoundError" in refused["pump-3"]
+
+
+def test_the_gate_fails_when_a_device_model_is_refused_as_when_a_sensor_model_is():
+    from scoring.training_outcome import gate_passed
+
+    assert gate_passed({"pump-1": TrainingOutcome(), "pump-2": TrainingOutcome()})
+    assert not gate_passed({"pump-1": TrainingOutcome(), "pump-2": TrainingOutcome(device_model_refused="flags 30%")})
+    assert not gate_passed({"pump-1": TrainingOutcome(sensors_refused={"t": "flags 30%"})})

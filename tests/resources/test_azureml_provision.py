@@ -107,11 +107,12 @@ def test_azureml_entrypoint_imports_only_what_the_image_installs():
     assert not loaded & {"dagster", "sqlalchemy", "sklearn", "skops", "bscore_assets", "resources"}
 
 
-def test_scoring_image_installs_odbc_driver_18_as_microsoft_documents_for_debian_12():
-    """The Dockerfile's driver step: Microsoft's Debian repository for the base image's release
-    (python:*-bookworm is Debian 12), its configuration package, then msodbcsql18 with the EULA
-    accepted, in that order; pyodbc itself comes from requirements.txt."""
-    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+@pytest.mark.parametrize("image", ["docker/Dockerfile", "deploy/azure/host/Dockerfile"])
+def test_images_install_odbc_driver_18_as_microsoft_documents_for_debian_12(image):
+    """Each Dockerfile's driver step (the scoring job's and the Dagster host's): Microsoft's Debian
+    repository for the base image's release (python:*-bookworm is Debian 12), its configuration
+    package, then msodbcsql18 with the EULA accepted, in that order, before pyodbc is installed."""
+    dockerfile = (ROOT / image).read_text()
     assert re.search(r"^FROM python:3\.11-slim-bookworm$", dockerfile, re.M)
     steps = [
         "curl -sSL -O https://packages.microsoft.com/config/debian/12/packages-microsoft-prod.deb",
@@ -122,4 +123,4 @@ def test_scoring_image_installs_odbc_driver_18_as_microsoft_documents_for_debian
     ]
     positions = [dockerfile.find(step, dockerfile.find(steps[0])) for step in steps]
     assert -1 not in positions and positions == sorted(positions)
-    assert dockerfile.find("msodbcsql18") < dockerfile.find("pip install -r requirements.txt")
+    assert dockerfile.find("msodbcsql18") < dockerfile.find("pip install")

@@ -119,7 +119,8 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def run_measured(command: list[str], env: dict, log: Path) -> dict:
-    """Run a command; its wall time, exit status and peak RSS (largest process, and tree sum).
+    """Run a command; its wall time, CPU seconds (user + system of every process of its tree, as
+    ``wait4`` counts them), exit status and peak RSS (largest process, and tree sum).
 
     The command runs under ``/usr/bin/time``: Linux counts the RSS a process had before
     ``exec`` in its ``ru_maxrss``, so a child started straight from this (by then large)
@@ -138,7 +139,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, _ = os.wait4(process.pid, 0)
+        _, status, usage = os.wait4(process.pid, 0)
         done.set()
         sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -146,7 +147,8 @@ def run_measured(command: list[str], env: dict, log: Path) -> dict:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}; see {log}")
     peak = int(report.read_text().split()[-1])  # kB, the command's largest process
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1024, 1),
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(peak / 1024, 1),
             "peak_tree_rss_mb": round(max(peak_tree[0], peak) / 1024, 1)}
 
 
@@ -292,6 +294,7 @@ def bench_size(devices: int, sensors: int, work: Path, seconds_per_file: int, se
     result["rescore"] = run_measured(score, env, log)
     result["ratios"] = {
         "end_to_end_over_floor": round(result["end_to_end"]["seconds"] / result["floor"]["seconds"], 2),
+        "end_to_end_cpu_over_floor": round(result["end_to_end"]["cpu_seconds"] / result["floor"]["cpu_seconds"], 2),
         "rescore_over_first": round(result["rescore"]["seconds"] / result["end_to_end"]["seconds"], 3),
     }
     return result
@@ -334,6 +337,7 @@ def main(argv=None) -> dict:
         "end_to_end_seconds": large["end_to_end"]["seconds"],
         "floor_seconds": large["floor"]["seconds"],
         "end_to_end_over_floor": large["ratios"]["end_to_end_over_floor"],
+        "end_to_end_cpu_over_floor": large["ratios"]["end_to_end_cpu_over_floor"],
         "end_to_end_peak_rss_mb": large["end_to_end"]["peak_rss_mb"],
         "end_to_end_peak_tree_rss_mb": large["end_to_end"]["peak_tree_rss_mb"],
         "rss_largest_over_smallest_fleet": round(large["end_to_end"]["peak_rss_mb"]

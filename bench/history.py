@@ -140,7 +140,7 @@ def layout_code(layout: str):
         columns = [column.name for column in table.columns]
         for batch in batches:
             if len(batch):
-                data = sql._arrow_table(batch, columns)
+                data = sql.arrow_table(batch, columns)
                 if sql._rows_outside(data, start, end, sensors):
                     raise ValueError(f"rows for {table.name} lie outside the hours being replaced")
                 yield data

@@ -9,7 +9,7 @@ scores the hour through Dagster as ``bscore score`` does after bringing the hour
 of ``tests/resources/test_azureml_pipes.py`` (jobs as local processes, Pipes on Azurite). It
 prints JSON: per size, the run process's own peak RSS, the largest shard worker's (local pool)
 or job's peak RSS, the whole process tree's peak (the run and its workers together, sampled
-every 0.2 s) and wall time. ``--hours 24`` writes and scores 24 hours in one call, as a backfill
+every 0.2 s, as proportional set sizes so that shared pages count once) and wall time. ``--hours 24`` writes and scores 24 hours in one call, as a backfill
 does (issue 20's bar: a 24-hour backfill at 400 devices within 1.5 GB for the tree).
 
     PYTHONPATH=. .venv/bin/python bench/scoring_memory.py --devices 400 2000 --backend local
@@ -92,8 +92,8 @@ def score(home: Path, backend: str, azurite_connection: str | None, hours: int =
         while not done.wait(0.2):
             total = 0
             for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_info().rss
+                try:  # proportional set size: libraries the processes share are counted once
+                    total += process.memory_full_info().pss
                 except psutil.Error:  # a worker that ended between listing and reading
                     pass
             tree_peak[0] = max(tree_peak[0], total)
@@ -133,7 +133,7 @@ def score(home: Path, backend: str, azurite_connection: str | None, hours: int =
             "wall_seconds": round(time.perf_counter() - started, 1),
             "run_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "largest_child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
-            "tree_peak_rss_mb": round(tree_peak[0] / 2**20)}
+            "tree_peak_pss_mb": round(tree_peak[0] / 2**20)}
 
 
 def main() -> None:

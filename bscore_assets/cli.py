@@ -56,16 +56,6 @@ def _ops(settings: Settings | None = None):
     return Operations(settings, defs, instance)
 
 
-def _resources(settings: Settings) -> dict:
-    from bscore_assets.definitions import build_defs
-    from bscore_assets.operations import resolved_resources
-
-    try:
-        return resolved_resources(build_defs(settings))
-    except ValueError as exc:
-        _fail(exc)
-
-
 def _fail(exc: Exception):
     from bscore_assets.failures import disk_full_message
 
@@ -349,59 +339,77 @@ def ingest(files, device, decimal_comma, label_columns, columns, exclude, max_ba
     from bscore_assets.ingestion.file_ingest import (
         RefusalReport,
         check_files,
+        land_files,
+        landing_error,
         load_mapping,
-        publish_files,
         refusal_report_path,
         refuses,
         save_file_labels,
         save_mapping,
     )
+    from bscore_assets.ingestion.staging import Staging
+    from bscore_assets.settings import PipelineSettings
+    from bscore_assets.stores import build_blob, build_events
     from scoring.input_files import ColumnChoice, IdMapping, InputError
 
     settings = _settings()
     ids = IdMapping(known=load_mapping(settings.home))
     names = (lambda text: tuple(n.strip() for n in text.split(",") if n.strip()) if text is not None else None)
     choice = ColumnChoice(columns=names(columns), exclude=names(exclude) or (), labels=tuple(label_columns))
-    report = RefusalReport(refusal_report_path(settings.home))
-    try:
-        checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice, report=report)
-    except (InputError, OSError) as exc:
-        _fail(ValueError(f"{exc}; nothing was landed"))
-    finally:
-        report.close()
-    refused = sum(check.refused for check in checks if refuses(check, max_bad))
-    for check in checks:
-        click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
-                   + (f", {check.refused:,} refused" if check.refused else ""))
-    if refused:
-        for check in checks:
-            for error in check.errors:
-                click.echo(f"  {error}", err=True)
-        limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
-        _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
-                         "nothing was landed. "
-                         "Fix them and run again: docs/input-contract.md says what is accepted"))
-    if ids.new:
-        click.echo("names that ids cannot hold are stored under these ids "
-                   f"(kept in {settings.home / 'id_mapping.csv'}):")
-        width = max(len(name) for name in ids.new)
-        for name, ident in sorted(ids.new.items()):
-            click.echo(f"  {name:<{width}}  ->  {ident}")
-    resources = _resources(settings)  # landing is no run: no Dagster instance to open
-    events = resources["events"]
-    try:
-        total = publish_files(checks, events, ids, decimal_comma,
-                              dead_letters=None if max_bad is None else resources["blob"])
-        save_mapping(settings.home, ids.new)
+    try:  # landing is no run: no Dagster instance to open, nor every domain's definitions
+        events = build_events(settings).process_config_and_initialize()
+        blob = build_blob(settings).process_config_and_initialize() if max_bad is not None else None
     except ValueError as exc:
         _fail(exc)
+    report = RefusalReport(refusal_report_path(settings.home))
+    try:
+        staging = Staging(events.staging_root() or settings.home / "staging")
     except OSError as exc:
-        _fail(ValueError(f"cannot write {exc.filename}: {exc.strerror}; the events were landed, but the names "
-                         "mapped to ids above were not kept there: free space and add them to it by hand"))
+        _fail(landing_error(exc, events))
+    try:
+        try:
+            checks = check_files(files, ids, settings.start, device, decimal_comma, choice=choice, report=report,
+                                 staging=staging)
+        except InputError as exc:
+            _fail(ValueError(f"{exc}; nothing was landed"))
+        except OSError as exc:
+            if exc.filename is not None and not str(exc.filename).startswith(str(staging.folder)):
+                _fail(ValueError(f"{exc}; nothing was landed"))  # an input file that cannot be read
+            _fail(landing_error(exc, events))
+        finally:
+            report.close()
+        refused = sum(check.refused for check in checks if refuses(check, max_bad))
+        for check in checks:
+            click.echo(f"{check.path}: {check.layout.describe()}; {check.events:,} events"
+                       + (f", {check.refused:,} refused" if check.refused else ""))
+        if refused:
+            for check in checks:
+                for error in check.errors:
+                    click.echo(f"  {error}", err=True)
+            limit = f" in file(s) with more than --max-bad {max_bad}" if max_bad is not None else ""
+            _fail(ValueError(f"{refused:,} event(s) refused{limit} (the first ones above, every one in {report.path}); "
+                             "nothing was landed. "
+                             "Fix them and run again: docs/input-contract.md says what is accepted"))
+        if ids.new:
+            click.echo("names that ids cannot hold are stored under these ids "
+                       f"(kept in {settings.home / 'id_mapping.csv'}):")
+            width = max(len(name) for name in ids.new)
+            for name, ident in sorted(ids.new.items()):
+                click.echo(f"  {name:<{width}}  ->  {ident}")
+        try:
+            total = land_files(checks, events, dead_letters=blob)
+            save_mapping(settings.home, ids.new)
+        except ValueError as exc:
+            _fail(exc)
+        except OSError as exc:
+            _fail(ValueError(f"cannot write {exc.filename}: {exc.strerror}; the events were landed, but the names "
+                             "mapped to ids above were not kept there: free space and add them to it by hand"))
+    finally:
+        staging.discard()
     dead = sum(check.dead_lettered for check in checks)
     click.echo(f"{total:,} events landed in {events.describe()}"
                + (f"; {dead:,} refused line(s) dead-lettered (bscore deadletter list; {report.path})" if dead else ""))
-    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home), resources["pipeline"].window_seconds):
+    for path, spans in save_file_labels(checks, ids, labels_dir(settings.home), PipelineSettings().window_seconds):
         click.echo(f"{spans:,} label span(s) kept in {path} (used by `bscore evaluate`)")
 
 

@@ -21,11 +21,10 @@ from bscore_assets.models import definitions as models
 from bscore_assets.predictions import definitions as predictions
 from bscore_assets.retention import definitions as retention
 from bscore_assets.settings import PipelineSettings, Settings
+from bscore_assets.stores import build_blob, build_events
 from bscore_assets.verdicts import definitions as verdicts
 from bscore_assets.verdicts.evaluation_report import labels_dir
-from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend
-from resources.events import LocalEventSource
 from resources.sql import SqlStore
 
 DOMAINS = (ingestion, aggregation, models, predictions, verdicts, alerts, retention)
@@ -33,23 +32,7 @@ DOMAINS = (ingestion, aggregation, models, predictions, verdicts, alerts, retent
 
 def build_resources(settings: Settings) -> dict:
     """One implementation per outside system, picked by the settings."""
-    if settings.blob_url.startswith(("az://", "https://")):
-        from resources.azure_blob import AzureBlobStore
-
-        blob = AzureBlobStore.from_url(settings.blob_url)
-    elif "://" in settings.blob_url:
-        raise ValueError(f"BSCORE_BLOB_URL: scheme {settings.blob_url.split('://')[0] + '://'!r} is not supported; "
-                         "give a folder, az://<container>[/<prefix>] or https://<account>.blob.core.windows.net/<container>")
-    else:
-        blob = LocalBlobStore(root=settings.blob_url)
-    if settings.events == "local":
-        events = LocalEventSource(landing=str(settings.landing))
-    elif settings.events == "eventhub":
-        from resources.eventhub import EventHubSource
-
-        events = EventHubSource.from_env()
-    else:
-        raise ValueError(f"BSCORE_EVENTS={settings.events!r} must be 'local' or 'eventhub'")
+    blob, events = build_blob(settings), build_events(settings)
     if settings.compute == "local":
         compute = LocalComputeBackend()
     elif settings.compute == "azureml":

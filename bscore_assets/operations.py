@@ -207,11 +207,16 @@ def _execute(defs: dg.Definitions, instance, job: str, tags: dict, run_config=No
     return report
 
 
-def resolved_resources(defs: dg.Definitions) -> dict:
+def resolved_resources(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> dict:
     """The definitions' resources resolved as a run would resolve them (environment variables
-    read, e.g. the SQL URL), for commands that use them outside a run."""
-    return {key: resource.process_config_and_initialize() if isinstance(resource, dg.ConfigurableResource) else resource
-            for key, resource in defs.resources.items()}
+    read, e.g. the SQL URL), for commands that use them outside a run.
+
+    All in one initialization on ``instance``: resolving each alone made Dagster build a
+    throwaway in-memory instance per resource (0.4 CPU-s of every command). Like a run's, they
+    live as long as the process (nothing bscore defines needs a teardown).
+    """
+    built = dg.build_resources(defs.resources, instance=instance).__enter__()
+    return {key: getattr(built, key) for key in defs.resources}
 
 
 class Operations:
@@ -219,7 +224,7 @@ class Operations:
 
     def __init__(self, settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance):
         self.settings, self.defs, self.instance = settings, defs, instance
-        self.resources = resolved_resources(defs)
+        self.resources = resolved_resources(defs, instance)
 
     def ingest_hours(self, first: pd.Timestamp, last: pd.Timestamp) -> RunReport | None:
         """Drain the event source and bring the hours ``first..last`` up to date in one run (only

@@ -3,9 +3,10 @@
 The run moves names, not data: a shard's Pipes context carries only its task (devices, hours,
 sensors, the run's token). The job (``python -m scoring.entrypoint`` in the scoring
 Environment on the cluster) reads its windows from SQL and its bundles from the blob store with
-the cluster's identity, writes its predictions to the blob store itself (the run publishes them
-to SQL), and reports its summary over Pipes messages in the Pipes container. ``max_jobs_in_flight`` jobs
-run at once; ``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
+the cluster's identity, writes its predictions to the blob store and stages them in SQL itself
+(the run publishes each hour on the database server), and reports its summary over Pipes
+messages in the Pipes container. ``max_jobs_in_flight`` jobs run at once;
+``PipesAzureMLClient.run`` blocks per job, so each runs on a thread of its own.
 What the jobs report lands on the asset's materialization as ``azureml_*`` metadata. Jobs end
 with their run (``resources/azureml_jobs.py``): patient status polls, ``limits.timeout`` on every
 job, every unfinished job cancelled when the run fails or is interrupted, and orphans of a dead
@@ -21,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import ClassVar
 
 import dagster as dg
 from azure.core.exceptions import ResourceExistsError
@@ -93,7 +95,10 @@ class ShardJob:
 
 
 class AzureMLComputeBackend(ComputeBackend):
-    """Scores shards as Azure ML command jobs on an autoscaling cluster, via Dagster Pipes."""
+    """Scores shards as Azure ML command jobs on an autoscaling cluster, via Dagster Pipes; the
+    jobs stage their predictions in SQL themselves."""
+
+    stages_predictions: ClassVar[bool] = True
 
     subscription_id: str
     resource_group: str

@@ -5,26 +5,25 @@ token, or a training shard's devices and window) and runs each where the data ca
 written (``scoring.remote_tasks.run_task``: ``scoring.shard_task`` or ``scoring.training_task``);
 it returns each shard's summary, never its rows or models.
 
-A worker process's error crosses back as a ``ShardWorkerError`` holding its type, message and
-traceback as text (a database driver's own exception often does not pickle, and the run then
-learnt only ``_RemoteTraceback``); a shard that failed on an outage (``resources.outages``) is
-run again with back-off, and one that still fails then ends the run as a ``ConnectionError``,
-which the asset's retry policy retries.
+A pool worker runs ``resources.shard_worker`` (no Dagster import); its error crosses back as a
+``ShardWorkerError`` holding its type, message and traceback as text. A shard that failed on an
+outage (``resources.outages``) is run again with back-off, and one that still fails then ends the
+run as a ``ConnectionError``, which the asset's retry policy retries.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
-import traceback
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import ClassVar
 
 import dagster as dg
 
-from resources.blob import BlobStore
+from resources.blob import BlobStore, LocalBlobStore
 from resources.lifeline import die_with_parent
-from resources.outages import is_outage
+from resources.shard_worker import AsIs, Rebuilt, ShardWorkerError, SqlUrl, run_shard
 from resources.sql import SqlStore
 from scoring.remote_tasks import run_task
 from scoring.shard_summary import ShardSummary
@@ -38,25 +37,6 @@ def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
     return type(resource), {name: getattr(resource, name) for name in type(resource).model_fields}
 
 
-class ShardWorkerError(Exception):
-    """A shard's error in a worker process, as text, so that it always pickles back to the run."""
-
-    def __init__(self, shard: str, error_type: str, message: str, traceback_text: str, transient: bool):
-        super().__init__(shard, error_type, message, traceback_text, transient)
-        self.shard, self.error_type, self.message = shard, error_type, message
-        self.traceback_text, self.transient = traceback_text, transient
-
-    @classmethod
-    def of(cls, shard: str, exc: BaseException) -> "ShardWorkerError":
-        kind = type(exc)
-        return cls(shard, f"{kind.__module__}.{kind.__qualname__}", str(exc),
-                   "".join(traceback.format_exception(exc)), is_outage(exc))
-
-    def __str__(self) -> str:
-        return (f"shard {self.shard} failed in its worker process: {self.error_type.rsplit('.', 1)[-1]}: "
-                f"{self.message}\n--- worker traceback ---\n{self.traceback_text}")
-
-
 class ShardWorkerOutage(ConnectionError):
     """A shard that kept failing on an outage: a ``ConnectionError``, so the step is retried."""
 
@@ -65,13 +45,13 @@ class ShardWorkerOutage(ConnectionError):
         self.error = error
 
 
-def _run_portable(task: ShardTask | TrainingTask, sql: tuple[type, dict], blob: tuple[type, dict]
-                  ) -> ShardSummary | TrainingSummary:
-    (sql_type, sql_fields), (blob_type, blob_fields) = sql, blob
-    try:
-        return run_task(task, sql_type(**sql_fields), blob_type(**blob_fields))
-    except Exception as exc:
-        raise ShardWorkerError.of(task.label, exc) from None
+def worker_stores(sql: SqlStore, blob: BlobStore) -> tuple:
+    """The run's stores as a pool worker opens them (``resources.shard_worker``): the plain SQL
+    store as its URL and the folder store as itself, so the worker never imports Dagster; any
+    other store as its resource, rebuilt."""
+    sql_store = SqlUrl(sql.url, sql.auth) if type(sql) is SqlStore else Rebuilt(*portable(sql))
+    blob_store = AsIs(blob.blobs()) if type(blob) is LocalBlobStore else Rebuilt(*portable(blob))
+    return sql_store, blob_store
 
 
 def shard_log_line(summary: ShardSummary | TrainingSummary, done: int, total: int) -> str:
@@ -90,6 +70,10 @@ class ComputeBackend(dg.ConfigurableResource, ABC):
     training many devices' models and storing their bundles."""
 
     devices_per_shard: int = 500
+    # Whether the shards stage their predictions in SQL themselves, for the run to publish on the
+    # server (remote jobs: no prediction row comes back through the run's process), rather than
+    # the run publishing from the blob parts.
+    stages_predictions: ClassVar[bool] = False
 
     @abstractmethod
     def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask] | list[TrainingTask],
@@ -122,9 +106,9 @@ class LocalComputeBackend(ComputeBackend):
             return results
         if not tasks:
             return results
-        stores = portable(sql), portable(blob)
+        stores = worker_stores(sql, blob)
         with shard_pool(min(self.max_workers, len(tasks))) as pool:
-            pending = {pool.submit(_run_portable, task, *stores): (i, 1) for i, task in enumerate(tasks)}
+            pending = {pool.submit(run_shard, task, *stores): (i, 1) for i, task in enumerate(tasks)}
             done = 0
             try:
                 while pending:
@@ -143,7 +127,7 @@ class LocalComputeBackend(ComputeBackend):
                                                 f"{exc.message.splitlines()[0][:300] if exc.message else ''}); "
                                                 f"retry {attempt} of {self.shard_retries} in {wait_seconds:g}s")
                             time.sleep(wait_seconds)
-                            pending[pool.submit(_run_portable, tasks[i], *stores)] = (i, attempt + 1)
+                            pending[pool.submit(run_shard, tasks[i], *stores)] = (i, attempt + 1)
                             continue
                         done += 1
                         context.log.info(shard_log_line(results[i], done, len(tasks)))

@@ -20,6 +20,7 @@ from ``DefaultAzureCredential``; they never enter resource config, logs or error
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import random
@@ -33,6 +34,18 @@ from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from scoring.azure_storage import CONNECTION_STRING_ENV, container_client
 from resources.events import EventBatch, EventSource
+
+def event_device(body: str) -> str | None:
+    """The device a reading's JSON body names (either field naming), or None."""
+    try:
+        reading = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(reading, dict):
+        return None
+    device = reading.get("device", reading.get("Device"))
+    return None if device is None else str(device)
+
 
 def _credential():
     from scoring.azure_storage import azure_credential
@@ -187,20 +200,26 @@ class EventHubSource(EventSource):
         return {checkpoint["partition_id"]: checkpoint for checkpoint in found}
 
     def publish(self, bodies: list[str]) -> int:
+        """Send ``bodies``, each keyed by its device (the service puts a key's events in one
+        partition, as IoT Hub does with a device's, which Stream Analytics' partitioned query
+        needs); a body without a device goes to any partition."""
         sent = 0
+        batches: dict[str | None, object] = {}
         with self._producer_client() as producer:
-            batch = producer.create_batch()
             for body in bodies:
+                key = event_device(body)
+                batch = batches.get(key) or batches.setdefault(key, producer.create_batch(partition_key=key))
                 try:
                     batch.add(EventData(body))
                 except ValueError:  # the batch is full: send it and start the next one
                     producer.send_batch(batch)
                     sent += len(batch)
-                    batch = producer.create_batch()
+                    batches[key] = batch = producer.create_batch(partition_key=key)
                     batch.add(EventData(body))
-            if len(batch):
-                producer.send_batch(batch)
-                sent += len(batch)
+            for batch in batches.values():
+                if len(batch):
+                    producer.send_batch(batch)
+                    sent += len(batch)
         return sent
 
     def _ownership(self, partition: str, owner: str, etag: str | None) -> dict:

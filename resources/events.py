@@ -7,6 +7,7 @@ and nothing is lost; downstream de-duplication makes the repeat harmless.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -58,10 +59,23 @@ class EventSource(dg.ConfigurableResource, ABC):
     def publish(self, bodies: list[str]) -> int:
         """Send event bodies; return how many were sent."""
 
-    def publish_payload(self, payload: bytes) -> int:
-        """Send newline-delimited event bodies; return how many were sent. A source that stores
-        events as lines (the landing folder) keeps the bytes as they are."""
-        return self.publish(payload_bodies(payload))
+    def publish_payload(self, payload: bytes, batch_events: int = 50_000) -> int:
+        """Send newline-delimited event bodies, ``batch_events`` at a time; return how many were
+        sent. A source that stores events as lines (the landing folder) keeps the bytes as they are."""
+        bodies = payload_bodies(payload)
+        return sum(self.publish(bodies[i : i + batch_events]) for i in range(0, len(bodies), batch_events))
+
+    def land_files(self, paths: list[Path]) -> None:
+        """Publish files of newline-delimited events (a few tens of MB each), in order, and remove
+        them. The landing folder moves them into place instead of copying them."""
+        for path in paths:
+            self.publish_payload(Path(path).read_bytes())
+            Path(path).unlink()
+
+    def staging_root(self) -> Path | None:
+        """A folder on the same file system as what :meth:`land_files` lands into, where the
+        files it will land can wait, or None when any local folder will do."""
+        return None
 
     @abstractmethod
     def receive(self, max_events: int = 100_000) -> EventBatch | None:
@@ -93,6 +107,19 @@ def _write_durably(path: Path, data: bytes) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)  # e.g. a full disk: no half-written file left behind
         raise
+
+
+def _move_durably(path: Path, target: Path) -> None:
+    """Flush a file to disk, then rename it into place (copy it, across file systems)."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _write_durably(target, path.read_bytes())
+        path.unlink()
 
 
 def _read_piece(path: Path, start: int, limit: int) -> tuple[bytes, int, bool]:
@@ -165,8 +192,9 @@ class LocalEventSource(EventSource):
             self._published.append(sequence)
         return len(bodies)
 
-    def publish_payload(self, payload: bytes) -> int:
-        """Land newline-delimited events as they are (one file); return how many lines they hold."""
+    def publish_payload(self, payload: bytes, batch_events: int = 0) -> int:
+        """Land newline-delimited events as they are (one file, whatever their number); return how
+        many lines they hold."""
         if not payload.strip():
             return 0
         if not payload.endswith(b"\n"):
@@ -177,6 +205,19 @@ class LocalEventSource(EventSource):
             _write_durably(self._dir / f"{sequence:012d}.jsonl", payload)
             self._published.append(sequence)
         return payload.count(b"\n")
+
+    def staging_root(self) -> Path:
+        return self._dir / ".staging"  # a folder: the drain reads only the landing's *.jsonl files
+
+    def land_files(self, paths: list[Path]) -> None:
+        """Move the files into place as the next landing files, in order."""
+        with self._locked():
+            sequences = self._sequences()
+            sequence = max(sequences[-1] if sequences else 0, self._checkpoint())
+            for path in paths:
+                sequence += 1
+                _move_durably(Path(path), self._dir / f"{sequence:012d}.jsonl")
+                self._published.append(sequence)
 
     def _position(self) -> dict:
         path = self._dir / "_checkpoint.json"

@@ -13,7 +13,6 @@ Reads go through ``scoring.sql_read`` (one reader per table, shared with the Azu
 from __future__ import annotations
 
 import fcntl
-import io
 import re
 import threading
 from collections.abc import Iterable
@@ -22,16 +21,15 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.ext.compiler import compiles
 
 from scoring.entra_sql import create_sql_engine
+from scoring.sql_write import arrow_table, bulk_insert, sqlite_ts_text  # noqa: F401 (bulk_insert: benches)
 
 from scoring.sql_read import (
     adbc_connect,
@@ -127,6 +125,22 @@ predictions = sa.Table(
     time_leading_key("ts", "device", "sensor"),
     **TIME_LEADING,
 )
+
+# Predictions an Azure ML shard job wrote itself, under its run's token, until the run publishes
+# the hour: one INSERT ... SELECT into predictions and a DELETE of the run's rows, in the run's
+# transaction on the server (SqlStore.publish_staged_predictions), so no row passes through the
+# run's process and the hour is still one run's whole hour or the previous one. ``staged_at``
+# lets a later publish drop the rows of a run whose host died before publishing or cleaning up.
+prediction_staging = sa.Table(
+    "prediction_staging",
+    metadata,
+    sa.Column("run", sa.String(32), nullable=False),
+    *(sa.Column(column.name, column.type, nullable=column.nullable) for column in predictions.columns),
+    sa.Column("staged_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("run", "ts", "device", "sensor", mssql_clustered=True),
+    sqlite_with_rowid=False,
+)
+STALE_STAGING = pd.Timedelta(days=2)  # far past a job's timeout and a run's publishing
 
 # One vote per device window over its sensors' predictions (``scoring.verdicts``); the flagged
 # sensors' ids, comma-separated, can outgrow any fixed width as devices gain sensors.
@@ -333,121 +347,9 @@ def add_missing_columns(engine: sa.Engine, tables: sa.MetaData = metadata) -> li
     return added
 
 
-def _values(frame: pd.DataFrame, name: str) -> list:
-    """A column as Python values (``datetime`` for ``ts``, ``None`` for a missing optional value)."""
-    if name == "ts":
-        return pd.to_datetime(frame[name]).dt.to_pydatetime().tolist()
-    if name in _OPTIONAL_COLUMNS:
-        return [None if pd.isna(v) else v for v in frame[name].tolist()]
-    return frame[name].tolist()
-
-
-def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
-    """Rows as tuples of Python values, in ``columns`` order."""
-    return list(zip(*(_values(frame, name) for name in columns)))
-
-
-# Arrow types of each column as bscore's tables hold them (timestamps naive UTC, microseconds).
-_ARROW_TYPES = {"device": pa.string(), "sensor": pa.string(), "ts": pa.timestamp("us"), "value": pa.float64(),
-                "readings": pa.int64(), "score": pa.float64(), "is_anomaly": pa.bool_(),
-                "model_version": pa.string(), "sensors_scored": pa.int64(), "sensors_flagged": pa.int64(),
-                "flagged_sensors": pa.string(), "method": pa.string(), "contributions": pa.string(),
-                "low": pa.float64(), "high": pa.float64()}
-# Columns a writer may leave out (older callers, Stream Analytics before it wrote them): NULL.
-_OPTIONAL_COLUMNS = ("low", "high")
-# How SQLAlchemy's SQLite dialect stores DateTime: text that sorts as time does.
-SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # on microsecond timestamps Arrow appends ".ffffff"
-
-
-def _missing_optional(frame: pd.DataFrame | pa.Table, columns: list[str]) -> set[str]:
-    """The optional ``columns`` that ``frame`` lacks (written as NULL)."""
-    present = frame.column_names if isinstance(frame, pa.Table) else frame.columns
-    return {name for name in _OPTIONAL_COLUMNS if name in columns and name not in present}
-
-
-def _arrow_table(frame: pd.DataFrame | pa.Table, columns: list[str]) -> pa.Table:
-    """``frame``'s columns as Arrow, in ``columns`` order, timestamps cut to microseconds as the
-    databases keep them."""
-    missing = _missing_optional(frame, columns)
-    if isinstance(frame, pa.Table):
-        return pa.table([pa.nulls(len(frame), _ARROW_TYPES[name]) if name in missing
-                         else pc.cast(frame[name], _ARROW_TYPES[name], safe=False) for name in columns], names=columns)
-    arrays = []
-    for name in columns:
-        if name in missing:
-            arrays.append(pa.nulls(len(frame), _ARROW_TYPES[name]))
-            continue
-        values = frame[name]
-        if name == "ts":
-            ns = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
-            arrays.append(pa.array(ns.astype("datetime64[us]")))
-        elif name == "is_anomaly":
-            arrays.append(pa.array(np.asarray(values, dtype=bool)))
-        else:
-            arrays.append(pa.array(values, type=_ARROW_TYPES[name], from_pandas=True))
-    return pa.table(arrays, names=columns)
-
-
-def _sqlite_ts_text(ts: pa.ChunkedArray) -> pa.Array:
-    """Timestamps as SQLAlchemy's SQLite text; an hour's rows share few distinct times, and
-    formatting each distinct one once is many times faster than formatting every row."""
-    encoded = pc.dictionary_encode(ts.combine_chunks())
-    return pc.strftime(encoded.dictionary, SQLITE_TS_FORMAT).take(encoded.indices)
-
-
-def _copy_rows(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame | pa.Table) -> None:
-    """COPY ``frame`` into ``table`` on the transaction's own psycopg connection, as CSV that
-    pyarrow writes in columns (no Python object per row or value)."""
-    quote = conn.dialect.identifier_preparer.quote
-    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT CSV)"
-    buffer = io.BytesIO()
-    pacsv.write_csv(_arrow_table(frame, columns), buffer, pacsv.WriteOptions(include_header=False))
-    try:
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            view, chunk = buffer.getbuffer(), 8 << 20
-            for start in range(0, len(view), chunk):
-                copy.write(view[start : start + chunk])
-            del view
-    except conn.dialect.loaded_dbapi.Error as exc:
-        # The same exception types (IntegrityError, ...) as SQLAlchemy's own statements raise.
-        raise sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
-
-
-def _executemany_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
-    """One DBAPI executemany of positional rows, converted by SQLAlchemy's own bind processors.
-
-    Per-row dicts through ``conn.execute(insert, [...])`` cost several times the driver's own
-    work; converting column by column keeps the stored format SQLAlchemy reads back.
-    """
-    dialect = conn.dialect
-    columns = []
-    for column in table.columns:
-        values = _values(frame, column.name)
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append([process(v) for v in values] if process else values)
-    statement = str(table.insert().compile(dialect=dialect))
-    conn.exec_driver_sql(statement, list(zip(*columns)))
-
-
-def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame | pa.Table) -> None:
-    """Insert every row of ``frame`` (pandas or Arrow) into ``table`` inside ``conn``'s transaction."""
-    columns = [column.name for column in table.columns]
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_rows(conn, table, columns, frame)
-        return
-    if isinstance(frame, pa.Table):
-        frame = frame.to_pandas()
-    missing = _missing_optional(frame, columns)
-    if missing:
-        frame = frame.assign(**dict.fromkeys(missing, np.nan))
-    if conn.dialect.positional:
-        _executemany_rows(conn, table, frame)
-    else:
-        conn.execute(table.insert(), [dict(zip(columns, row)) for row in _rows(frame, columns)])
-
 
 def _rows_outside(data: pa.Table, start, end, sensors=None) -> int:
-    """How many rows (``ts`` in microseconds, as :func:`_arrow_table` gives) have ``ts`` outside
+    """How many rows (``ts`` in microseconds, as :func:`arrow_table` gives) have ``ts`` outside
     ``(start, end]`` or a sensor not in ``sensors``."""
     if not len(data):
         return 0
@@ -472,7 +374,7 @@ def _replace_sqlite(engine: sa.Engine, table: sa.Table, batches: Iterable[pa.Tab
                 cursor.execute(statement)
                 rows = 0
                 for data in batches:
-                    data = data.set_column(data.schema.get_field_index("ts"), "ts", _sqlite_ts_text(data["ts"]))
+                    data = data.set_column(data.schema.get_field_index("ts"), "ts", sqlite_ts_text(data["ts"]))
                     cursor.adbc_ingest(table.name, data, mode="append")
                     rows += len(data)
                 if then is not None:
@@ -496,13 +398,18 @@ def _checked_batches(table: sa.Table, batches, start, end, sensors=None):
     for batch in batches:
         if not len(batch):
             continue
-        data = _arrow_table(batch, columns)
+        data = arrow_table(batch, columns)
         outside = _rows_outside(data, start, end, sensors)
         if outside:
             raise ValueError(f"{outside} of {len(data)} rows for {table.name} lie outside "
                              "the hours (and sensors) being replaced")
         # Rows in key order append to the clustered B-tree's end instead of splitting its pages.
         yield data.take(pc.sort_indices(data, sort_keys=key))
+
+
+def _utc_now() -> datetime:
+    """Now, as the naive UTC times bscore's tables hold."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
 
 
 class SqlStore(dg.ConfigurableResource):
@@ -593,6 +500,47 @@ class SqlStore(dg.ConfigurableResource):
         t = predictions.c
         where = sa.and_(t.ts > start, t.ts <= end, t.sensor.in_(list(sensors)))
         return self._replace(predictions, batches, where, start, end, list(sensors))
+
+    def publish_staged_predictions(self, run: str, start: datetime, end: datetime,
+                                   expected: dict[str, int]) -> int:
+        """Replace the predictions of the sensors of ``expected`` for the hours ``[start, end)`` by
+        the rows run ``run``'s jobs staged, on the server, in one transaction; returns the rows
+        published.
+
+        Parameters
+        ----------
+        run : str
+            The run's token, under which its shard jobs staged their rows.
+        start, end : datetime
+            The hours published: windows ending in ``(start, end]``.
+        expected : dict
+            The rows each sensor's shards reported. A sensor whose staged rows differ raises
+            ``RuntimeError`` naming it, and the previous rows stay.
+        """
+        sensors = list(expected)
+        t, s = predictions.c, prediction_staging.c
+        staged = sa.and_(s.run == run, s.ts > start, s.ts <= end, s.sensor.in_(sensors))
+        columns = [column.name for column in predictions.columns]
+        with self.engine.begin() as conn:
+            lock_table_for_replace(conn, predictions, self.lock_timeout_seconds)
+            conn.execute(predictions.delete().where(t.ts > start, t.ts <= end, t.sensor.in_(sensors)))
+            counts = dict(conn.execute(sa.select(s.sensor, sa.func.count()).where(staged).group_by(s.sensor)).all())
+            wrong = {sensor: (int(counts.get(sensor, 0)), rows) for sensor, rows in expected.items()
+                     if int(counts.get(sensor, 0)) != rows}
+            if wrong:
+                raise RuntimeError(f"run {run}, hours from {start}: the staged predictions do not hold what the "
+                                   "shards reported (sensor: staged, reported): "
+                                   + ", ".join(f"{sensor}: {a}, {b}" for sensor, (a, b) in sorted(wrong.items())))
+            conn.execute(predictions.insert().from_select(
+                columns, sa.select(*(s[name] for name in columns)).where(staged).order_by(s.ts, s.device, s.sensor)))
+            conn.execute(prediction_staging.delete().where(staged))
+            conn.execute(prediction_staging.delete().where(s.staged_at < _utc_now() - STALE_STAGING))
+        return sum(expected.values())
+
+    def discard_staged_predictions(self, run: str) -> None:
+        """Delete every row run ``run``'s jobs staged (the run failed, or published none of them)."""
+        with self.engine.begin() as conn:
+            conn.execute(prediction_staging.delete().where(prediction_staging.c.run == run))
 
     def read_sensor_values(self, start=None, end=None, devices=None, sensors=None) -> pd.DataFrame:
         """Windows of the hours ``[start, end)``, optionally of some devices and sensors (``scoring.sql_read``);

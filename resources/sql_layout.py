@@ -33,7 +33,7 @@ def device_leading_layout(tables: sa.MetaData, *extra: sa.Column) -> sa.MetaData
     on SQLite), with ``extra`` columns in ``sensor_values``: the databases this module migrates,
     for tests and benchmarks."""
     old = sa.MetaData()
-    for table in [table for table in tables.sorted_tables if "ts" in table.c]:
+    for table in [table for table in tables.sorted_tables if table.primary_key.columns[0].name == "ts"]:
         key = ["device", "sensor", "ts"] if "sensor" in table.c else ["device", "ts"]
         sa.Table(table.name, old, *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
                  *(column._copy() for column in extra if table.name == "sensor_values"),

@@ -11,8 +11,8 @@ windows from SQL itself (``BSCORE_SQL_URL`` in its environment: on Azure a URL s
 the cluster's managed identity, never a password, with ``BSCORE_SQL_AUTH=entra``), loads their
 current bundles from the blob store (``BSCORE_BLOB_URL``; a bundle that does not load refuses its own device only), scores
 with ``scoring.engine.score_shard``, writes its predictions (one Parquet part per partition in
-blob storage, from where the run publishes each hour to SQL)
-and reports the shard's summary (counts per partition and device, model versions, devices
+blob storage) and stages them in SQL under the run's token (``scoring.shard_sql``), from where
+the run publishes each hour on the database server, and reports the shard's summary (counts per partition and device, model versions, devices
 missing a model or refused; never rows) as a custom Pipes message. Needs only this package and
 ``docker/requirements.txt`` (numpy, pandas, pyarrow, scikit-learn and skops, SQLAlchemy,
 azure-storage-blob, azure-identity, dagster-pipes).

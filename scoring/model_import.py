@@ -20,9 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from scoring.legacy import read_legacy_model
+
+if TYPE_CHECKING:
+    from scoring.detectors import DetectorModel
 from scoring.model_format import MAX_MODEL_FILE_BYTES, ModelBundle, ModelFormatError, SensorModel, model_metadata, \
     versioned_bundle
 from scoring.blobs import Blobs
@@ -120,8 +124,7 @@ def read_model_file(path: Path, suffix: str | None = None):
     if size > MAX_MODEL_FILE_BYTES:
         raise ModelFormatError(f"{path}: {size:,} bytes, over the limit of {MAX_MODEL_FILE_BYTES:,} bytes for a "
                                "model file (MAX_MODEL_FILE_BYTES)")
-    # scikit-learn and skops take seconds to import: only a skops file needs them, not every
-    # command that loads the definitions (which import this module).
+    # scikit-learn and skops take seconds to import: only a .skops file needs them.
     import sklearn
 
     from scoring.detectors import DetectorModel, load_detector, training_samples
@@ -155,7 +158,7 @@ def scan_model_dir(directory: str | Path) -> ModelDir:
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a folder")
     found = ModelDir()
-    models: dict[str, dict[str, SensorModel]] = {}  # or DetectorModel (skops files)
+    models: dict[str, dict[str, SensorModel | DetectorModel]] = {}
     sources: dict[tuple[str, str], Path] = {}
 
     def refuse(path: Path, reason: str, device: str | None = None) -> None:

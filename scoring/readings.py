@@ -248,10 +248,11 @@ def read_readings_file(path) -> list[str]:
     """Read a CSV (long or wide) or JSON-lines file of readings as event bodies.
 
     The whole file in one list: for tests and small files. ``bscore ingest`` streams files
-    through :mod:`scoring.input_files` instead. Raises ``ValueError`` naming the file, the
+    through :mod:`scoring.event_chunks` instead. Raises ``ValueError`` naming the file, the
     line and what is wrong.
     """
-    from scoring.input_files import IdMapping, inspect_file, iter_event_chunks
+    from scoring.event_chunks import iter_event_chunks
+    from scoring.input_files import IdMapping, inspect_file
 
     layout = inspect_file(path)
     return [body for chunk in iter_event_chunks(path, layout, IdMapping()) for body in chunk.bodies]

@@ -7,10 +7,15 @@ device only), scores them with ``scoring.engine.score_shard`` and writes the pre
 itself, as one blob Parquet part per partition, named by its devices and the run. It returns a
 summary per (hour, sensor) partition whose size does not grow with rows: counts, per-device
 counts and model versions, devices missing a model or refused. Once every shard succeeded the
-run publishes each hour to SQL from the parts (one transaction per hour) and commits each
-partition's manifest, so a failed shard leaves no partial hour in either place.
+run publishes each hour to SQL (one transaction per hour) and commits each partition's
+manifest, so a failed shard leaves no partial hour in either place.
 
-No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``;
+With ``task.stage_in_sql`` (the Azure ML jobs) the task also stages its predictions in SQL under
+the run's token, and the run publishes each hour from there on the database server, so no
+prediction row passes through the run's process.
+
+No Dagster here: ``store`` is anything with ``read_sensor_values(start, end, devices=, sensors=)``
+(and ``stage_predictions``, ``scoring.shard_sql.ShardSql``, for a task that stages);
 ``blobs`` has the model store's protocol plus ``write_bytes``.
 """
 
@@ -115,6 +120,8 @@ def run_shard_task(task: ShardTask, store, blobs) -> ShardSummary:
         totals["anomalies"] += int(predictions["is_anomaly"].sum())
         missing.append(scores.missing_models)
         summaries.extend(_write_hour(task, hour_start, windows, predictions, hour_refused, blobs))
+        if task.stage_in_sql:  # the same rows as the hour's parts
+            store.stage_predictions(task.run, task.devices, hour_start, hour_start + HOUR, [predictions])
         written = time.perf_counter()
         for step, seconds in zip(timings, (read - started, loaded - read, scored - loaded, written - scored)):
             timings[step] += seconds

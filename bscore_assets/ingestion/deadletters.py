@@ -23,7 +23,8 @@ import pandas as pd
 from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.blob_layout import DEADLETTER_EXPORTED_PREFIX, DEADLETTER_PREFIX, DEADLETTER_REPLAYED_PREFIX
-from scoring.input_files import INGEST_MAX_AGE, IdMapping, map_event_ids
+from scoring.event_chunks import map_event_ids
+from scoring.input_files import INGEST_MAX_AGE, IdMapping
 from scoring.readings import parse_event_bodies
 
 PREFIX = DEADLETTER_PREFIX

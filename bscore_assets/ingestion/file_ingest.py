@@ -1,4 +1,8 @@
-"""``bscore ingest``: check every file in a streaming pass, then publish them, chunk by chunk.
+"""``bscore ingest``: read every file once, checking its events and staging them, then land them.
+
+Each block of a file is checked as the drain will check it and its events to land are staged
+(:mod:`bscore_assets.ingestion.staging`); once every file has passed, the staged files land
+(moved into the landing folder), so a file is read and parsed once.
 
 Strict (the default): nothing is published unless every file passes; a refused event (one the
 drain would dead-letter later, or one before ``BSCORE_START``, which no partition would ever
@@ -21,22 +25,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from bscore_assets.ingestion.staging import Staging
 from bscore_assets.storage import content_digest
 from resources.blob import BlobStore
 from resources.events import EventSource
 from scoring.blob_layout import deadletter_key
 from scoring.evaluation import LABEL_COLUMNS, labels_from_flags, write_labels
-from scoring.input_files import (
-    ColumnChoice,
-    FileLayout,
-    IdMapping,
-    InputError,
-    check_chunk,
-    inspect_file,
-    iter_event_chunks,
-    iter_marked_readings,
-    refused_events,
-)
+from scoring.event_chunks import check_chunk, iter_event_chunks, iter_marked_readings
+from scoring.input_files import ColumnChoice, FileLayout, IdMapping, InputError, inspect_file
 from scoring.spreadsheet_cells import neutralize_cell, restore_cell
 
 MAX_REPORTED = 20
@@ -53,6 +49,8 @@ class FileCheck:
     errors: list = field(default_factory=list)
     first_ts: pd.Timestamp | None = None
     dead_lettered: int = 0
+    staged: list = field(default_factory=list)  # files of its checked events to land
+    refused_staged: list = field(default_factory=list)  # Parquet files of its refused events
 
 
 class RefusalReport:
@@ -116,9 +114,10 @@ def _hint(error: InputError) -> InputError:
 
 def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal_comma=False,
                 now=None, progress=True, choice: ColumnChoice | None = None,
-                report: RefusalReport | None = None) -> list[FileCheck]:
+                report: RefusalReport | None = None, staging: Staging | None = None) -> list[FileCheck]:
     """Read every file once, in bounded memory; count its events and what would be refused
-    (every refusal added to ``report``, the first ones kept in the checks).
+    (every refusal added to ``report``, the first ones kept in the checks). With ``staging``,
+    the events to land and the refused ones are kept there, for :func:`land_files`.
 
     Raises
     ------
@@ -129,19 +128,22 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
     checks = []
     for path in map(Path, paths):
         check = FileCheck(path, inspect_file(path, device, choice))
+        staged_before = len(staging.event_files) if staging is not None else 0
         with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"checking {path.name}",
                   disable=not progress) as bar:
-            for chunk in iter_event_chunks(path, check.layout, ids, decimal_comma):
+            for chunk in iter_event_chunks(path, check.layout, ids, decimal_comma, now):
                 bar.update(chunk.nbytes)
                 check.events += chunk.events
-                errors, first = check_chunk(chunk, path, now)
-                check.refused += len(errors)
-                room = MAX_REPORTED - len(check.errors)
-                check.errors.extend(_hint(e) for e in errors[: max(room, 0)])
-                if errors and report is not None:
-                    report.add(path, [(line, reason) for line, _, reason in refused_events(chunk, now)])
+                verdict = check_chunk(chunk, now)
+                _note_refused(check, verdict.refused, report, staging)
+                if staging is not None:
+                    staging.add_events(verdict.landable)
+                first = verdict.earliest
                 if first is not None and (check.first_ts is None or first < check.first_ts):
                     check.first_ts = first
+        if staging is not None:
+            staging.cut()
+            check.staged = staging.event_files[staged_before:]
         if check.first_ts is not None and check.first_ts < start:
             check.refused += 1
             check.errors.append(InputError(path, None, (
@@ -154,6 +156,21 @@ def check_files(paths, ids: IdMapping, start: pd.Timestamp, device=None, decimal
     return checks
 
 
+def _note_refused(check: FileCheck, refused: list[tuple[int, str, str]], report: RefusalReport | None,
+                  staging: Staging | None) -> None:
+    if not refused:
+        return
+    check.refused += len(refused)
+    room = MAX_REPORTED - len(check.errors)
+    check.errors.extend(_hint(InputError(check.path, line, reason)) for line, _, reason in refused[: max(room, 0)])
+    if report is not None:
+        report.add(check.path, [(line, reason) for line, _, reason in refused])
+    if staging is not None:
+        lines, bodies, reasons = zip(*refused)
+        frame = pd.DataFrame({"body": bodies, "reason": reasons, "file": str(check.path), "line": lines})
+        check.refused_staged.append(staging.add_refused(frame))
+
+
 def refuses(check: FileCheck, max_bad: int | None) -> bool:
     """Whether the file's refused events refuse the command: any in strict mode (``max_bad``
     None), more than ``max_bad`` otherwise, and always readings before ``BSCORE_START`` (a
@@ -163,57 +180,37 @@ def refuses(check: FileCheck, max_bad: int | None) -> bool:
     return check.refused > max_bad or any(error.line is None for error in check.errors)
 
 
-def _dead_letter(blob: BlobStore, path: Path, refused: list[tuple[int, str, str]]) -> None:
-    lines, bodies, reasons = zip(*refused)
-    frame = pd.DataFrame({"body": bodies, "reason": reasons, "file": str(path), "line": lines})
-    blob.write_parquet(deadletter_key(content_digest(frame)), frame)
-
-
 class LandingError(ValueError):
     """Landing failed (a full disk, say); what was landed has been withdrawn."""
 
 
-def publish_files(checks: list[FileCheck], events: EventSource, ids: IdMapping, decimal_comma=False,
-                  chunk_events: int = 50_000, progress=True, dead_letters: BlobStore | None = None,
-                  now=None) -> int:
-    """Publish the checked files' events, a chunk at a time; returns how many. With
-    ``dead_letters`` (tolerant mode), refused events go there instead, with file and line.
+def land_files(checks: list[FileCheck], events: EventSource, dead_letters: BlobStore | None = None) -> int:
+    """Land the checked files' staged events; returns how many. With ``dead_letters``
+    (tolerant mode), their refused events go there, with file and line.
 
     All or nothing for the command's files: if writing fails (a full disk), what this call
     landed is withdrawn and :class:`LandingError` says where and what to do.
     """
     try:
-        return _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now)
+        for check in checks:
+            if dead_letters is not None:
+                for staged in check.refused_staged:
+                    frame = pd.read_parquet(staged)
+                    dead_letters.write_parquet(deadletter_key(content_digest(frame)), frame)
+                    check.dead_lettered += len(frame)
+            events.land_files(check.staged)
     except OSError as exc:
-        withdrawn = events.withdraw_published()
-        where = exc.filename or events.describe()
-        raise LandingError(f"cannot write {where}: {exc.strerror or exc}; nothing was landed ({withdrawn} file(s) "
-                           f"landed before were withdrawn). Free space there (or set BSCORE_HOME to a disk with "
-                           f"room) and run the command again") from exc
+        raise landing_error(exc, events) from exc
+    return sum(check.events - check.refused for check in checks)
 
 
-def _publish(checks, events, ids, decimal_comma, chunk_events, progress, dead_letters, now) -> int:
-    total = 0
-    for check in checks:
-        with tqdm(total=check.events, unit="event", desc=check.path.name, disable=not progress) as bar:
-            for chunk in iter_event_chunks(check.path, check.layout, ids, decimal_comma):
-                refused = dead_letters is not None and check.refused and refused_events(chunk, now)
-                if not refused and chunk.events <= chunk_events:
-                    sent = events.publish_payload(chunk.payload)
-                    bar.update(sent)
-                    total += sent
-                    continue
-                bodies = chunk.bodies
-                if refused:
-                    _dead_letter(dead_letters, check.path, refused)
-                    check.dead_lettered += len(refused)
-                    bad = {line for line, _, _ in refused}
-                    bodies = [body for body, line in zip(bodies, chunk.lines) if line not in bad]
-                for i in range(0, len(bodies), chunk_events):
-                    sent = events.publish(bodies[i : i + chunk_events])
-                    bar.update(sent)
-                    total += sent
-    return total
+def landing_error(exc: OSError, events: EventSource) -> LandingError:
+    """What to say when writing failed (a full disk); what was landed is withdrawn first."""
+    withdrawn = events.withdraw_published()
+    where = exc.filename or events.describe()
+    return LandingError(f"cannot write {where}: {exc.strerror or exc}; nothing was landed ({withdrawn} file(s) "
+                        f"landed before were withdrawn). Free space there (or set BSCORE_HOME to a disk with "
+                        f"room) and run the command again")
 
 
 def save_file_labels(checks: list[FileCheck], ids: IdMapping, labels_dir: Path, window_seconds: int) -> list[tuple[Path, int]]:

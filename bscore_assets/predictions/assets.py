@@ -6,9 +6,12 @@ predictions were scored from is reported from its manifests, not scored again. T
 names, not data: the run lists the devices with windows in one query, splits them into shards,
 and the compute backend's tasks each read their own devices' windows, score them and write one
 blob Parquet part per partition, reporting counts. Once every shard succeeded the run publishes
-each hour to SQL from the parts (one transaction per hour, a part in memory at a time) and each
-partition's manifest, so an hour is one run's whole hour or the previous one. It reads rows
-back only for the few partitions it plots.
+each hour to SQL (one transaction per hour) and each partition's manifest, so an hour is one
+run's whole hour or the previous one: from the parts, a part in memory at a time, when the
+shards ran in local processes; on the database server, from the rows the jobs staged in SQL
+under the run's token, when they ran on Azure ML (``ComputeBackend.stages_predictions``), so no
+prediction row passes through the run's process. It reads rows back only for the few devices
+of the few partitions it plots.
 """
 
 import dagster as dg
@@ -55,7 +58,7 @@ def score_in_shards(context, sql: SqlStore, blob: BlobStore, compute: ComputeBac
                     token: str) -> list[ShardSummary]:
     """Run every shard of the hours x sensors; their summaries (each shard wrote its parts)."""
     devices = sql.devices_with_windows(hours[0], hours[-1] + HOUR, sensors)
-    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, token)
+    tasks = plan_shards(devices, hours, sensors, compute.devices_per_shard, token, compute.stages_predictions)
     context.log.info(f"{len(devices)} device(s) with windows in {len(hours)} hour(s) x {len(sensors)} sensor(s): "
                      f"{len(tasks)} shard(s) on {compute.describe()}")
     return compute.run_shards(context, tasks, sql, blob)
@@ -93,10 +96,15 @@ def remove_run_parts(blob: BlobStore, hours, sensors, token: str) -> None:
 
 
 def publish_hour(sql: SqlStore, blob: BlobStore, hour: pd.Timestamp, summaries: list[PartitionSummary],
-                 inputs: str | None) -> None:
-    """Replace the hour's predictions of the summaries' sensors in SQL by their parts (one
-    transaction), then commit each partition's manifest with its inputs and summary."""
-    sql.replace_predictions_batches(hour, hour + HOUR, [s.sensor for s in summaries], _shard_batches(blob, summaries))
+                 inputs: str | None, staged_by: str | None = None) -> None:
+    """Replace the hour's predictions of the summaries' sensors in SQL (one transaction), then
+    commit each partition's manifest with its inputs and summary. The rows come from the rows run
+    ``staged_by``'s jobs staged in SQL, moved on the server, or else from the blob parts, read here."""
+    if staged_by is not None:
+        sql.publish_staged_predictions(staged_by, hour, hour + HOUR, {s.sensor: s.rows_scored for s in summaries})
+    else:
+        sql.replace_predictions_batches(hour, hour + HOUR, [s.sensor for s in summaries],
+                                        _shard_batches(blob, summaries))
     for summary in summaries:
         commit_prediction_partition(blob, hour, summary.sensor, summary.parts, summary.rows_scored,
                                     inputs=inputs, summary=summary.to_json())
@@ -112,13 +120,17 @@ def score_and_publish(context, sql: SqlStore, blob: BlobStore, compute: ComputeB
         scored = merge_shard_summaries(shards, hours, sensors)
         for hour in hours:
             ensure_run_active(context.instance, context.run_id)
-            publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour])
+            publish_hour(sql, blob, hour, [scored[(hour, sensor)] for sensor in sensors], inputs[hour],
+                         staged_by=token if compute.stages_predictions else None)
             published.append(hour)
     except BaseException:
         try:
             remove_run_parts(blob, [h for h in hours if h not in published], sensors, token)
+            if compute.stages_predictions:
+                sql.discard_staged_predictions(token)
         except Exception as cleanup:  # the run's own failure is what the operator must see
-            context.log.warning(f"parts of run {token} not removed ({cleanup}); no manifest names them")
+            context.log.warning(f"parts and staged rows of run {token} not removed ({cleanup}); no manifest "
+                                "names them, and staged rows are dropped by a later publish once stale")
         raise
     return shards, scored
 

@@ -35,6 +35,13 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES, devi
     devices_total : int, optional
         Devices in the whole partition, when ``rows`` holds only those to draw.
     """
+    # matplotlib takes a second to import: only a run that draws pays it.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates
+    import matplotlib.pyplot as plt
+
     devices = worst_devices(rows, limit)
     total = devices_total if devices_total is not None else rows["device"].nunique()
     # matplotlib takes a second or two to import: only a run that plots pays for it.

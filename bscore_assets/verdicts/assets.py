@@ -9,16 +9,23 @@ SQL ``device_verdicts`` (one transaction) and in blob ``verdicts/<hour>.parquet`
 write). With ``multivariate`` it also reads the windows' values and model versions, and judges
 each device with the device model of the bundle that scored it (the newest, when sensors of one
 hour were scored by several); a device whose bundle has no device model, or cannot be loaded,
-keeps the vote, and the hour's metadata names it.
+keeps the vote, and the hour's metadata names it. An hour whose manifests and rule are those its
+stored verdicts were judged from (``inputs_version`` in its metadata) is not judged or written
+again: a re-score that changed nothing leaves SQL and blob storage as they were.
 """
 
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bscore_assets.automation import lookback
+from bscore_assets.hours import latest_partition_metadata
 from bscore_assets.partitions import hour_key, hour_of_key, hourly_partitions_def
 from bscore_assets.retention.records import refuse_retired_hours
 from bscore_assets.retries import retry_on_outage
@@ -34,6 +41,7 @@ from scoring.evaluation import OVERALL, evaluate
 from scoring.model_store import READ_THREADS, load_bundle
 from scoring.safe_format import ModelFormatError
 from scoring.parquet import table_to_parquet_bytes
+from scoring.prediction_layout import read_manifest
 from scoring.verdicts import device_verdicts as vote_device_verdicts
 from scoring.verdicts import multivariate_verdicts, verdict_summary
 from scoring.time_units import HOUR
@@ -92,6 +100,14 @@ def judge_hour(blob: BlobStore, hour, sensors: list[str], method: str, min_senso
     unjudged.update({device: "its bundle has no device model" for device, model in models.items() if model is None})
     verdicts = multivariate_verdicts(predictions, models, min_sensors)
     return predictions.select(["ts", "device", "sensor", "is_anomaly"]), verdicts, unjudged
+
+
+def verdict_inputs(blob: BlobStore, hour, sensors: list[str], method: str, min_sensors: int) -> str:
+    """What the hour's verdicts are judged from, as one version: the manifests of its scored
+    partitions (which name their parts and what those were scored from) and the rule."""
+    manifests = [read_manifest(blob, hour, sensor) for sensor in sensors]
+    described = json.dumps([sensors, manifests, method, min_sensors], sort_keys=True, default=str)
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def hour_metadata(summary: dict, sensors: list[str], min_sensors: int, method: str = "vote",
@@ -158,22 +174,34 @@ def device_verdicts(context: dg.AssetExecutionContext, sql: SqlStore, blob: Blob
         labels = load_labels(label_files) if label_files else None
         summaries = {}
         refuse_retired_hours(blob, "device_verdicts", [hour_of_key(key) for key in context.partition_keys])
+        previous = latest_partition_metadata(context.instance, "device_verdicts", context.partition_keys)
+        unchanged = 0
         for hour in sorted(hour_of_key(key) for key in context.partition_keys):
             sensors = scored_sensors(blob, hour)
-            predictions, verdicts, unjudged = judge_hour(blob, hour, sensors, method, min_sensors, loaded)
-            sql.replace_device_verdicts_batches(hour, hour + HOUR, [verdicts])
-            blob.write_bytes(verdicts_key(hour), table_to_parquet_bytes(verdicts))
+            inputs = verdict_inputs(blob, hour, sensors, method, min_sensors)
+            before = previous.get(hour_key(hour), {})
+            if before.get("inputs_version") == inputs and blob.exists(verdicts_key(hour)):
+                # A re-score that changed no prediction: the stored verdicts stand, nothing is rewritten.
+                unchanged += 1
+                verdicts = pq.read_table(pa.BufferReader(blob.read_bytes(verdicts_key(hour))))
+                unjudged = before.get("devices_voted_instead") or {}
+                predictions = read_hour_predictions(blob, hour, sensors) if labels is not None else None
+            else:
+                predictions, verdicts, unjudged = judge_hour(blob, hour, sensors, method, min_sensors, loaded)
+                sql.replace_device_verdicts_batches(hour, hour + HOUR, [verdicts])
+                blob.write_bytes(verdicts_key(hour), table_to_parquet_bytes(verdicts))
             summaries[hour] = verdict_summary(verdicts)
             figures = labelled_figures(predictions.to_pandas(), verdicts.to_pandas(), labels) if labels is not None \
                 else {}
             context.add_asset_metadata({**hour_metadata(summaries[hour], sensors, min_sensors, method, unjudged),
-                                        **figures},
+                                        **figures, "inputs_version": inputs},
                                        partition_key=hour_key(hour))
         windows = sum(s["device_windows"] for s in summaries.values())
         anomalous = sum(s["anomalous_device_windows"] for s in summaries.values())
         how = f"at least {min_sensors} sensor(s) flagged" if method == "vote" else \
             "by each device's multivariate model, the vote where a device has none"
-        context.log.info(f"{windows} device windows judged in {len(summaries)} hour(s), {anomalous} anomalous ({how})")
+        context.log.info(f"{windows} device windows judged in {len(summaries)} hour(s), {anomalous} anomalous ({how}); "
+                         f"{unchanged} hour(s) unchanged since judged, not written again")
         yield dg.MaterializeResult(metadata={"storage": blob.describe(), "method": method})
         yield device_anomaly_rate_result(summaries, pipeline.device_anomaly_rate_warn,
                                          pipeline.device_anomaly_rate_error)

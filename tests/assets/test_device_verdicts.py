@@ -12,7 +12,7 @@ from scoring.blob_layout import verdicts_key
 from scoring.model_store import load_bundle
 from scoring.parquet import from_parquet_bytes
 from scoring.verdicts import parse_contributions
-from tests.assets.conftest import SCORE_START
+from tests.assets.conftest import SCORE_START, forget_scoring_inputs
 
 VOTE_COLUMNS = ["ts", "device", "is_anomaly", "sensors_scored", "sensors_flagged", "flagged_sensors"]
 
@@ -83,3 +83,28 @@ def test_multivariate_verdicts_are_each_device_model_on_the_stored_values(platfo
     assert 0 < stored["is_anomaly"].sum() < len(stored)
     summary = _describe(voting)
     assert "multivariate model" in summary and "voted" not in summary
+
+
+def test_a_rescore_that_changed_nothing_rewrites_no_verdicts(trained):
+    platform = trained
+    *_, first = platform.score_and_vote(SCORE_START, SCORE_START)
+    sql, blob = platform.resources["sql"], platform.resources["blob"]
+    stored = sql.read_device_verdicts(SCORE_START, SCORE_START + HOUR)
+    path = blob.blobs().root / verdicts_key(SCORE_START)
+    written = path.stat().st_mtime_ns
+    with sql.engine.begin() as conn:  # a marker the hour's replace would remove
+        conn.exec_driver_sql("UPDATE device_verdicts SET flagged_sensors = 'untouched' WHERE (ts, device) = "
+                             "(SELECT ts, device FROM device_verdicts ORDER BY ts, device LIMIT 1)")
+
+    *_, again = platform.score_and_vote(SCORE_START, SCORE_START)
+
+    assert path.stat().st_mtime_ns == written
+    after = sql.read_device_verdicts(SCORE_START, SCORE_START + HOUR)
+    assert (after["flagged_sensors"] == "untouched").sum() == 1 and len(after) == len(stored)
+    assert again.totals == first.totals and again.check("device_anomaly_rate").passed
+
+    # Predictions scored again (new parts in the manifests): the hour is judged and replaced.
+    forget_scoring_inputs(platform)
+    platform.score_and_vote(SCORE_START, SCORE_START)
+    assert path.stat().st_mtime_ns != written
+    pd.testing.assert_frame_equal(sql.read_device_verdicts(SCORE_START, SCORE_START + HOUR), stored)

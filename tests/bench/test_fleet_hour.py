@@ -23,8 +23,9 @@ def test_fleet_hour_benchmark_reports_every_figure(tmp_path):
     assert run["ingest"]["readings"] == 2 * 2 * 3600 and run["ingest"]["rejected"] == 0
     assert run["floor"]["readings"] == 2 * 2 * 3600 and run["floor"]["windows"] == 2 * 2 * 720
     for stage in ("train", "end_to_end", "rescore", "floor"):
-        assert run[stage]["seconds"] > 0 and 50 < run[stage]["peak_rss_mb"] <= run[stage]["peak_tree_rss_mb"] < 8000
+        assert run[stage]["seconds"] > 0 and run[stage]["cpu_seconds"] > 0
+        assert 50 < run[stage]["peak_rss_mb"] <= run[stage]["peak_tree_rss_mb"] < 8000
     summary = report["summary"]
-    assert summary["end_to_end_over_floor"] > 0 and summary["rescore_over_first"] > 0
+    assert summary["end_to_end_over_floor"] > 0 and summary["end_to_end_cpu_over_floor"] > 0 and summary["rescore_over_first"] > 0
     assert summary["rss_largest_over_smallest_fleet"] == 1.0  # one size: compared with itself
     assert summary["ingest_readings_per_second"] > 0 and summary["floor_ingest_readings_per_second"] > 0

@@ -79,9 +79,9 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert columns["value"].startswith("AVG(") and columns["readings"] == "COUNT(*)"
     # ...and each window's smallest and largest reading (a mean dilutes a one-reading spike).
     assert (columns["low"], columns["high"]) == ("MIN(first.value)", "MAX(first.value)")
-    assert "GROUP BY device, sensor, TumblingWindow" in query
+    assert "GROUP BY PartitionId, device, sensor, TumblingWindow" in query
     # Each (device, sensor, time) once, as raw readers keep the first of repeats.
-    assert "GROUP BY device, sensor, ts, TumblingWindow" in query and "ORDER BY enqueued ASC" in query
+    assert "GROUP BY PartitionId, device, sensor, ts, TumblingWindow" in query and "ORDER BY enqueued ASC" in query
     # Either field naming, and the event's own time.
     for field, aliases in asa.FIELD_ALIASES.items():
         assert f"COALESCE({', '.join(f'[{a}]' for a in aliases)})" in query
@@ -93,6 +93,14 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert job.events_late_arrival_max_delay_in_seconds == lateness * 60
     assert job.events_out_of_order_policy == "Drop" and job.output_error_policy == "Stop"
     assert job.transformation.streaming_units == 6 and job.compatibility_level == "1.2"
+    # Parallel: the input partitioned by device, every step per partition, one SQL writer per
+    # partition (maxWriterCount 0), so the job scales with the hub's partitions.
+    body = dry_run_body(result.output)
+    assert body["properties"]["inputs"][0]["properties"]["partitionKey"] == "device"
+    steps = re.findall(r"\bFROM \[?(\w+)\]?[^\n]*", query)
+    assert steps == ["readings", "Accepted", "FirstReadings", "Accepted", "FirstReadings"]
+    assert len(re.findall(r"\bFROM [^\n]*PARTITION BY PartitionId\n", query)) == 5
+    assert all(group.startswith("GROUP BY PartitionId, ") for group in re.findall(r"GROUP BY [^\n]*", query))
 
     [source] = job.inputs
     assert isinstance(source.properties.datasource, EventHubV2StreamInputDataSource)
@@ -103,6 +111,7 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     sql = outputs["sensor-values"].datasource
     assert isinstance(sql, AzureSqlDatabaseOutputDataSource)
     assert (sql.server, sql.database, sql.table) == ("bscore-sql", "bscore", sensor_values.name)
+    assert sql.max_writer_count == 0  # a writer per partition ("based on query partition")
     raw = outputs["raw-archive"].datasource
     assert isinstance(raw, BlobOutputDataSource) and isinstance(outputs["raw-archive"].serialization,
                                                                 ParquetSerialization)
@@ -113,13 +122,13 @@ def test_dry_run_job_computes_what_the_local_aggregation_computes(asa_env):
     assert raw.path_pattern.replace("{hour}", hour.strftime("%Y-%m-%dT%H")) + "/" == f"fleet-a/{raw_prefix(hour)}"
     assert re.search(r"SELECT ts, device, sensor, value, "
                      r"SUBSTRING\(CAST\(DATEADD\(millisecond, -1, ts\) AS nvarchar\(max\)\), 1, 13\) AS hour\n"
-                     r"INTO \[raw-archive\]\nFROM Accepted", query)
+                     r"INTO \[raw-archive\]\nFROM Accepted PARTITION BY PartitionId", query)
     # The census the observation sensor reconciles SQL against: distinct readings per hour and device.
     census = outputs["hour-census"]
     assert census.datasource.path_pattern == "fleet-a/asa-census/{hour}"
     assert isinstance(census.serialization, ParquetSerialization)
-    assert re.search(r"AS hour, device, COUNT\(\*\) AS readings\nINTO \[hour-census\]\nFROM FirstReadings\n"
-                     r"GROUP BY device, TumblingWindow\(hour, 1\)", query)
+    assert re.search(r"AS hour, device, COUNT\(\*\) AS readings\nINTO \[hour-census\]\nFROM FirstReadings "
+                     r"PARTITION BY PartitionId\nGROUP BY PartitionId, device, TumblingWindow\(hour, 1\)", query)
     # Every connection is the job's managed identity: nothing secret in the definition.
     assert job.identity.type == "SystemAssigned"
     assert {source.properties.datasource.authentication_mode, sql.authentication_mode,

@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from azure.ai.ml.entities import JobService
 from azure.core.exceptions import ServiceResponseError
 from azure.storage.blob import BlobServiceClient
@@ -138,13 +139,12 @@ def on_azureml(ops: Operations, backend: AzureMLComputeBackend) -> Operations:
 
 
 def stand_in_backend(azurite, tmp_path, container: str, **fields) -> StandInAzureMLBackend:
-    return StandInAzureMLBackend(**fields,
-        subscription_id="00000000-0000-0000-0000-000000000000", resource_group="rg", workspace_name="ws",
-        environment="bscore-scoring:0123456789abcdef",
-        storage_account_url=azurite.account_url, storage_connection_string=azurite.connection_string,
-        container=container, devices_per_shard=2, max_jobs_in_flight=2, poll_interval_seconds=0.2,
-        message_interval_seconds=0.5, jobs_dir=str(tmp_path / "azureml-jobs"),
-    )
+    return StandInAzureMLBackend(**{
+        "subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg", "workspace_name": "ws",
+        "environment": "bscore-scoring:0123456789abcdef",
+        "storage_account_url": azurite.account_url, "storage_connection_string": azurite.connection_string,
+        "container": container, "devices_per_shard": 2, "max_jobs_in_flight": 2, "poll_interval_seconds": 0.2,
+        "message_interval_seconds": 0.5, "jobs_dir": str(tmp_path / "azureml-jobs"), **fields})
 
 
 def sorted_predictions(frame: pd.DataFrame) -> pd.DataFrame:
@@ -317,6 +317,117 @@ def test_azureml_interrupted_run_cancels_every_job(platform, azurite, tmp_path):
     [run] = platform.instance.get_runs(limit=1)
     assert run.status == dg.DagsterRunStatus.FAILURE
 
+
+class RunReads:
+    """What the run's own process reads of predictions: rows through the SQL readers (every table
+    read goes through ``scoring.sql_read.read_table``) and blob parts. The jobs are processes of
+    their own, so nothing they read is counted here."""
+
+    def __init__(self, monkeypatch):
+        import scoring.sql_read
+        from resources.blob import LocalBlobStore
+
+        self.sql: list[tuple[str, tuple | None, int]] = []  # (table, devices asked for, rows)
+        self.parts: list[str] = []
+        read_table, read_bytes = scoring.sql_read.read_table, LocalBlobStore.read_bytes
+
+        def counted_read_table(engine, table, start=None, end=None, devices=None, sensors=None):
+            rows = read_table(engine, table, start, end, devices, sensors)
+            self.sql.append((table.name, None if devices is None else tuple(devices), len(rows)))
+            return rows
+
+        def counted_read_bytes(store, key):
+            if key.startswith("predictions/") and "/part-" in key:
+                self.parts.append(key)
+            return read_bytes(store, key)
+
+        monkeypatch.setattr(scoring.sql_read, "read_table", counted_read_table)
+        monkeypatch.setattr(LocalBlobStore, "read_bytes", counted_read_bytes)
+
+    def prediction_rows(self) -> int:
+        return sum(rows for table, _, rows in self.sql if table in ("predictions", "prediction_staging"))
+
+
+FLEET = 6  # more devices than a plot draws, so that a plot's rows are fewer than the hour's
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_platform(request, bscore_home, azurite, monkeypatch) -> Operations:
+    """A trained fleet of ``FLEET`` devices with an hour to score, on SQLite or PostgreSQL."""
+    from contextlib import ExitStack
+
+    from definitions import build_defs
+    from tests.conftest import postgres_database, sqlalchemy_postgres_url
+
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            name = stack.enter_context(postgres_database("bscore_azpublish"))
+            monkeypatch.setenv("BSCORE_SQL_URL", sqlalchemy_postgres_url(name))
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+        settings = Settings.from_env()
+        ops = Operations(settings, build_defs(settings), local_instance(settings))
+        training = simulate_readings(FLEET, SENSORS, TRAIN_START, 1, anomaly_rate=0.0, seed=31)
+        scoring = simulate_readings(FLEET, SENSORS, SCORE_START, 1, anomaly_rate=0.02, seed=32)
+        ops.resources["events"].publish(readings_to_event_bodies(pd.concat([training, scoring])))
+        ops.train(None, TRAIN_START, TRAIN_START)
+        yield ops
+        ops.resources["sql"].engine.dispose()
+
+
+def test_azureml_jobs_publish_their_own_predictions_and_the_run_reads_none(fleet_platform, azurite, tmp_path,
+                                                                             monkeypatch):
+    from bscore_assets.predictions.plots import MAX_DEVICES
+    from resources.sql import prediction_staging
+
+    sql = fleet_platform.resources["sql"]
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name(), devices_per_shard=3)
+    reads = RunReads(monkeypatch)
+
+    on_azureml(fleet_platform, backend).score(SCORE_START, SCORE_START)
+
+    monkeypatch.undo()  # the test's own reads below are not the run's
+    stored = sql.read_predictions(SCORE_START, SCORE_START + HOUR)
+    assert len(stored) == FLEET * SENSORS * 720 and stored["is_anomaly"].any()
+    assert sorted(stored["device"].unique()) == sorted(map(str, range(1, FLEET + 1)))
+    with sql.engine.connect() as conn:  # published: nothing left staged
+        assert conn.execute(sa.select(sa.func.count()).select_from(prediction_staging)).scalar_one() == 0
+    # The run read no blob part and no staged row: the jobs staged, the server moved the rows.
+    assert reads.parts == []
+    assert [r for r in reads.sql if r[0] == "prediction_staging"] == []
+    # Its only prediction reads are its plots: the worst few devices of a plotted partition,
+    # a bound that does not grow with the fleet.
+    plots = [r for r in reads.sql if r[0] == "predictions"]
+    assert plots and all(devices is not None and len(devices) <= MAX_DEVICES for _, devices, _ in plots)
+    assert reads.prediction_rows() <= SENSORS * MAX_DEVICES * 720 < len(stored)
+    # Each job wrote its blob parts too (the lake's copy), named in the manifests the run committed.
+    blob = fleet_platform.resources["blob"]
+    for sensor in map(str, range(1, SENSORS + 1)):
+        stored_part = read_prediction_partition(blob, SCORE_START, sensor)
+        assert len(stored_part) == FLEET * 720
+
+
+def test_a_failed_azureml_run_leaves_no_staged_rows_and_the_previous_hour(fleet_platform, azurite, tmp_path):
+    from resources.sql import prediction_staging
+
+    sql = fleet_platform.resources["sql"]
+    fleet_platform.score(SCORE_START, SCORE_START)  # the hour as a local run published it
+    before = sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR))
+    forget_scoring_inputs(fleet_platform)
+    # One job at a time: shard-0000 stages its rows, then shard-0001 fails (its database is not
+    # where the cluster runs).
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name(), devices_per_shard=3,
+                               max_jobs_in_flight=1)
+    jobs = STAND_INS.setdefault(backend.jobs_dir, LocalMLClient(Path(backend.jobs_dir))).jobs
+    jobs.prefix = lambda job: ("BSCORE_SQL_URL=sqlite:////nonexistent/bscore.db " if job.display_name == "shard-0001"
+                               else "")
+
+    with pytest.raises(RuntimeError, match="shard-0001"):
+        on_azureml(fleet_platform, backend).score(SCORE_START, SCORE_START)
+
+    assert jobs.get(next(iter(jobs.started))).status == "Completed"  # shard-0000 had staged
+    pd.testing.assert_frame_equal(sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR)), before)
+    with sql.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(prediction_staging)).scalar_one() == 0
 
 def test_azureml_training_jobs_train_shards_and_the_run_makes_their_versions_current(platform, azurite, tmp_path):
     from scoring.model_store import load_current_bundles_or_refusals

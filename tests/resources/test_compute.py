@@ -10,6 +10,7 @@ from resources.blob import LocalBlobStore
 from resources.compute import LocalComputeBackend, ShardWorkerError
 from scoring.shards import ShardTask
 from tests.resources.failing_stores import BrokenSqlStore, FlakySqlStore
+from tests.resources.worker_probe import score_and_list_dagster_modules
 
 HOUR = pd.Timestamp("2026-03-01T01:00")
 
@@ -52,3 +53,19 @@ def test_an_outage_that_outlasts_the_retries_fails_as_a_connection_error(tmp_pat
 
     with pytest.raises(ConnectionError, match="DroppedConnection: server closed the connection unexpectedly"):
         LocalComputeBackend(max_workers=1, shard_retry_seconds=0.01).run_shards(_Context(), tasks(1), sql, blob)
+
+
+def test_a_pool_worker_scores_the_plain_stores_without_importing_dagster(tmp_path):
+    """Each spawned worker paid about 1.2 CPU-s importing Dagster before it read a window."""
+    from resources.compute import shard_pool, worker_stores
+    from resources.sql import SqlStore
+
+    sql = SqlStore(url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sql.engine  # creates the tables
+    blob = LocalBlobStore(root=str(tmp_path / "blob"))
+    with shard_pool(1) as pool:
+        summary, dagster_modules = pool.submit(score_and_list_dagster_modules, tasks(1)[0],
+                                               *worker_stores(sql, blob)).result()
+
+    assert summary.shard == "shard-0" and summary.rows_scored == 0
+    assert dagster_modules == []

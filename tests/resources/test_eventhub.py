@@ -8,6 +8,7 @@ Checkpoints are real: ``BlobCheckpointStore`` on Azurite.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -88,13 +89,17 @@ class StandInProducer:
     def __exit__(self, *exc):
         return None
 
-    def create_batch(self):
-        return EventDataBatch(max_size_in_bytes=self.max_size_in_bytes)
+    def create_batch(self, partition_key=None):
+        return EventDataBatch(max_size_in_bytes=self.max_size_in_bytes, partition_key=partition_key)
 
     def send_batch(self, batch: EventDataBatch):
         self.sent_batches += 1
+        key = batch._partition_key
+        # The service hashes a key to a partition: the same key, the same partition.
+        partition = (str(int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(self.hub.partitions))
+                     if key is not None else None)
         for event in batch._internal_events:
-            self.hub.append(b"".join(event.body))
+            self.hub.append(b"".join(event.body), partition)
 
 
 class StandInEventHubSource(EventHubSource):
@@ -128,12 +133,22 @@ def reading(i: int) -> str:
     return json.dumps({"ts": ts.isoformat(), "device": f"d{i % 2}", "sensor": "s1", "value": float(i)})
 
 
-def test_publish_batches_by_size_and_reaches_every_partition(source, hub_name):
+def test_publish_batches_by_size_and_keeps_each_device_in_one_partition(source, hub_name):
     bodies = [reading(i) for i in range(200)]
     assert source.publish(bodies) == 200
     hub = HUBS[hub_name]
     assert sorted(e.body_as_str() for events in hub.partitions.values() for e in events) == sorted(bodies)
-    assert all(len(events) > 0 for events in hub.partitions.values())
+    # Stream Analytics aggregates each partition on its own: a device's readings share one.
+    partitions_of = {}
+    for partition, events in hub.partitions.items():
+        for event in events:
+            partitions_of.setdefault(json.loads(event.body_as_str())["device"], set()).add(partition)
+    assert sorted(partitions_of) == ["d0", "d1"] and all(len(p) == 1 for p in partitions_of.values())
+    # Either field naming is keyed by its device; a body that names none goes to any partition.
+    other = [json.dumps({"TS": "2026-01-01T00:00:01", "Device": "d0", "Tag": "s1", "Value": 1.0}), "not json"]
+    assert source.publish(other) == 2
+    [d0] = partitions_of["d0"]
+    assert other[0] in [e.body_as_str() for e in hub.partitions[d0]]
 
 
 def test_receive_commit_receive_until_drained_with_checkpoints_in_blob_storage(source, hub_name):
@@ -158,7 +173,8 @@ def test_receive_commit_receive_until_drained_with_checkpoints_in_blob_storage(s
     assert sorted(first.bodies + second.bodies) == sorted(reading(i) for i in range(90))
     source.commit(second)
     source.commit(first)  # a late commit of an older batch does not move checkpoints back
-    assert {p: c["sequence_number"] for p, c in source.checkpoints().items()} == {"0": 29, "1": 29, "2": 29}
+    last = {p: len(events) - 1 for p, events in HUBS[hub_name].partitions.items() if events}
+    assert {p: c["sequence_number"] for p, c in source.checkpoints().items()} == last
 
     started = time.monotonic()
     assert source.receive() is None

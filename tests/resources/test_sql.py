@@ -27,10 +27,10 @@ def store(request, tmp_path) -> SqlStore:
         return
     store = SqlStore(url=request.getfixturevalue("postgres_url"))
     with store.engine.begin() as conn:  # the session's database is shared by the tests
-        conn.execute(sa.text("TRUNCATE sensor_values, predictions"))
+        conn.execute(sa.text("TRUNCATE sensor_values, predictions, prediction_staging"))
     yield store
     with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE sensor_values, predictions"))
+        conn.execute(sa.text("TRUNCATE sensor_values, predictions, prediction_staging"))
 
 
 def windows(hour: pd.Timestamp, devices=("d1", "d2"), sensors=("s1", "s2"), per_hour=720, seed=0) -> pd.DataFrame:

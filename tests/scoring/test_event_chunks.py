@@ -10,7 +10,8 @@ import json
 import pandas as pd
 import pytest
 
-from scoring.input_files import IdMapping, InputError, _arrow_csv, _json_chunk, _pandas_csv, inspect_file, json_payload
+from scoring.event_chunks import _arrow_csv, _json_chunk, _pandas_csv, json_payload
+from scoring.input_files import IdMapping, InputError, inspect_file
 from scoring.readings import parse_event_bodies_rowwise
 
 NOW = pd.Timestamp("2026-06-01T12:00")
@@ -61,9 +62,11 @@ def test_arrow_reads_a_block_as_pandas_does(tmp_path):
     path.write_bytes(text.encode())
     layout = inspect_file(path)
     data = b"\n".join(text.encode().split(b"\n")[1:-1])
-    arrow = _arrow_csv(data, layout, 2)
+    arrow = _arrow_csv(data, layout)
     pandas = _pandas_csv(path, layout, data, [2, 3])
     assert arrow is not None
+    arrow = arrow.to_pandas()
+    arrow.columns = arrow.columns.astype(int)
     pd.testing.assert_frame_equal(arrow, pandas, check_dtype=False)
 
 
@@ -72,7 +75,7 @@ def test_a_row_arrow_cannot_read_falls_back_to_pandas_naming_the_line(tmp_path):
     path.write_text("ts,device,sensor,value\n2026-06-01T10:00:05,7,1,1\n2026-06-01T10:00:05,7,1,1,9\n")
     layout = inspect_file(path)
     data = b"2026-06-01T10:00:05,7,1,1\n2026-06-01T10:00:05,7,1,1,9"
-    assert _arrow_csv(data, layout, 2) is None
+    assert _arrow_csv(data, layout) is None
     with pytest.raises(ValueError, match=r"line 3.*5 fields where the header has 4"):
         _pandas_csv(path, layout, data, [2, 3])
 
@@ -82,13 +85,15 @@ def good_line(sensor: str) -> bytes:
 
 
 def test_a_block_of_plain_json_events_lands_as_it_is_with_its_ids_checked():
-    lines = [good_line("1"), good_line("2")]
-    chunk = _json_chunk("f.jsonl", 5, lines, IdMapping())
-    assert (chunk.payload, chunk.lines) == (b"\n".join(lines) + b"\n", [5, 6])
+    block = good_line("1") + b"\n" + good_line("2") + b"\n"
+    chunk = _json_chunk("f.jsonl", 5, block, IdMapping(), now=NOW)
+    assert (chunk.payload, chunk.events) == (block, 2)
+    assert chunk.verdict[1].empty  # judged as it was parsed: the check does not parse it again
     with pytest.raises(InputError, match=r"f.jsonl, line 6: name 'Flow_Rate' is also the id of 'Flow Rate'"):
-        _json_chunk("f.jsonl", 5, [good_line("1"), good_line("Flow_Rate")], IdMapping(known={"Flow Rate": "Flow_Rate"}))
+        _json_chunk("f.jsonl", 5, good_line("1") + b"\n" + good_line("Flow_Rate") + b"\n",
+                    IdMapping(known={"Flow Rate": "Flow_Rate"}), now=NOW)
 
 
 def test_a_block_with_names_to_map_goes_line_by_line():
-    chunk = _json_chunk("f.jsonl", 1, [good_line("Flow Rate"), b"", good_line("1")], IdMapping())
-    assert chunk.lines == [1, 3] and json.loads(chunk.bodies[0])["sensor"] == "Flow_Rate"
+    chunk = _json_chunk("f.jsonl", 1, good_line("Flow Rate") + b"\n\n" + good_line("1") + b"\n", IdMapping(), now=NOW)
+    assert chunk.lines.tolist() == [1, 3] and json.loads(chunk.bodies[0])["sensor"] == "Flow_Rate"

@@ -145,6 +145,9 @@ resource asaJob 'Microsoft.StreamAnalytics/streamingjobs@2020-03-01' = if (withA
         name: 'readings'
         properties: {
           type: 'Stream'
+          // Events are partitioned by device and every query step runs per partition
+          // (PARTITION BY PartitionId, compatibility level 1.2).
+          partitionKey: 'device'
           serialization: {
             type: 'Json'
             properties: {
@@ -180,6 +183,8 @@ resource asaJob 'Microsoft.StreamAnalytics/streamingjobs@2020-03-01' = if (withA
               server: sqlServerName
               database: sqlDatabaseName
               table: 'sensor_values'
+              // One writer per input partition ("based on query partition").
+              maxWriterCount: 0
               authenticationMode: 'Msi'
             }
           }

@@ -36,8 +36,10 @@ from resources.blob import BlobStore, LocalBlobStore
 from resources.compute import ComputeBackend, shard_log_line
 from scoring.entra_sql import sql_auth as parse_sql_auth
 from scoring.entrypoint import ACCOUNT_URL_VAR, BLOB_URL_VAR, SQL_AUTH_VAR, SQL_URL_VAR
+from scoring.remote_tasks import summary_from_json
 from scoring.shard_summary import ShardSummary
 from scoring.shards import ShardTask
+from scoring.training_task import TrainingSummary, TrainingTask
 
 DEFAULT_ENVIRONMENT = "bscore-scoring"
 REQUIRED_VARS = ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
@@ -88,7 +90,7 @@ def job_blob_url(blob: BlobStore) -> str:
 class ShardJob:
     """A shard task and the Azure ML job that runs it."""
 
-    task: ShardTask
+    task: ShardTask | TrainingTask
     name: str
 
 
@@ -189,7 +191,7 @@ class AzureMLComputeBackend(ComputeBackend):
         environment = self.environment or checkout_environment(DEFAULT_ENVIRONMENT)  # once per run
         attempt = uuid.uuid4().hex[:6]  # a retried run must not collide with its earlier jobs' names
         jobs = [ShardJob(task, f"bscore_{context.run.run_id[:8]}_{attempt}_{task.label}") for task in tasks]
-        results: list[ShardSummary | None] = [None] * len(jobs)
+        results: list[ShardSummary | TrainingSummary | None] = [None] * len(jobs)
         reports: list[dict | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.max_jobs_in_flight), thread_name_prefix="azureml") as pool:
             futures = {pool.submit(self._run_job, context, ml_client, service, job, job_env, environment): i
@@ -225,7 +227,7 @@ class AzureMLComputeBackend(ComputeBackend):
         )
 
     def _run_job(self, context, ml_client, service, job: ShardJob, job_env: dict,
-                 environment: str) -> tuple[ShardSummary, dict]:
+                 environment: str) -> tuple[ShardSummary | TrainingSummary, dict]:
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
             PipesAzureBlobStorageMessageReader,
@@ -254,7 +256,7 @@ class AzureMLComputeBackend(ComputeBackend):
                             f"Logs: {log_location(ml_client, job.name, self.experiment_name)}",
                 metadata={"azureml_job": job.name},
             ) from exc
-        summary = ShardSummary.from_json(reported[-1])
+        summary = summary_from_json(reported[-1])
         report = {"job": job.name, **summary.totals(), "wall_seconds": round(time.perf_counter() - started, 3)}
         return summary, report
 
@@ -280,11 +282,11 @@ def log_location(ml_client, job_name: str, experiment: str) -> str:
 
 
 def job_metadata(reports: list[dict]) -> dict:
-    """Materialization metadata from what every job reported."""
+    """Materialization metadata from what every job reported (scoring or training shards)."""
+    summed = ("rows_scored", "anomalies", "score_seconds") if "rows_scored" in reports[0] else (
+        "promoted", "refused", "train_seconds")
     return {
         "azureml_jobs": dg.MetadataValue.json(reports),
-        "azureml_rows_scored": sum(r["rows_scored"] for r in reports),
-        "azureml_anomalies": sum(r["anomalies"] for r in reports),
-        "azureml_score_seconds": round(sum(r["score_seconds"] for r in reports), 3),
+        **{f"azureml_{name}": round(sum(r[name] for r in reports), 3) for name in summed},
         "azureml_slowest_job_seconds": max(r["wall_seconds"] for r in reports),
     }

@@ -1,8 +1,9 @@
 """Where shards are scored: a local process pool by default, Azure ML command jobs on Azure.
 
-A backend receives shard tasks (names: devices, hours, sensors, the run's token) and runs
-``scoring.shard_task.run_shard_task`` for each where the data can be read and written; it
-returns each shard's summary, never its rows.
+A backend receives shard tasks (names: a scoring shard's devices, hours, sensors and the run's
+token, or a training shard's devices and window) and runs each where the data can be read and
+written (``scoring.remote_tasks.run_task``: ``scoring.shard_task`` or ``scoring.training_task``);
+it returns each shard's summary, never its rows or models.
 
 A pool worker runs ``resources.shard_worker`` (no Dagster import); its error crosses back as a
 ``ShardWorkerError`` holding its type, message and traceback as text. A shard that failed on an
@@ -24,9 +25,10 @@ from resources.blob import BlobStore, LocalBlobStore
 from resources.lifeline import die_with_parent
 from resources.shard_worker import AsIs, Rebuilt, ShardWorkerError, SqlUrl, run_shard
 from resources.sql import SqlStore
+from scoring.remote_tasks import run_task
 from scoring.shard_summary import ShardSummary
-from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
+from scoring.training_task import TrainingSummary, TrainingTask
 
 
 def portable(resource: dg.ConfigurableResource) -> tuple[type, dict]:
@@ -52,7 +54,7 @@ def worker_stores(sql: SqlStore, blob: BlobStore) -> tuple:
     return sql_store, blob_store
 
 
-def shard_log_line(summary: ShardSummary, done: int, total: int) -> str:
+def shard_log_line(summary: ShardSummary | TrainingSummary, done: int, total: int) -> str:
     return f"{summary.log_line()} ({done}/{total} shards)"
 
 
@@ -64,7 +66,8 @@ def shard_pool(workers: int) -> ProcessPoolExecutor:
 
 
 class ComputeBackend(dg.ConfigurableResource, ABC):
-    """Runs shard tasks, each scoring many devices' models and writing their predictions."""
+    """Runs shard tasks, each scoring many devices' models and writing their predictions, or
+    training many devices' models and storing their bundles."""
 
     devices_per_shard: int = 500
     # Whether the shards stage their predictions in SQL themselves, for the run to publish on the
@@ -73,9 +76,9 @@ class ComputeBackend(dg.ConfigurableResource, ABC):
     stages_predictions: ClassVar[bool] = False
 
     @abstractmethod
-    def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask], sql: SqlStore,
-                   blob: BlobStore) -> list[ShardSummary]:
-        """Run every task; their summaries (``scoring.shard_task.run_shard_task``) in task order."""
+    def run_shards(self, context: dg.AssetExecutionContext, tasks: list[ShardTask] | list[TrainingTask],
+                   sql: SqlStore, blob: BlobStore) -> list[ShardSummary] | list[TrainingSummary]:
+        """Run every task; their summaries (``scoring.remote_tasks.run_task``) in task order."""
 
     @abstractmethod
     def describe(self) -> str: ...
@@ -98,7 +101,7 @@ class LocalComputeBackend(ComputeBackend):
         results: list[ShardSummary | None] = [None] * len(tasks)
         if self.max_workers <= 0:
             for i, task in enumerate(tasks):
-                results[i] = run_shard_task(task, sql, blob)
+                results[i] = run_task(task, sql, blob)
                 context.log.info(shard_log_line(results[i], i + 1, len(tasks)))
             return results
         if not tasks:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
+from scoring.remote_tasks import run_task
 from scoring.shard_summary import ShardSummary
-from scoring.shard_task import run_shard_task
 from scoring.shards import ShardTask
+from scoring.training_task import TrainingSummary, TrainingTask
 
 
 class ShardWorkerError(Exception):
@@ -83,9 +84,9 @@ class AsIs:
 _ENGINES: dict = {}  # a worker scores several shards of a run: one connection pool for them
 
 
-def run_shard(task: ShardTask, sql, blob) -> ShardSummary:
-    """Score ``task`` with the stores ``sql`` and ``blob`` open (each one of the classes above)."""
+def run_shard(task: ShardTask | TrainingTask, sql, blob) -> ShardSummary | TrainingSummary:
+    """Score or train ``task`` with the stores ``sql`` and ``blob`` open (each one of the classes above)."""
     try:
-        return run_shard_task(task, sql.open(), blob.open())
+        return run_task(task, sql.open(), blob.open())
     except Exception as exc:
         raise ShardWorkerError.of(task.label, exc) from None

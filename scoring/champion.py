@@ -27,15 +27,16 @@ from scoring.windows import hour_of_window
 KEYS = ["device", "sensor", "ts"]
 
 
-def flag_windows(windows: pd.DataFrame, bundle: ModelBundle) -> pd.Series:
-    """Per window (aligned with ``windows``): True where ``bundle`` flags it, False where it
-    accepts it, NA where it has no model for the window's sensor."""
+def flag_windows(windows: pd.DataFrame, bundle: ModelBundle | dict[str, ModelBundle]) -> pd.Series:
+    """Per window (aligned with ``windows``): True where ``bundle`` (or its device's of a dict of
+    bundles, many devices scored in one pass) flags it, False where it accepts it, NA where it has
+    no model for the window's sensor."""
     if windows.empty:
         return pd.Series(pd.array([], dtype="boolean"), index=windows.index)
+    bundles = bundle if isinstance(bundle, dict) else {bundle.device: bundle}
     ordered = windows.sort_values(KEYS)
     columns = ["ts", "device", "sensor", "value"] + [c for c in ("low", "high") if c in windows.columns]
-    predictions = score_shard(ordered[columns].reset_index(drop=True),
-                              {bundle.device: bundle}).predictions
+    predictions = score_shard(ordered[columns].reset_index(drop=True), bundles).predictions
     flagged = predictions[KEYS + ["is_anomaly"]].astype({"device": str, "sensor": str})
     merged = windows[KEYS].astype({"device": str, "sensor": str}).merge(flagged, on=KEYS, how="left")
     return pd.Series(merged["is_anomaly"].astype("boolean").to_numpy(), index=windows.index)
@@ -61,6 +62,42 @@ def windows_champion_accepts(windows: pd.DataFrame, champion: ModelBundle | None
     bad_hours = sorted(hour_rate[hour_rate > warn_rate].index)
     keep = ~hours.isin(bad_hours)
     return TrainingSelection(windows[keep], int((~keep).sum()), bad_hours)
+
+
+def bad_hours_of_devices(windows: pd.DataFrame, champions: dict[str, ModelBundle], warn_rate: float
+                         ) -> dict[str, list[pd.Timestamp]]:
+    """Per device of ``champions``: the hours of ``windows`` (many devices') in which its champion
+    flags more than ``warn_rate`` of the windows, found in one scoring pass."""
+    windows = windows[windows["device"].astype(str).isin(list(champions))]
+    if windows.empty:
+        return {}
+    flagged = flag_windows(windows, champions).astype("Float64")
+    rates = flagged.groupby([windows["device"].astype(str), hour_of_window(windows["ts"])]).mean()
+    bad: dict[str, list[pd.Timestamp]] = {}
+    for device, hour in rates[rates > warn_rate].index:
+        bad.setdefault(device, []).append(hour)
+    return {device: sorted(hours) for device, hours in bad.items()}
+
+
+def select_training_windows(windows: pd.DataFrame, bad_hours: list[pd.Timestamp]) -> TrainingSelection:
+    """``windows`` less those of ``bad_hours``."""
+    if not bad_hours:
+        return TrainingSelection(windows, 0, [])
+    keep = ~hour_of_window(windows["ts"]).isin(bad_hours)
+    return TrainingSelection(windows[keep], int((~keep).sum()), bad_hours)
+
+
+def fleet_sensor_rates(bundles: dict[str, ModelBundle], windows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``sensor_rates`` of many devices' bundles on their rows of ``windows``, in one scoring pass."""
+    if windows.empty or not bundles:
+        return {}
+    flagged = flag_windows(windows, bundles).astype("Float64")
+    devices, sensors = windows["device"].astype(str), windows["sensor"].astype(str)
+    rates = flagged.groupby([devices.to_numpy(), sensors.to_numpy()]).mean().dropna()
+    found: dict[str, dict[str, float]] = {}
+    for (device, sensor), rate in rates.items():
+        found.setdefault(str(device), {})[str(sensor)] = float(rate)
+    return found
 
 
 def sensor_rates(bundle: ModelBundle, windows: pd.DataFrame) -> dict[str, float]:

@@ -1,4 +1,9 @@
-"""The Azure ML scoring job (``python -m scoring.entrypoint``): one shard, named, not staged.
+"""The Azure ML job (``python -m scoring.entrypoint``): one scoring or training shard, named, not staged.
+
+A training shard (``scoring.training_task``) is run the same way: it reads its devices'
+windows, trains them behind the gate, stores their bundles (not current: the run makes them
+so) and reports each device's outcome.
+
 
 The orchestrator sends only names over the Dagster Pipes context (extra ``task``: the shard's
 devices, the run's hours and sensors, the run's token). The job reads its devices'
@@ -18,8 +23,7 @@ from __future__ import annotations
 import os
 
 from scoring.blobs import Blobs, open_blobs
-from scoring.shard_task import run_shard_task
-from scoring.shards import ShardTask
+from scoring.remote_tasks import run_task, task_from_json
 
 ACCOUNT_URL_VAR = "BSCORE_AML_STORAGE_ACCOUNT_URL"
 SQL_URL_VAR = "BSCORE_SQL_URL"
@@ -61,13 +65,12 @@ def main() -> None:
         context_loader=PipesAzureBlobStorageContextLoader(client=client),
         message_writer=PipesAzureBlobStorageMessageWriter(client=client, interval=MESSAGE_INTERVAL_SECONDS),
     ) as pipes:
-        task = ShardTask.from_json(pipes.get_extra("task"))
-        pipes.log.info(f"{task.label}: {len(task.devices)} device(s) x {len(task.hours)} hour(s) x "
-                       f"{len(task.sensors)} sensor(s)")
+        task = task_from_json(pipes.get_extra("task"))
+        pipes.log.info(f"{task.label}: {len(task.devices)} device(s)")
         sql = ShardSql(os.environ[SQL_URL_VAR], os.environ.get(SQL_AUTH_VAR, "password"))
-        summary = run_shard_task(task, sql, open_job_blobs())
+        summary = run_task(task, sql, open_job_blobs())
         for device, reason in summary.devices_refused.items():
-            pipes.log.error(f"{task.label}: device {device}: model refused, not scored: {reason}")
+            pipes.log.error(f"{task.label}: device {device}: refused: {reason}")
         pipes.log.info(summary.log_line())
         pipes.report_custom_message(summary.to_json())
 

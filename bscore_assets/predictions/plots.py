@@ -44,6 +44,13 @@ def partition_png(rows: pd.DataFrame, title: str, limit: int = MAX_DEVICES, devi
 
     devices = worst_devices(rows, limit)
     total = devices_total if devices_total is not None else rows["device"].nunique()
+    # matplotlib takes a second or two to import: only a run that plots pays for it.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates  # noqa: F401  (the formatter below)
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 2.6), dpi=80)
     try:
         for device in devices:

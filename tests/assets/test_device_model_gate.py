@@ -4,8 +4,8 @@ the hold-out device windows, dropped by name (with its rate) when over it."""
 import numpy as np
 import pandas as pd
 
-from bscore_assets.models.assets import judge_device_model
-from bscore_assets.models.outcome import TrainingOutcome
+from scoring.device_training import judge_device_model
+from scoring.training_outcome import TrainingOutcome
 from scoring.training import train_device_bundle
 
 
@@ -63,7 +63,7 @@ def test_the_verdicts_use_the_newest_bundle_that_scored_a_device_and_name_those_
 
 
 def test_the_gate_fails_when_a_device_model_is_refused_as_when_a_sensor_model_is():
-    from bscore_assets.models.outcome import gate_passed
+    from scoring.training_outcome import gate_passed
 
     assert gate_passed({"pump-1": TrainingOutcome(), "pump-2": TrainingOutcome()})
     assert not gate_passed({"pump-1": TrainingOutcome(), "pump-2": TrainingOutcome(device_model_refused="flags 30%")})

@@ -223,3 +223,30 @@ def test_shard_job_reaches_the_workspace_with_its_timeout_and_this_checkouts_env
     assert properties["computeId"].endswith("/workspaces/ws/computes/bscore-cpu")
     assert properties["tags"]["dagster_run_id"] == "run-1" and properties["experimentName"] == "bscore-scoring"
     assert properties["environmentVariables"]["BSCORE_SQL_AUTH"] == "entra"
+
+
+def test_training_shard_job_reaches_the_workspace_as_a_scoring_shard_does(bscore_home):
+    """A training shard's job is built by the same spec (the task travels over Pipes, not in it)."""
+    from scoring.detectors import FitOptions
+    from scoring.device_training import GateLimits
+    from scoring.training_task import TrainingTask
+
+    backend = AzureMLComputeBackend.from_env({
+        "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "AZUREML_RESOURCE_GROUP": "rg",
+        "AZUREML_WORKSPACE": "ws", "AZUREML_STORAGE_ACCOUNT": "jobs"})
+    start = pd.Timestamp("2026-03-01T00:00")
+    task = TrainingTask("training-0001", ("d1", "d2"), start, start + pd.Timedelta(hours=2),
+                        start + pd.Timedelta(hours=1), "robust", False, FitOptions(), GateLimits(0.02, 0.1))
+    spec = backend.job_spec(ShardJob(task, "bscore_run1_abc_training-0001"), "run-1",
+                            {"BSCORE_SQL_URL": "mssql+pyodbc://@srv.database.windows.net/db", "BSCORE_SQL_AUTH": "entra"})
+    transport = WorkspaceTransport()
+    MLClient(TokenCredential(), backend.subscription_id, backend.resource_group, backend.workspace_name,
+             transport=transport).create_or_update(spec)
+
+    [put] = [r for r in transport.requests if r.method == "PUT"]
+    assert put.url.split("?")[0].endswith("/workspaces/ws/jobs/bscore_run1_abc_training-0001")
+    properties = json.loads(put.body)["properties"]
+    assert properties["command"] == "python -m scoring.entrypoint" and properties["displayName"] == "training-0001"
+    assert properties["limits"] == {"timeout": "PT1H", "jobLimitsType": "Command"}
+    assert properties["tags"] == {"dagster_run_id": "run-1", "shard": "training-0001"}
+    assert properties["computeId"].endswith("/workspaces/ws/computes/bscore-cpu")

@@ -428,3 +428,28 @@ def test_a_failed_azureml_run_leaves_no_staged_rows_and_the_previous_hour(fleet_
     pd.testing.assert_frame_equal(sorted_predictions(sql.read_predictions(SCORE_START, SCORE_START + HOUR)), before)
     with sql.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(prediction_staging)).scalar_one() == 0
+
+def test_azureml_training_jobs_train_shards_and_the_run_makes_their_versions_current(platform, azurite, tmp_path):
+    from scoring.model_store import load_current_bundles_or_refusals
+
+    blob = platform.resources["blob"]
+    devices = [str(d) for d in range(1, DEVICES + 1)]
+    before, _ = load_current_bundles_or_refusals(blob, devices)
+    backend = stand_in_backend(azurite, tmp_path, azurite.new_container_name())
+
+    [result] = on_azureml(platform, backend).train(None, TRAIN_START, TRAIN_START, refresh=False)
+
+    jobs = STAND_INS[backend.jobs_dir].jobs
+    assert sorted(job.display_name for job, _, _ in jobs.started.values()) == ["training-0000", "training-0001"]
+    assert all(jobs.get(name).status == "Completed" for name in jobs.started)
+    after, unreadable = load_current_bundles_or_refusals(blob, devices)
+    assert unreadable == {} and sorted(after) == devices
+    assert all(after[d].version != before[d].version for d in devices)  # each job stored, the run made current
+    gate = result.check_metadata("device_models", "challenger_gate")
+    assert gate["promoted"] == {d: after[d].version for d in devices}
+    records = platform.instance.fetch_materializations(dg.AssetKey("device_models"), limit=100).records
+    ours = [r.asset_materialization for r in records if r.run_id == result.run_id]
+    assert sorted(m.partition for m in ours) == devices
+    meta = {k: v.value for k, v in ours[0].metadata.items()}
+    assert meta["azureml_promoted"] == DEVICES and sorted(r["shard"] for r in meta["azureml_jobs"]) == [
+        "training-0000", "training-0001"]

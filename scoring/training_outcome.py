@@ -1,8 +1,9 @@
-"""What training did for one device, as one record: the asset's metadata, checks and the CLI read it."""
+"""What training did for one device, as one record: the asset's metadata, checks and the CLI read it
+(a training task reports it without the bundle, which it stored)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from scoring.model_format import ModelBundle
 
@@ -49,7 +50,12 @@ class TrainingOutcome:
 
     def metadata(self) -> dict:
         """The outcome as plain JSON values, without the bundle."""
-        return {k: v for k, v in asdict(self).items() if k != "bundle"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "bundle"}
+
+    @classmethod
+    def from_metadata(cls, data: dict) -> "TrainingOutcome":
+        """The outcome ``metadata()`` gave (its bundle is in blob storage, not here)."""
+        return cls(**data)
 
 
 def gate_passed(outcomes: dict[str, TrainingOutcome]) -> bool:

@@ -108,9 +108,11 @@ class CompiledModels:
         where not recorded. A batch that raises scores NaN; each of its models' numbers and the
         error go to ``errors``.
         """
-        values = np.asarray(values, dtype=np.float64)
+        values = np.ascontiguousarray(values, dtype=np.float64)
         if (low is None) != (high is None):
             raise ValueError("low and high come together: pass both or neither")
+        if low is not None:
+            low, high = np.ascontiguousarray(low, dtype=np.float64), np.ascontiguousarray(high, dtype=np.float64)
         score = np.full(len(values), np.nan)
         anomaly = np.zeros(len(values), dtype=bool)
         has_model = runs.model >= 0
@@ -126,13 +128,19 @@ class CompiledModels:
             # Overflow gives a non-finite score, which refuses its device (score_shard): no warning needed.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for group, block in share:
-                    rows = runs.rows(block)
-                    extremes = (low[rows], high[rows]) if low is not None and getattr(group, "uses_extremes",
-                                                                                      False) else ()
+                    uses_extremes = low is not None and getattr(group, "uses_extremes", False)
                     try:
+                        if hasattr(group, "decision_into"):  # scores its runs where they lie: no gather, no scatter
+                            group.decision_into(values, runs.start[block], self.local[runs.model[block]],
+                                                runs.length[block], *((low, high) if uses_extremes else (None, None)),
+                                                score, anomaly)
+                            continue
+                        rows = runs.rows(block)
+                        extremes = (low[rows], high[rows]) if uses_extremes else ()
                         score[rows], anomaly[rows] = group.decision(values[rows], self.local[runs.model[block]],
                                                                     runs.length[block], *extremes)
                     except Exception as exc:  # a loaded detector that fails fails its device, not the shard
+                        rows = runs.rows(block)
                         score[rows], anomaly[rows] = np.nan, False
                         for model in np.unique(runs.model[block]) if errors is not None else ():
                             errors[int(model)] = f"{type(exc).__name__}: {str(exc)[:200]}"

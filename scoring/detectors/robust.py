@@ -200,6 +200,19 @@ class _RobustBatch:
         score = series_scores(x, length, self.params[model], self.lag, self.width, self.horizon, low, high)
         return score, score < 0
 
+    def decision_into(self, x: np.ndarray, start: np.ndarray, model: np.ndarray, length: np.ndarray,
+                      low: np.ndarray | None, high: np.ndarray | None, score: np.ndarray,
+                      flagged: np.ndarray) -> None:
+        """``decision`` of the series ``x[start[k]:start[k] + length[k]]`` (``x`` float64,
+        contiguous, as ``low`` and ``high``), written into the same rows of ``score`` and
+        ``flagged``."""
+        from scoring.detectors import robust_kernel
+
+        none = np.empty(0)
+        robust_kernel.scores_into(x, np.asarray(start, dtype=np.int64), np.asarray(length, dtype=np.int64),
+                                  np.ascontiguousarray(self.params[model]), self.lag, self.width, self.horizon,
+                                  none if low is None else low, none if high is None else high, score, flagged)
+
 
 class RobustKind:
     """Jump and spread against the sensor's own recent past, thresholds from its training windows."""

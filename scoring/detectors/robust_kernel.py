@@ -202,3 +202,17 @@ def scores(x, length, params, lag, width, horizon, low, high):
                 stats)
         first += length[k]
     return score
+
+
+@njit(**_OPTIONS)
+def scores_into(x, start, length, params, lag, width, horizon, low, high, score, flagged):
+    """``scores`` of series lying anywhere in ``x``: series ``k`` is ``x[start[k]:start[k] +
+    length[k]]``; its margins go to the same rows of ``score`` and ``flagged`` (margin < 0), so
+    that a batch whose series are spread among others' is neither gathered nor scattered."""
+    none = np.empty(0)
+    stats = np.empty((8, length.max() if len(length) else 0))
+    for k in range(len(length)):
+        _series(x, start[k], length[k], params[k, 0], lag, width, horizon, params[k], none, none, none, score, low,
+                high, stats)
+        for row in range(start[k], start[k] + length[k]):
+            flagged[row] = score[row] < 0

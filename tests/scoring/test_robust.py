@@ -167,6 +167,25 @@ def test_many_series_scored_at_once_equal_each_scored_alone(lag, width, horizon)
         offset += n
 
 
+def test_series_scored_where_they_lie_among_others_equal_them_gathered():
+    from scoring.detectors.robust import _RobustBatch
+
+    rng = np.random.default_rng(6)
+    models = [KIND.fit(rng.normal(5 * k, 1 + k, 720), low=None, high=None) for k in range(3)]
+    batch = _RobustBatch(models)
+    lengths = np.array([200, 50, 130])
+    start = np.array([10, 400, 240])  # out of order, with rows of no one's between them
+    x = rng.normal(5, 2, 600)
+    low, high = x - rng.exponential(1, 600), x + rng.exponential(1, 600)
+    score, flagged = np.full(600, -7.0), np.zeros(600, dtype=bool)
+    batch.decision_into(x, start, np.array([2, 0, 1]), lengths, low, high, score, flagged)
+    rows = np.concatenate([np.arange(a, a + n) for a, n in zip(start, lengths)])
+    want, want_flags = batch.decision(x[rows], np.array([2, 0, 1]), lengths, low[rows], high[rows])
+    assert np.array_equal(score[rows], want) and np.array_equal(flagged[rows], want_flags)
+    others = np.setdiff1d(np.arange(600), rows)
+    assert (score[others] == -7.0).all() and not flagged[others].any()  # nothing written outside its series
+
+
 def test_a_huge_window_leaves_no_rounding_error_in_the_windows_after_it():
     rng = np.random.default_rng(8)
     x = rng.normal(5, 0.01, 400)

@@ -32,7 +32,7 @@ CONFIGURED_PG = os.environ.get("BSCORE_TEST_PG", "postgresql://postgres@127.0.0.
 
 
 # A test that asks for one of these runs Dagster jobs on a whole platform: marked slow.
-PLATFORM_FIXTURES = {"platform", "trained", "trained_kind", "scored", "platform_states", "pg_platform"}
+PLATFORM_FIXTURES = {"platform", "trained", "trained_kind", "scored", "platform_states", "pg_platform", "fleet_platform"}
 
 
 def pytest_collection_modifyitems(items):
